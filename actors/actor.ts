@@ -1,0 +1,80 @@
+import { parentPort } from 'node:worker_threads';
+import type { Config } from '../lib/config/config.js';
+import { CallbackLogger, type Logger } from '../lib/log.js';
+import { StopSignal } from '../lib/stop-signal.js';
+import { errorMessage } from '../lib/errors.js';
+import { assertNever, type ActorName, type FromActor, type ToActor } from './messages.js';
+
+// What every actor thread shares: it waits for `init`, builds its actor, runs its loop, and on
+// `stop` closes it (bounded) and answers `stopped`. An actor keeps no state that Redis does not
+// also hold, so the supervisor can replace a dead one with a new one at any moment.
+
+export interface ActorContext {
+  name: ActorName;
+  config: Config;
+  redisUrl: string;
+  epoch: string;
+  log: Logger;
+  stop: StopSignal;
+  send(to: ActorName, message: ToActor): void;
+}
+
+export interface Actor {
+  /** The main loop; returns when ctx.stop is set. */
+  run(): Promise<void>;
+  /** Messages beyond init/stop/crash. */
+  handle(message: ToActor): void;
+  /** Idempotent and bounded. */
+  close(): Promise<void>;
+}
+
+const CLOSE_DEADLINE_MS = 5000;
+
+export function runActor(name: ActorName, create: (ctx: ActorContext) => Promise<Actor>): void {
+  const port = parentPort;
+  if (!port) throw new Error(`${name} must run in a worker thread`);
+  const post = (message: FromActor) => port.postMessage(message);
+  let actor: Actor | null = null;
+  let ctx: ActorContext | null = null;
+  const early: ToActor[] = [];
+
+  port.on('message', (message: ToActor) => {
+    switch (message.type) {
+      case 'init':
+        void start(message);
+        return;
+      case 'stop':
+        void stop();
+        return;
+      case 'crash':
+        // A real crash: no cleanup, no answer. The supervisor sees the thread exit.
+        process.exit(70);
+      case 'epoch':
+      case 'abort':
+      case 'wake':
+        if (actor) actor.handle(message);
+        else early.push(message);
+        return;
+      default:
+        assertNever(message);
+    }
+  });
+
+  async function start(init: Extract<ToActor, { type: 'init' }>): Promise<void> {
+    const log = new CallbackLogger(init.config.logLevel, (level, text) => post({ type: 'log', level, message: text }));
+    ctx = { name, config: init.config, redisUrl: init.redisUrl, epoch: init.epoch, log, stop: new StopSignal(), send: (to, message) => post({ type: 'send', to, message }) };
+    actor = await create(ctx);
+    for (const message of early.splice(0)) actor.handle(message);
+    post({ type: 'ready' });
+    await actor.run();
+  }
+
+  async function stop(): Promise<void> {
+    ctx?.stop.stop();
+    if (actor) {
+      const deadline = new Promise((resolve) => setTimeout(resolve, CLOSE_DEADLINE_MS).unref());
+      await Promise.race([actor.close().catch((err) => ctx?.log.warn(`closing: ${errorMessage(err)}`)), deadline]);
+    }
+    post({ type: 'stopped' });
+  }
+}

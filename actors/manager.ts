@@ -1,0 +1,99 @@
+import { runActor, type Actor, type ActorContext } from './actor.js';
+import type { ToActor } from './messages.js';
+import { Store, type GrantPool, type RouteDecision } from '../lib/store/store.js';
+import { SignalWaiter } from '../lib/store/signal-waiter.js';
+import { validateJobSpec, type JobSpec } from '../lib/spec/job-spec.js';
+import { parseJson } from '../lib/store/job-record.js';
+import { errorMessage, JobSpecError } from '../lib/errors.js';
+import { locationOf, poolsFor } from '../lib/jobs/locations.js';
+
+// The JobManager actor. It watches Job_Queue: every entry is checked (a job file that is not
+// valid becomes `rejected`, with the reason, and everything else goes on) and routed to the queue
+// of the location it needs. Then it grants: for each location with room, jobs move to
+// Granted_Queue while slots remain (grant-4.lua). Full locations are not watched: their queues
+// stay untouched until a finishing job frees a slot, which signals the manager.
+//
+// It blocks on Signal:manager (new jobs, freed slots) between rounds, or until the next delayed
+// retry is due.
+
+const INTAKE_BATCH = 500;
+const GRANT_BATCH = 500;
+const IDLE_WAIT_MS = 5000;
+
+class Manager implements Actor {
+  private readonly waiter: SignalWaiter;
+  private granted = 0;
+
+  constructor(
+    private readonly ctx: ActorContext,
+    private readonly store: Store,
+  ) {
+    this.waiter = new SignalWaiter(ctx.redisUrl);
+  }
+
+  async run(): Promise<void> {
+    const { stop, log } = this.ctx;
+    log.info(`JobManager: watching Job_Queue (LocalMaxJobs ${this.ctx.config.localMaxJobs})`);
+    while (!stop.stopped) {
+      const intake = await this.routeIntake();
+      const { granted, nextDueMs } = await this.store.grant(this.pools(), GRANT_BATCH);
+      this.granted += granted;
+      if (intake === INTAKE_BATCH || granted === GRANT_BATCH) continue;
+      await this.waiter.wait([this.store.keys.signal('manager')], nextDueMs ?? IDLE_WAIT_MS, stop);
+    }
+  }
+
+  handle(_message: ToActor): void {
+    // Everything the manager needs to know arrives through Redis.
+  }
+
+  /** The locations this manager grants for, with their slot limits (the old QueueTracker). */
+  private pools(): GrantPool[] {
+    return poolsFor(this.ctx.config, this.store.keys);
+  }
+
+  private async routeIntake(): Promise<number> {
+    const entries = await this.store.readIntake(INTAKE_BATCH);
+    if (entries.length === 0) return 0;
+    const fields = await this.store.getFields(entries, ['raw', 'file', 'baseDir']);
+    const decisions: RouteDecision[] = entries.map((entry, i) => this.decide(entry, fields[i]));
+    const { rejected } = await this.store.route(decisions);
+    for (const d of decisions) {
+      if (d.location === null) this.ctx.log.warn(`JobManager: rejected job ${d.entry}: ${d.detail}`);
+    }
+    if (rejected) this.ctx.log.debug(`JobManager: routed ${entries.length - rejected}, rejected ${rejected}`);
+    return entries.length;
+  }
+
+  private decide(entry: string, [raw, file, baseDir]: (string | null)[]): RouteDecision {
+    const reject = (reason: string): RouteDecision => ({ entry, location: null, detail: reason, pollMs: 0, timeoutMs: null, retries: 0 });
+    if (raw === null) return reject('the job record has no job definition; queue job files with `jobmanager queue FILE`');
+    let spec: JobSpec;
+    try {
+      spec = validateJobSpec(parseJson(raw), { file: file ?? '', baseDir: baseDir ?? undefined });
+    } catch (err) {
+      return reject(err instanceof JobSpecError ? err.message : `invalid job: ${errorMessage(err)}`);
+    }
+    const location = locationOf(spec, this.ctx.config);
+    if (typeof location !== 'string') return reject(location.reason);
+    return {
+      entry,
+      location,
+      detail: JSON.stringify(spec),
+      pollMs: spec.pollPeriodMs ?? this.ctx.config.pollPeriodMs,
+      timeoutMs: spec.timeoutMs,
+      retries: spec.retries,
+    };
+  }
+
+  async close(): Promise<void> {
+    this.waiter.close();
+    await this.store.close();
+    this.ctx.log.info(`JobManager: stopped after granting ${this.granted} jobs`);
+  }
+}
+
+runActor('manager', async (ctx) => {
+  const store = await Store.open(ctx.redisUrl, ctx.config.deployment, 'actor');
+  return new Manager(ctx, store);
+});

@@ -1,0 +1,34 @@
+import type { Config, LogLevel } from '../lib/config/config.js';
+
+// The one message protocol between the supervisor and its actors (worker threads). Every message
+// is a member of a union keyed on `type`; receivers handle them in one switch, so a forgotten case
+// is a compile error. Actors never talk to each other directly: `send` asks the supervisor to
+// pass a message on, so a restarted actor is reachable at once.
+
+export const ACTOR_NAMES = ['manager', 'starter', 'fetcher'] as const;
+export type ActorName = (typeof ACTOR_NAMES)[number];
+
+/** Supervisor → actor. */
+export type ToActor =
+  | { type: 'init'; config: Config; redisUrl: string; epoch: string }
+  /** Finish the current step, close, and answer `stopped`. */
+  | { type: 'stop' }
+  /** Fault injection (chaos tests, `jobmanager debug crash-actor`): die at once. */
+  | { type: 'crash' }
+  /** Fetcher: the starter now launches under this epoch (older epochs' thread jobs are gone). */
+  | { type: 'epoch'; epoch: string }
+  /** Starter: stop a thread job's run (timeout or cancel, decided by the fetcher). */
+  | { type: 'abort'; runId: string; reason: string }
+  /** Look at Redis now rather than at the next timeout. */
+  | { type: 'wake' };
+
+/** Actor → supervisor. */
+export type FromActor =
+  | { type: 'ready' }
+  | { type: 'stopped' }
+  | { type: 'log'; level: LogLevel; message: string }
+  | { type: 'send'; to: ActorName; message: ToActor };
+
+export function assertNever(value: never): never {
+  throw new Error(`unhandled message ${JSON.stringify(value)}`);
+}

@@ -1,0 +1,252 @@
+import { mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { Redis } from 'ioredis';
+import type { Config } from '../lib/config/config.js';
+import { FileLogger } from '../lib/log.js';
+import { Store } from '../lib/store/store.js';
+import { createRedis, describeRedis } from '../lib/store/connect.js';
+import { embeddedRedisUrl, ensureEmbeddedRedis, stopEmbeddedRedis } from '../lib/store/embedded-redis.js';
+import { acquireStateLock, releaseStateLock } from '../lib/state-lock.js';
+import { errorMessage, IllegalStateError } from '../lib/errors.js';
+import { StopSignal } from '../lib/stop-signal.js';
+import { ACTOR_NAMES, assertNever, type ActorName, type FromActor, type ToActor } from './messages.js';
+
+// The supervisor: one process, three actors, each in its own worker thread.
+//
+//            ┌──────────── supervisor (main thread) ─────────────┐
+//            │ lock, embedded redis-server, heartbeat, restarts  │
+//            └──────┬──────────────────┬──────────────────┬──────┘
+//        messages   │                  │                  │
+//            ┌──────┴─────┐     ┌──────┴─────┐     ┌──────┴──────┐
+//            │  manager   │     │  starter   │     │  fetcher    │
+//            │ Job_Queue  │     │ Granted_Q  │     │ Running_Q   │
+//            │ -> grant   │     │ -> launch  │     │ -> finish   │
+//            └──────┬─────┘     └──────┬─────┘     └──────┬──────┘
+//                   └───────────── Redis (all durable state) ───┘
+//
+// Actors keep no state that Redis does not also hold, so when one dies the supervisor starts a
+// new one (with a growing delay if it keeps dying) and work goes on. The supervisor routes the
+// few messages actors send each other (`send`).
+
+export type SupervisorStatus = 'idle' | 'starting' | 'running' | 'stopping' | 'stopped';
+type ActorState = 'starting' | 'ready' | 'stopping' | 'restarting' | 'stopped';
+
+interface ActorSlot {
+  name: ActorName;
+  worker: Worker | null;
+  state: ActorState;
+  restarts: number[];
+  stopped: (() => void) | null;
+}
+
+export interface SupervisorOptions {
+  /** Echo the log to stderr (foreground runs). */
+  echo: boolean;
+}
+
+const HEARTBEAT_MS = 2000;
+const STOP_DEADLINE_MS = 8000;
+
+export class Supervisor {
+  private status: SupervisorStatus = 'idle';
+  private readonly log: FileLogger;
+  private readonly actors = new Map<ActorName, ActorSlot>();
+  private store: Store | null = null;
+  private control: Redis | null = null;
+  private redisUrl = '';
+  private epoch = '0';
+  private startedAt = Date.now();
+  private readonly stop$ = new StopSignal();
+  private stopping: Promise<void> | null = null;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly config: Config,
+    options: SupervisorOptions,
+  ) {
+    mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+    this.log = new FileLogger(join(config.stateDir, 'supervisor.log'), config.logLevel, 'supervisor', options.echo);
+  }
+
+  get state(): SupervisorStatus {
+    return this.status;
+  }
+
+  private setStatus(next: SupervisorStatus): void {
+    this.log.debug(`supervisor: ${this.status} -> ${next}`);
+    this.status = next;
+  }
+
+  async start(): Promise<void> {
+    if (this.status !== 'idle') throw new IllegalStateError(`the supervisor cannot start: it is ${this.status}`);
+    this.setStatus('starting');
+    acquireStateLock(this.config.stateDir);
+    try {
+      if (this.config.redisUrl) {
+        this.redisUrl = this.config.redisUrl;
+      } else {
+        const embedded = await ensureEmbeddedRedis(this.config.stateDir, (text) => this.log.info(text));
+        this.redisUrl = embedded.url;
+      }
+      this.store = await Store.open(this.redisUrl, this.config.deployment, 'actor');
+      this.epoch = String(await this.store.redis.incr(this.store.keys.epoch));
+      this.log.info(`supervisor: pid ${process.pid}, Redis ${describeRedis(this.redisUrl)}, deployment ${this.config.deployment}, state in ${this.config.stateDir}`);
+      await Promise.all(ACTOR_NAMES.map((name) => this.spawnActor(name)));
+      this.startedAt = Date.now();
+      this.setStatus('running');
+      await this.heartbeat();
+      this.heartbeatTimer = setInterval(() => void this.heartbeat(), HEARTBEAT_MS);
+      void this.controlLoop();
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  /** Starts an actor's thread and resolves when it is ready. */
+  private spawnActor(name: ActorName): Promise<void> {
+    const slot = this.actors.get(name) ?? { name, worker: null, state: 'starting' as ActorState, restarts: [], stopped: null };
+    this.actors.set(name, slot);
+    slot.state = 'starting';
+    const worker = new Worker(new URL(`./${name}.js`, import.meta.url));
+    slot.worker = worker;
+    return new Promise((resolve) => {
+      worker.on('message', (message: FromActor) => {
+        if (message.type === 'ready' && slot.state === 'starting') {
+          slot.state = 'ready';
+          resolve();
+        }
+        this.onMessage(slot, message);
+      });
+      worker.on('error', (err) => this.log.error(`${name}: ${err.stack ?? errorMessage(err)}`));
+      worker.on('exit', (code) => {
+        if (slot.worker !== worker) return;
+        slot.worker = null;
+        resolve();
+        this.onActorExit(slot, code);
+      });
+      worker.postMessage({ type: 'init', config: this.config, redisUrl: this.redisUrl, epoch: this.epoch } satisfies ToActor);
+    });
+  }
+
+  private onMessage(slot: ActorSlot, message: FromActor): void {
+    switch (message.type) {
+      case 'ready':
+        return;
+      case 'stopped':
+        slot.stopped?.();
+        return;
+      case 'log':
+        this.log.write(message.level, slot.name, message.message);
+        return;
+      case 'send':
+        this.actors.get(message.to)?.worker?.postMessage(message.message);
+        return;
+      default:
+        assertNever(message);
+    }
+  }
+
+  private onActorExit(slot: ActorSlot, code: number): void {
+    if (this.status === 'stopping' || this.status === 'stopped' || slot.state === 'stopping') {
+      slot.state = 'stopped';
+      slot.stopped?.();
+      return;
+    }
+    const now = Date.now();
+    slot.restarts = slot.restarts.filter((t) => now - t < 60_000);
+    slot.restarts.push(now);
+    const delay = Math.min(100 * 2 ** (slot.restarts.length - 1), 5000);
+    slot.state = 'restarting';
+    this.log.error(`supervisor: the ${slot.name} actor exited (code ${code}); restarting it in ${delay}ms`);
+    setTimeout(() => void this.restartActor(slot), delay).unref();
+  }
+
+  private async restartActor(slot: ActorSlot): Promise<void> {
+    if (this.status !== 'running' && this.status !== 'starting') return;
+    try {
+      if (slot.name === 'starter') {
+        // A new starter gets a new launcher and run log: a new epoch. The fetcher learns that
+        // thread jobs of the old epoch are gone.
+        this.epoch = String(await this.store!.redis.incr(this.store!.keys.epoch));
+      }
+      await this.spawnActor(slot.name);
+      if (slot.name === 'starter') this.actors.get('fetcher')?.worker?.postMessage({ type: 'epoch', epoch: this.epoch } satisfies ToActor);
+      this.log.info(`supervisor: the ${slot.name} actor is back`);
+    } catch (err) {
+      this.log.error(`supervisor: restarting ${slot.name} failed: ${errorMessage(err)}`);
+      setTimeout(() => void this.restartActor(slot), 1000).unref();
+    }
+  }
+
+  /** Fault injection and actor-level commands pushed to the Control list (`jobmanager debug`). */
+  private async controlLoop(): Promise<void> {
+    this.control = createRedis(this.redisUrl, 'actor');
+    while (!this.stop$.stopped) {
+      try {
+        const reply = await this.control.blpop(this.store!.keys.control, 5);
+        if (!reply) continue;
+        const [verb, target] = reply[1].split(' ');
+        const slot = this.actors.get(target as ActorName);
+        if (verb === 'crash' && slot?.worker) {
+          this.log.warn(`supervisor: crashing the ${target} actor on request`);
+          slot.worker.postMessage({ type: 'crash' } satisfies ToActor);
+        }
+      } catch {
+        if (!this.stop$.stopped) await this.stop$.sleep(200);
+      }
+    }
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (!this.store) return;
+    const actors: Record<string, { state: string; restarts: number }> = {};
+    for (const [name, slot] of this.actors) actors[name] = { state: slot.state, restarts: slot.restarts.length };
+    try {
+      await this.store.redis.hset(this.store.keys.supervisor, {
+        pid: process.pid, host: hostname(), startedAt: this.startedAt, heartbeatAt: Date.now(), status: this.status,
+        epoch: this.epoch, stateDir: this.config.stateDir, actors: JSON.stringify(actors),
+      });
+    } catch {
+      // Redis is away; the next beat will tell
+    }
+  }
+
+  /** Stops the actors (each finishes its step), then the embedded Redis. Idempotent, bounded. */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.setStatus('stopping');
+    this.stop$.stop();
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.control?.disconnect();
+    const deadline = new Promise<void>((resolve) => setTimeout(resolve, STOP_DEADLINE_MS).unref());
+    await Promise.race([Promise.all([...this.actors.values()].map((slot) => this.stopActor(slot))), deadline]);
+    for (const slot of this.actors.values()) await slot.worker?.terminate();
+    if (this.store) {
+      await this.store.redis.hset(this.store.keys.supervisor, { status: 'stopped', heartbeatAt: Date.now() }).catch(() => {});
+      await this.store.close();
+    }
+    if (!this.config.redisUrl && this.redisUrl === embeddedRedisUrl(this.config.stateDir)) {
+      const stopped = await stopEmbeddedRedis(this.config.stateDir);
+      if (!stopped) this.log.info('supervisor: the embedded redis-server keeps running: other commands are using it');
+    }
+    releaseStateLock(this.config.stateDir);
+    this.setStatus('stopped');
+    this.log.info('supervisor: stopped; running jobs go on and are picked up at the next start');
+  }
+
+  private stopActor(slot: ActorSlot): Promise<void> {
+    if (!slot.worker) return Promise.resolve();
+    slot.state = 'stopping';
+    return new Promise((resolve) => {
+      slot.stopped = resolve;
+      slot.worker!.postMessage({ type: 'stop' } satisfies ToActor);
+    });
+  }
+}

@@ -1,0 +1,196 @@
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Supervisor } from '../../../actors/supervisor.js';
+import { readConfig, openStore } from '../context.js';
+import { lockOwner } from '../../state-lock.js';
+import { embeddedRedisSocket, pingSocket, stopEmbeddedRedis } from '../../store/embedded-redis.js';
+import { describeRedis } from '../../store/connect.js';
+import { age, ProgressLine, table } from '../output.js';
+import { errorMessage, JobManagerError } from '../../errors.js';
+import { parseJson } from '../../store/job-record.js';
+import { EXIT, type CommandArgs } from './types.js';
+import type { Config } from '../../config/config.js';
+import { sleep } from '../../stop-signal.js';
+
+// The supervisor's lifecycle: start (foreground, or --detach), stop, restart, status.
+
+const MAIN = fileURLToPath(new URL('../main.js', import.meta.url));
+
+export async function startCommand(args: CommandArgs): Promise<number> {
+  const config = readConfig(args.config);
+  const owner = lockOwner(config.stateDir);
+  if (owner !== null) {
+    args.out.error(`a supervisor is already running (pid ${owner}) with state in ${config.stateDir}`);
+    return EXIT.unavailable;
+  }
+  return args.detach ? startDetached(config, args) : runForeground(config, args);
+}
+
+async function runForeground(config: Config, args: CommandArgs): Promise<number> {
+  const detachedChild = process.env.JM_DETACHED_CHILD === '1' && typeof process.send === 'function';
+  const supervisor = new Supervisor(config, { echo: !detachedChild });
+  try {
+    await supervisor.start();
+  } catch (err) {
+    if (detachedChild) process.send!({ error: errorMessage(err) });
+    throw err;
+  }
+  if (detachedChild) {
+    process.send!({ ready: process.pid });
+    process.disconnect();
+  } else {
+    args.out.error(`JobManager supervisor running (pid ${process.pid}); log: ${join(config.stateDir, 'supervisor.log')}`);
+    args.out.error('Ctrl-C stops it; running jobs go on and are picked up at the next start.');
+  }
+  await new Promise<void>((resolve) => {
+    let signals = 0;
+    const onSignal = () => {
+      if (++signals > 1) process.exit(130); // a second Ctrl-C: leave at once
+      resolve();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+  await supervisor.stop();
+  return EXIT.ok;
+}
+
+async function startDetached(config: Config, args: CommandArgs): Promise<number> {
+  const logFile = join(config.stateDir, 'supervisor.out');
+  mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  const fd = openSync(logFile, 'a');
+  const child = spawn(process.execPath, [MAIN, 'start', ...(args.config ? ['--config', args.config] : [])], {
+    detached: true,
+    stdio: ['ignore', fd, fd, 'ipc'],
+    env: { ...process.env, JM_DETACHED_CHILD: '1' },
+  });
+  closeSync(fd);
+  const reply = await new Promise<{ ready?: number; error?: string; exited?: number | null }>((resolve) => {
+    child.once('message', (message: { ready?: number; error?: string }) => resolve(message));
+    child.once('exit', (code) => resolve({ exited: code }));
+  });
+  child.unref();
+  if (child.connected) child.disconnect();
+  if (reply.ready) {
+    args.out.error(`JobManager supervisor started (pid ${reply.ready}); log: ${join(config.stateDir, 'supervisor.log')}`);
+    return EXIT.ok;
+  }
+  args.out.error(`the supervisor did not start: ${reply.error ?? `it exited with code ${reply.exited}; see ${logFile}`}`);
+  return EXIT.unavailable;
+}
+
+export async function stopCommand(args: CommandArgs): Promise<number> {
+  const config = readConfig(args.config);
+  const stopped = await stopSupervisor(config, args);
+  if (stopped === null) {
+    if (!config.redisUrl && (await pingSocket(embeddedRedisSocket(config.stateDir)))) {
+      await stopEmbeddedRedis(config.stateDir, true);
+      args.out.error('no supervisor was running; stopped the embedded redis-server');
+    } else {
+      args.out.error('no supervisor is running');
+    }
+    return EXIT.ok;
+  }
+  return stopped ? EXIT.ok : EXIT.unavailable;
+}
+
+/** null: none was running; true: stopped; false: it did not stop in time. */
+async function stopSupervisor(config: Config, args: CommandArgs): Promise<boolean | null> {
+  const pid = lockOwner(config.stateDir);
+  if (pid === null) return null;
+  process.kill(pid, 'SIGTERM');
+  const progress = new ProgressLine(!args.out.json);
+  const started = Date.now();
+  while (lockOwner(config.stateDir) === pid && Date.now() - started < 30_000) {
+    progress.update(`stopping the supervisor (pid ${pid})… ${Math.round((Date.now() - started) / 1000)}s`);
+    await sleep(50);
+  }
+  progress.done();
+  if (lockOwner(config.stateDir) === pid) {
+    args.out.error(`the supervisor (pid ${pid}) did not stop within 30s; \`kill -9 ${pid}\` is safe: nothing is lost`);
+    return false;
+  }
+  args.out.error(`stopped the supervisor (pid ${pid}); running jobs go on and are picked up at the next start`);
+  return true;
+}
+
+export async function restartCommand(args: CommandArgs): Promise<number> {
+  const config = readConfig(args.config);
+  if ((await stopSupervisor(config, args)) === false) return EXIT.unavailable;
+  return startDetached(config, args);
+}
+
+export async function statusCommand(args: CommandArgs): Promise<number> {
+  const { out } = args;
+  const config = readConfig(args.config);
+  const pid = lockOwner(config.stateDir);
+  const redisText = config.redisUrl ? describeRedis(config.redisUrl) : `embedded (${embeddedRedisSocket(config.stateDir)})`;
+  if (pid === null && !config.redisUrl && !(await pingSocket(embeddedRedisSocket(config.stateDir)))) {
+    if (out.json) out.data({ supervisor: null, redis: { address: redisText, reachable: false } });
+    else out.line(`supervisor  not running (start it with \`jobmanager start\`)\nredis       ${redisText}, not running`);
+    return EXIT.unavailable;
+  }
+  let handle;
+  try {
+    handle = await openStore(config);
+  } catch (err) {
+    if (out.json) out.data({ supervisor: pid, redis: { address: redisText, reachable: false, error: errorMessage(err) } });
+    else out.line(`supervisor  ${pid ? `pid ${pid}` : 'not running'}\nredis       ${redisText}: ${errorMessage(err)}`);
+    return EXIT.unavailable;
+  }
+  try {
+    const { store } = handle;
+    const k = store.keys;
+    const info = await store.redis.hgetall(k.supervisor);
+    const pools = [{ name: 'local', queue: k.locationQueue('local'), slots: k.localJobs, limit: config.localMaxJobs }];
+    const pipeline = store.redis.pipeline().llen(k.jobQueue).llen(k.grantedQueue).zcard(k.runningQueue).zcard(k.delayed).scard(k.starting);
+    for (const p of pools) pipeline.llen(p.queue).scard(p.slots);
+    const counts = ((await pipeline.exec()) ?? []).map(([, n]) => Number(n));
+    const [intake, granted, running, delayed, starting] = counts;
+    const poolRows = pools.map((p, i) => ({ location: p.name, waiting: counts[5 + i * 2], used: counts[6 + i * 2], slots: p.limit }));
+    const alive = pid !== null && Number(info.pid) === pid && info.status !== 'stopped';
+    const actors = (parseJson(info.actors) ?? {}) as Record<string, { state: string; restarts: number }>;
+    const heartbeat = info.heartbeatAt ? Number(info.heartbeatAt) : null;
+    if (out.json) {
+      out.data({
+        supervisor: alive ? { pid, host: info.host, startedAt: Number(info.startedAt), heartbeatAt: heartbeat, actors } : null,
+        redis: { address: redisText, reachable: true },
+        queues: { Job_Queue: intake, Granted_Queue: granted, Starting: starting, Running_Queue: running, Delayed: delayed },
+        locations: poolRows,
+      });
+      return alive ? EXIT.ok : EXIT.unavailable;
+    }
+    const stale = heartbeat !== null && Date.now() - heartbeat > 10_000;
+    out.line(`supervisor  ${alive ? `running, pid ${pid} on ${info.host}, up ${age(Number(info.startedAt))}${stale ? `, NOT RESPONDING (last heartbeat ${age(heartbeat)} ago)` : ''}` : 'not running (start it with `jobmanager start`)'}`);
+    if (alive) out.line(`actors      ${Object.entries(actors).map(([name, a]) => `${name} ${a.state}${a.restarts ? ` (${a.restarts} restarts in the last minute)` : ''}`).join(' · ')}`);
+    out.line(`redis       ${redisText}`);
+    out.line(`queues      Job_Queue ${intake} · Granted_Queue ${granted + starting} · Running_Queue ${running} · waiting to retry ${delayed}`);
+    out.line('');
+    out.line(table(['LOCATION', 'WAITING', 'SLOTS USED'], poolRows.map((p) => [p.location, p.waiting, `${p.used}/${p.slots}`])));
+    return alive ? EXIT.ok : EXIT.unavailable;
+  } finally {
+    await handle.release();
+  }
+}
+
+/** `jobmanager debug crash-actor NAME`: fault injection for chaos tests. */
+export async function debugCommand(args: CommandArgs): Promise<number> {
+  const [verb, target] = args.positionals;
+  if (verb !== 'crash-actor' || !['manager', 'starter', 'fetcher'].includes(target)) {
+    args.out.error('usage: jobmanager debug crash-actor manager|starter|fetcher');
+    return EXIT.usage;
+  }
+  const handle = await openStore(readConfig(args.config));
+  try {
+    await handle.store.redis.rpush(handle.store.keys.control, `crash ${target}`);
+    return EXIT.ok;
+  } finally {
+    await handle.release();
+  }
+}
+
+export function describeError(err: unknown): string {
+  return err instanceof JobManagerError ? err.message : errorMessage(err);
+}

@@ -1,0 +1,46 @@
+import { Supervisor } from '../../../actors/supervisor.js';
+import { readConfig, openStore } from '../context.js';
+import { loadJobFiles } from '../job-files.js';
+import { lockOwner } from '../../state-lock.js';
+import { submit, waitAndReport } from './queue.js';
+import { EXIT, type CommandArgs } from './types.js';
+
+// `jobmanager run FILE|DIR...`: the one-command way. Starts a supervisor in this process (unless
+// one already runs for this state directory: then it is used), queues the jobs, waits for them
+// with a progress line, prints the result table and stops what it started. Exit code 0 only when
+// every job succeeded.
+
+export async function runCommand(args: CommandArgs): Promise<number> {
+  const { out } = args;
+  if (args.positionals.length === 0) {
+    out.error('usage: jobmanager run FILE|DIR... [--json]');
+    return EXIT.usage;
+  }
+  const config = readConfig(args.config);
+  const loaded = await loadJobFiles(args.positionals);
+  if (loaded.errors.length) {
+    for (const err of loaded.errors) out.error(`error: ${err.message}`);
+    out.error(`nothing was run: ${loaded.errors.length} job file${loaded.errors.length > 1 ? 's have' : ' has'} problems`);
+    return EXIT.usage;
+  }
+  const owner = lockOwner(config.stateDir);
+  let supervisor: Supervisor | null = null;
+  if (owner === null) {
+    supervisor = new Supervisor(config, { echo: false });
+    await supervisor.start();
+  } else if (!out.json) {
+    out.error(`using the supervisor already running (pid ${owner})`);
+  }
+  try {
+    const handle = await openStore(config);
+    try {
+      const ids = await submit(handle.store, loaded.jobs);
+      if (!out.json) out.error(`queued ${ids.length} job${ids.length > 1 ? 's' : ''}: ${ids.join(' ')}`);
+      return await waitAndReport(handle.store, ids, args);
+    } finally {
+      await handle.release();
+    }
+  } finally {
+    await supervisor?.stop();
+  }
+}

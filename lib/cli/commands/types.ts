@@ -1,0 +1,29 @@
+import type { Output } from '../output.js';
+
+export interface CommandArgs {
+  positionals: string[];
+  config: string | undefined;
+  json: boolean;
+  wait: boolean;
+  detach: boolean;
+  follow: boolean;
+  all: boolean;
+  state: string | undefined;
+  limit: string | undefined;
+  timeout: string | undefined;
+  step: string | undefined;
+  out: Output;
+}
+
+/** A command returns the process exit code. */
+export type Command = (args: CommandArgs) => Promise<number>;
+
+export const EXIT = {
+  ok: 0,
+  /** Some job did not succeed. */
+  jobsFailed: 1,
+  /** Bad input: a job file, an argument, the config. Nothing was changed. */
+  usage: 2,
+  /** The machinery is unavailable: Redis, the supervisor, a lock. */
+  unavailable: 3,
+} as const;

@@ -1,0 +1,157 @@
+import { spawnSync } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { JobSpecError } from '../errors.js';
+import { validateJobSpec, type JobSpec } from '../spec/job-spec.js';
+import { readYamlFile, YamlProblem } from '../spec/yaml.js';
+
+// Job files as `queue` and `run` take them: files, or directories of *.yaml / *.yml files. Each is
+// parsed safely and validated, then checked against the world: its modules exist and export the
+// functions its steps name, and its shell commands parse. Every problem names the file and line.
+
+export const MAX_JOB_FILE_BYTES = 1024 * 1024;
+
+export interface LoadedJob {
+  file: string;
+  spec: JobSpec;
+  raw: unknown;
+}
+
+export interface LoadResult {
+  jobs: LoadedJob[];
+  errors: JobSpecError[];
+}
+
+export function expandJobPaths(args: string[], cwd = process.cwd()): { files: string[]; errors: JobSpecError[] } {
+  const files: string[] = [];
+  const errors: JobSpecError[] = [];
+  for (const arg of args) {
+    const path = resolve(cwd, arg);
+    let isDir = false;
+    try {
+      isDir = statSync(path).isDirectory();
+    } catch {
+      errors.push(new JobSpecError(arg, null, null, 'no such file or directory'));
+      continue;
+    }
+    if (!isDir) {
+      files.push(path);
+      continue;
+    }
+    const found = readdirSync(path).filter((name) => /\.ya?ml$/.test(name)).sort(naturalOrder).map((name) => join(path, name));
+    if (found.length === 0) errors.push(new JobSpecError(arg, null, null, 'the directory holds no .yaml or .yml job files'));
+    files.push(...found);
+  }
+  return { files, errors };
+}
+
+function naturalOrder(a: string, b: string): number {
+  return a.localeCompare(b, undefined, { numeric: true });
+}
+
+export async function loadJobFiles(args: string[], cwd = process.cwd()): Promise<LoadResult> {
+  const { files, errors } = expandJobPaths(args, cwd);
+  const jobs: LoadedJob[] = [];
+  const checker = new WorldChecker();
+  for (const file of files) {
+    try {
+      const parsed = readYamlFile(file, MAX_JOB_FILE_BYTES);
+      const spec = validateJobSpec(parsed.value, { file, lineOf: parsed.lineOf });
+      await checker.check(spec, parsed.lineOf);
+      jobs.push({ file, spec, raw: parsed.value });
+    } catch (err) {
+      if (err instanceof YamlProblem) errors.push(new JobSpecError(file, err.line, null, err.reason));
+      else if (err instanceof JobSpecError) errors.push(err);
+      else throw err;
+    }
+  }
+  return { jobs, errors };
+}
+
+/** Checks that need the file system: modules, their exports, shell syntax. Results are cached. */
+class WorldChecker {
+  private readonly exports = new Map<string, Promise<Set<string> | string>>();
+  private readonly commands = new Map<string, string | null>();
+
+  async check(spec: JobSpec, lineOf: (path: (string | number)[]) => number | null): Promise<void> {
+    const fail = (path: (string | number)[], key: string, reason: string): never => {
+      throw new JobSpecError(spec.file, lineOf(path), key, reason);
+    };
+    for (const [key, path] of Object.entries(spec.modules)) {
+      let ok = false;
+      try {
+        ok = statSync(path).isFile();
+      } catch {
+        ok = false;
+      }
+      if (!ok) fail(['Modules', key], `Modules.${key}`, `no such file: ${path}`);
+    }
+    for (let i = 0; i < spec.order.length; i++) {
+      const step = spec.order[i];
+      if (step.kind === 'run') {
+        const problem = this.shellProblem(step.run);
+        if (problem) fail(['Order', i, 'Run'], `Order[${i}].Run`, `the command is not valid sh: ${problem}`);
+        continue;
+      }
+      const path = spec.modules[step.module];
+      const names = await this.moduleExports(path);
+      if (typeof names === 'string') return fail(['Modules', step.module], `Modules.${step.module}`, `cannot load ${path}: ${names}`);
+      if (!names.has(step.function)) {
+        fail(['Order', i, 'Function'], `Order[${i}].Function`, `${path} exports no function ${step.function}${names.size ? ` (it exports: ${[...names].slice(0, 10).join(', ')})` : ''}`);
+      }
+    }
+  }
+
+  private shellProblem(command: string): string | null {
+    if (!this.commands.has(command)) {
+      const result = spawnSync('/bin/sh', ['-n', '-c', command], { encoding: 'utf8', timeout: 5000 });
+      const text = result.status === 0 ? null : (result.stderr || 'syntax error').trim().replace(/^\/bin\/sh: \d+: /, '');
+      this.commands.set(command, text);
+    }
+    return this.commands.get(command)!;
+  }
+
+  /** The module's exported function names, or why it cannot be loaded. Loaded in a worker. */
+  private moduleExports(path: string): Promise<Set<string> | string> {
+    let pending = this.exports.get(path);
+    if (!pending) {
+      pending = loadExportNames(path);
+      this.exports.set(path, pending);
+    }
+    return pending;
+  }
+}
+
+const EXPORTS_PROBE = `
+const { parentPort, workerData } = require('node:worker_threads');
+import(workerData.url).then(
+  (m) => {
+    const names = Object.keys(m).filter((k) => typeof m[k] === 'function');
+    if (m.default && typeof m.default === 'object') names.push(...Object.keys(m.default).filter((k) => typeof m.default[k] === 'function'));
+    parentPort.postMessage({ names });
+  },
+  (e) => parentPort.postMessage({ error: String((e && e.message) || e).split('\\n')[0] }),
+);`;
+
+function loadExportNames(path: string): Promise<Set<string> | string> {
+  return new Promise((resolvePromise) => {
+    // Loading runs the module's top-level code, so it happens in a worker that can be stopped
+    // and whose output is discarded.
+    const worker = new Worker(EXPORTS_PROBE, { eval: true, workerData: { url: pathToFileURL(path).href }, stdout: true, stderr: true });
+    const timer = setTimeout(() => {
+      void worker.terminate();
+      resolvePromise('loading it took more than 10s');
+    }, 10_000);
+    worker.once('message', (reply: { names?: string[]; error?: string }) => {
+      clearTimeout(timer);
+      void worker.terminate();
+      resolvePromise(reply.names ? new Set(reply.names) : reply.error ?? 'unknown error');
+    });
+    worker.once('error', (err) => {
+      clearTimeout(timer);
+      resolvePromise(err.message);
+    });
+  });
+}

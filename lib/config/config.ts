@@ -1,0 +1,250 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { ConfigError } from '../errors.js';
+import { DEFAULT_CONFIG_FILE, expandHome } from '../paths.js';
+import { checkKeys, describeType, expectMap, optDuration, optInt, optString, optStringList, optStringMap, type Fail } from '../spec/fields.js';
+import { readYamlFile, YamlProblem, type ParsedYaml, type YamlPath } from '../spec/yaml.js';
+
+// Configuration: config/default.yaml documents every key and holds its default; a user file
+// (--config, JM_CONFIG, or ./jobmanager.yaml) overrides keys; JM_REDIS_URL and JM_STATE_DIR
+// override those. It is validated once here and compiled into plain numbers and absolute paths:
+// the actors receive a Config, never YAML.
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type HostKeyPolicy = 'strict' | 'accept-new';
+
+export interface HostConfig {
+  name: string;
+  hostname: string;
+  port: number;
+  username: string;
+  /** Private key file; null: use the ssh-agent. */
+  key: string | null;
+  slots: number;
+}
+
+export interface Ec2Config {
+  region: string;
+  imageId: string | null;
+  instanceType: string;
+  keyName: string | null;
+  securityGroupIds: string[];
+  subnetId: string | null;
+  username: string;
+  key: string | null;
+  maxInstances: number;
+  idleTimeoutMs: number;
+  tags: Record<string, string>;
+  endpoint: string | null;
+}
+
+export interface Config {
+  /** The file the user's settings came from, or null when only defaults apply. */
+  file: string | null;
+  redisUrl: string | null;
+  deployment: string;
+  stateDir: string;
+  localMaxJobs: number;
+  remoteMaxJobsPerHost: number;
+  pollPeriodMs: number;
+  retryBackoffMs: number;
+  killGraceMs: number;
+  logLevel: LogLevel;
+  knownHosts: string;
+  hostKeyPolicy: HostKeyPolicy;
+  hosts: HostConfig[];
+  ec2: Ec2Config;
+}
+
+const TOP_KEYS = ['Redis', 'Deployment', 'StateDir', 'LocalMaxJobs', 'RemoteMaxJobsPerHost', 'PollPeriod', 'RetryBackoff', 'KillGrace', 'LogLevel', 'KnownHosts', 'HostKeyPolicy', 'Hosts', 'EC2'];
+const EC2_KEYS = ['Region', 'ImageId', 'InstanceType', 'KeyName', 'SecurityGroupIds', 'SubnetId', 'Username', 'Key', 'MaxInstances', 'IdleTimeout', 'Tags', 'Endpoint'];
+const HOST_KEYS = ['Name', 'Hostname', 'Port', 'Username', 'Key', 'Slots'];
+/** The old tool's config keys, and where they live now. */
+export const LEGACY_EC2_KEYS: Record<string, string> = {
+  ec2MaxInstances: 'MaxInstances',
+  regionName: 'Region',
+  amiID: 'ImageId',
+  instanceSize: 'InstanceType',
+  securityGroups: 'SecurityGroupIds',
+  sshKeyName: 'KeyName',
+};
+/** Old keys that are understood and deliberately ignored. */
+const LEGACY_IGNORED = ['InstPollPeriod'];
+
+export interface LoadConfigOptions {
+  file?: string | null;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** The config file that applies: --config, else JM_CONFIG, else ./jobmanager.yaml, else none. */
+export function findConfigFile(options: LoadConfigOptions = {}): string | null {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  if (options.file) return resolve(cwd, expandHome(options.file));
+  if (env.JM_CONFIG) return resolve(cwd, expandHome(env.JM_CONFIG));
+  const local = resolve(cwd, 'jobmanager.yaml');
+  return existsSync(local) ? local : null;
+}
+
+export function loadConfig(options: LoadConfigOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const defaults = read(DEFAULT_CONFIG_FILE);
+  const file = findConfigFile(options);
+  let merged = defaults.value as Record<string, unknown>;
+  let user: ParsedYaml | null = null;
+  if (file) {
+    if (!existsSync(file)) throw new ConfigError(file, null, 'no such file (from --config or JM_CONFIG)');
+    user = read(file);
+    merged = merge(merged, normaliseLegacy(user.value, file, user));
+  }
+  const where = file ?? DEFAULT_CONFIG_FILE;
+  const fail: Fail = (path, reason) => {
+    const line = user?.lineOf(path);
+    throw new ConfigError(line ? `${where}:${line}` : where, path.join('.'), reason);
+  };
+  return compile(merged, file, env, fail);
+}
+
+function read(file: string): ParsedYaml {
+  try {
+    const parsed = readYamlFile(file, 1024 * 1024);
+    if (parsed.value === null || parsed.value === undefined) return { value: {}, lineOf: () => null };
+    return parsed;
+  } catch (err) {
+    if (err instanceof YamlProblem) throw new ConfigError(err.line ? `${file}:${err.line}` : file, null, err.reason);
+    throw err;
+  }
+}
+
+function normaliseLegacy(value: unknown, file: string, parsed: ParsedYaml): Record<string, unknown> {
+  const fail: Fail = (path, reason) => {
+    const line = parsed.lineOf(path);
+    throw new ConfigError(line ? `${file}:${line}` : file, path.join('.'), reason);
+  };
+  const top = { ...expectMap(value, [], fail, 'the config file') };
+  if ('awsIDs' in top) {
+    fail(['awsIDs'], 'AWS credentials do not belong in the config: use the standard AWS chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, ~/.aws/credentials, or an instance role) and remove awsIDs');
+  }
+  for (const key of LEGACY_IGNORED) delete top[key];
+  const ec2: Record<string, unknown> = top.EC2 === undefined ? {} : { ...expectMap(top.EC2, ['EC2'], fail, 'EC2') };
+  for (const [old, now] of Object.entries(LEGACY_EC2_KEYS)) {
+    if (!(old in top)) continue;
+    if (now in ec2) fail([old], `is the old name of EC2.${now}, which is also set; keep one`);
+    ec2[now] = top[old];
+    delete top[old];
+  }
+  if (Object.keys(ec2).length || top.EC2 !== undefined) top.EC2 = ec2;
+  return top;
+}
+
+function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    const prior = base[key];
+    const bothMaps = isMap(prior) && isMap(value) && key !== 'Tags';
+    out[key] = bothMaps ? merge(prior, value) : value;
+  }
+  return out;
+}
+
+function isMap(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+function compile(raw: Record<string, unknown>, file: string | null, env: NodeJS.ProcessEnv, fail: Fail): Config {
+  checkKeys(raw, TOP_KEYS, [], fail, 'the config');
+  const redis = expectMap(raw.Redis ?? {}, ['Redis'], fail, 'Redis');
+  checkKeys(redis, ['Url'], ['Redis'], fail, 'Redis');
+  let redisUrl = env.JM_REDIS_URL || optString(redis, 'Url', ['Redis'], fail) || null;
+  if (redisUrl && !/^(rediss?|unix):\/\//.test(redisUrl)) {
+    fail(['Redis', 'Url'], 'must start with redis://, rediss:// or unix:// (or be null for the embedded redis-server)');
+  }
+  const deployment = optString(raw, 'Deployment', [], fail, 64) ?? 'default';
+  if (!/^[A-Za-z0-9_.-]+$/.test(deployment)) fail(['Deployment'], 'must be letters, digits, _, . and - only');
+  const stateDirText = env.JM_STATE_DIR || optString(raw, 'StateDir', [], fail) || '~/.local/state/jobmanager';
+  const stateDir = resolve(expandHome(stateDirText));
+  const logLevel = (optString(raw, 'LogLevel', [], fail) ?? 'info') as LogLevel;
+  if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) fail(['LogLevel'], 'must be debug, info, warn or error');
+  const hostKeyPolicy = (optString(raw, 'HostKeyPolicy', [], fail) ?? 'strict') as HostKeyPolicy;
+  if (!['strict', 'accept-new'].includes(hostKeyPolicy)) fail(['HostKeyPolicy'], 'must be strict or accept-new');
+  const remoteMaxJobsPerHost = optInt(raw, 'RemoteMaxJobsPerHost', [], fail, 1, 1000) ?? 3;
+  const pollPeriodMs = optDuration(raw, 'PollPeriod', [], fail) ?? 30_000;
+  if (pollPeriodMs < 50) fail(['PollPeriod'], 'must be at least 50ms');
+  redisUrl = redisUrl ?? null;
+  return {
+    file,
+    redisUrl,
+    deployment,
+    stateDir,
+    localMaxJobs: optInt(raw, 'LocalMaxJobs', [], fail, 0, 10_000) ?? 4,
+    remoteMaxJobsPerHost,
+    pollPeriodMs,
+    retryBackoffMs: optDuration(raw, 'RetryBackoff', [], fail) ?? 1000,
+    killGraceMs: optDuration(raw, 'KillGrace', [], fail) ?? 10_000,
+    logLevel,
+    knownHosts: resolve(expandHome(optString(raw, 'KnownHosts', [], fail) ?? '~/.ssh/known_hosts')),
+    hostKeyPolicy,
+    hosts: compileHosts(raw.Hosts, remoteMaxJobsPerHost, fail),
+    ec2: compileEc2(raw.EC2, fail),
+  };
+}
+
+function compileHosts(raw: unknown, defaultSlots: number, fail: Fail): HostConfig[] {
+  if (raw === undefined || raw === null) return [];
+  if (!Array.isArray(raw)) fail(['Hosts'], `must be a list of hosts, not ${describeType(raw)}`);
+  const names = new Set<string>();
+  return raw.map((entry, i) => {
+    const path: YamlPath = ['Hosts', i];
+    const host = expectMap(entry, path, fail, 'a host');
+    checkKeys(host, HOST_KEYS, path, fail, 'a host');
+    const hostname = optString(host, 'Hostname', path, fail, 255);
+    if (!hostname) fail([...path, 'Hostname'], 'is missing: the address or DNS name of the host');
+    const name = optString(host, 'Name', path, fail, 64) ?? hostname;
+    if (!/^[A-Za-z0-9_.-]+$/.test(name)) fail([...path, 'Name'], 'must be letters, digits, _, . and - only');
+    if (name === 'any') fail([...path, 'Name'], '`any` is reserved: Hostname: any means any configured host');
+    if (names.has(name)) fail([...path, 'Name'], `${name} is listed twice`);
+    names.add(name);
+    const key = optString(host, 'Key', path, fail, 1024);
+    return {
+      name,
+      hostname,
+      port: optInt(host, 'Port', path, fail, 1, 65535) ?? 22,
+      username: optString(host, 'Username', path, fail, 64) ?? process.env.USER ?? 'root',
+      key: key ? resolve(expandHome(key)) : null,
+      slots: optInt(host, 'Slots', path, fail, 1, 1000) ?? defaultSlots,
+    };
+  });
+}
+
+function compileEc2(raw: unknown, fail: Fail): Ec2Config {
+  const ec2 = expectMap(raw ?? {}, ['EC2'], fail, 'EC2');
+  checkKeys(ec2, EC2_KEYS, ['EC2'], fail, 'EC2');
+  const path = ['EC2'];
+  const key = optString(ec2, 'Key', path, fail, 1024);
+  return {
+    region: optString(ec2, 'Region', path, fail, 64) ?? 'us-east-1',
+    imageId: optString(ec2, 'ImageId', path, fail, 64) ?? null,
+    instanceType: optString(ec2, 'InstanceType', path, fail, 64) ?? 't3.micro',
+    keyName: optString(ec2, 'KeyName', path, fail, 255) ?? null,
+    securityGroupIds: optStringList(ec2, 'SecurityGroupIds', path, fail, 20) ?? [],
+    subnetId: optString(ec2, 'SubnetId', path, fail, 64) ?? null,
+    username: optString(ec2, 'Username', path, fail, 64) ?? 'ec2-user',
+    key: key ? resolve(expandHome(key)) : null,
+    maxInstances: optInt(ec2, 'MaxInstances', path, fail, 0, 1000) ?? 4,
+    idleTimeoutMs: optDuration(ec2, 'IdleTimeout', path, fail) ?? 600_000,
+    tags: optStringMap(ec2, 'Tags', path, fail) ?? {},
+    endpoint: optString(ec2, 'Endpoint', path, fail, 1024) ?? null,
+  };
+}
+
+/** A Redis URL fit for logs and `--json`: the password is never shown. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url.replace(/\/\/[^@/]*@/, '//***@');
+  }
+}

@@ -1,0 +1,73 @@
+import { shq } from '../shell.js';
+import type { JobSpec, Step } from '../spec/job-spec.js';
+
+// A job's Order becomes one POSIX sh script, run by the launcher (locally) or by sh on a remote
+// host: the job's own detached process, which records its progress in the run log itself, so a
+// supervisor that dies loses nothing and finds the record when it comes back.
+//
+// Lines it appends (besides the launcher's F/R lines):
+//   D <run> <step> <exit code> <ms>   a step that is not the last one ended
+//   X <run> <exit code>               the script exited (an EXIT trap, so `exit` in a step counts)
+//
+// Each Run step but the last runs in a subshell, so `cd`, variables and `exit` stay inside it;
+// the last one runs in the script's own shell (nothing follows it, and a job of one `Run: true`
+// then costs no process beyond the shell). Commands are passed through eval of a quoted variable,
+// so no command text can change the script's structure.
+
+export interface ScriptContext {
+  runId: string;
+  runLog: string;
+  jobId: string;
+  run: number;
+  attempt: number;
+  jobDir: string;
+  /** The node binary and step runner used for Function steps. */
+  node: string;
+  stepRunner: string;
+  /** Shell expression for milliseconds since the epoch. */
+  clock: string;
+}
+
+export const INTERNAL_DIR = '.jm';
+export const GNU_CLOCK = '$(date +%s%3N)';
+
+export function outputFile(step: number, kind: Step['kind']): string {
+  return `${INTERNAL_DIR}/out-${step}.${kind === 'run' ? 'txt' : 'json'}`;
+}
+
+/** Whether the job needs its internal directory (a spec copy for Function steps, output files). */
+export function needsInternalDir(spec: JobSpec): boolean {
+  return spec.order.some((step) => step.kind === 'function' || step.outputs.length > 0);
+}
+
+export function buildJobScript(spec: JobSpec, ctx: ScriptContext): string {
+  const env: Record<string, string> = {
+    JM_JOB_ID: ctx.jobId,
+    JM_JOB_NAME: spec.name,
+    JM_RUN: String(ctx.run),
+    JM_ATTEMPT: String(ctx.attempt),
+    JM_JOB_DIR: ctx.jobDir,
+    ...spec.env,
+  };
+  const lines = [
+    `L=${shq(ctx.runLog)} R=${shq(ctx.runId)}`,
+    `export ${Object.entries(env).map(([k, v]) => `${k}=${shq(v)}`).join(' ')}`,
+    `trap 'echo "X $R $?" >>"$L"' EXIT`,
+  ];
+  const last = spec.order.length - 1;
+  spec.order.forEach((step, i) => {
+    const redirect = stepRedirect(step, i);
+    const command = step.kind === 'run'
+      ? `C=${shq(step.run)}; ${i === last ? 'eval "$C"' : '( eval "$C" )'}${redirect}`
+      : `${shq(ctx.node)} ${shq(ctx.stepRunner)} "$JM_JOB_DIR" ${i}${redirect}`;
+    if (i === last) lines.push(command);
+    else lines.push(`${command}; s=$?; echo "D $R ${i} $s ${ctx.clock}" >>"$L"; [ $s = 0 ] || exit $s`);
+  });
+  return lines.join('\n') + '\n';
+}
+
+function stepRedirect(step: Step, i: number): string {
+  const log = step.log ? shq(step.log) : null;
+  if (step.kind === 'run' && step.outputs.length > 0) return ` >${shq(outputFile(i, 'run'))}${log ? ` 2>>${log}` : ''}`;
+  return log ? ` >>${log} 2>&1` : '';
+}

@@ -1,0 +1,90 @@
+import type { JobSpec } from '../spec/job-spec.js';
+import type { StepState } from '../store/job-record.js';
+import type { Outcome } from '../store/store.js';
+import type { Logger } from '../log.js';
+import type { RunTable } from './run-table.js';
+import type { ActorName, ToActor } from '../../actors/messages.js';
+
+// A job as the fetcher sees it: the old tool's job classes, one per ClassType, each answering
+// isFinished() and getReturnData(), plus what ending and killing a run mean for it.
+
+/** The fields of a job record the fetcher needs (one HMGET; see JOB_INFO_FIELDS). */
+export interface JobInfo {
+  id: string;
+  state: string;
+  run: number;
+  classType: string;
+  spec: JobSpec | null;
+  pid: number | null;
+  startedAt: number | null;
+  deadline: number | null;
+  cancelRequested: boolean;
+  timedOut: boolean;
+  killAt: number | null;
+  runlog: string | null;
+  pollMs: number;
+  timeoutMs: number | null;
+  location: string | null;
+}
+
+export const JOB_INFO_FIELDS = ['state', 'run', 'classType', 'spec', 'pid', 'startedAt', 'deadline', 'cancelRequested', 'timedOut', 'killAt', 'runlog', 'pollMs', 'timeoutMs', 'location'];
+
+export function parseJobInfo(id: string, values: (string | null)[]): JobInfo | null {
+  const [state, run, classType, spec, pid, startedAt, deadline, cancelRequested, timedOut, killAt, runlog, pollMs, timeoutMs, location] = values;
+  if (!state) return null;
+  const num = (v: string | null) => (v === null || v === '' ? null : Number(v));
+  let parsed: JobSpec | null = null;
+  try {
+    parsed = spec ? (JSON.parse(spec) as JobSpec) : null;
+  } catch {
+    parsed = null;
+  }
+  return {
+    id, state, run: Number(run ?? 0), classType: classType ?? '?', spec: parsed, pid: num(pid), startedAt: num(startedAt), deadline: num(deadline),
+    cancelRequested: Boolean(cancelRequested), timedOut: Boolean(timedOut), killAt: num(killAt), runlog, pollMs: num(pollMs) ?? 30_000,
+    timeoutMs: num(timeoutMs), location,
+  };
+}
+
+export interface RunResult {
+  outcome: Outcome;
+  exitCode: number | null;
+  reason: string;
+  steps: StepState[];
+  startedAt: number | null;
+}
+
+export interface FetchContext {
+  stateDir: string;
+  table: RunTable;
+  /** The epoch of the starter incarnation that is alive now. */
+  currentEpoch(): string;
+  send(to: ActorName, message: ToActor): void;
+  log: Logger;
+}
+
+export abstract class Job {
+  constructor(
+    readonly info: JobInfo,
+    protected readonly ctx: FetchContext,
+  ) {}
+
+  get id(): string {
+    return this.info.id;
+  }
+
+  /** True when the run has ended (whatever the outcome). */
+  abstract isFinished(): Promise<boolean>;
+  /** How the run ended; only after isFinished() said true. */
+  abstract result(): RunResult;
+  /** The last step's outputs (null if it has none); only for a succeeded run. */
+  abstract getReturnData(): Promise<unknown>;
+  /** Send a signal to the run's whole process tree (or stop its thread). */
+  abstract kill(signal: 'SIGTERM' | 'SIGKILL', reason: string): void;
+  /** Step progress while it runs, if known. */
+  abstract progress(): StepState[] | null;
+}
+
+export function stepLabels(spec: JobSpec | null): string[] {
+  return spec ? spec.order.map((step) => step.label) : [];
+}

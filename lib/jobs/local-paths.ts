@@ -1,0 +1,17 @@
+import { join } from 'node:path';
+import { DIST_DIR } from '../paths.js';
+
+// Where local jobs live under the state directory.
+//   jobs/<id>/          a job's working directory: job.log, step logs, .jm/ (outputs)
+//   runs/<epoch>.log    a launcher's run log
+
+export const STEP_RUNNER = join(DIST_DIR, 'lib', 'jobs', 'step-runner.js');
+export const THREAD_TASK = join(DIST_DIR, 'lib', 'jobs', 'thread-task.js');
+
+export function jobDir(stateDir: string, jobId: string): string {
+  return join(stateDir, 'jobs', jobId);
+}
+
+export function runLogPath(stateDir: string, epoch: string): string {
+  return join(stateDir, 'runs', `${epoch}.log`);
+}

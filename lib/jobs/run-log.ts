@@ -1,0 +1,94 @@
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+
+// The run log: an append-only file per launcher (StateDir/runs/<epoch>.log) that the launcher
+// and the jobs' own scripts write and the fetcher reads. Formats: lib/jobs/launcher.pl and
+// lib/jobs/job-script.ts. A run id is "<job id>.<run number>".
+
+export type RunLogEvent =
+  | { kind: 'launcher'; pid: number; at: number }
+  | { kind: 'forked'; runId: string; pid: number; at: number }
+  | { kind: 'notStarted'; runId: string; reason: string }
+  | { kind: 'reaped'; runId: string; status: number; at: number }
+  | { kind: 'inputClosed'; at: number }
+  | { kind: 'quit'; at: number }
+  | { kind: 'step'; runId: string; step: number; exitCode: number; at: number | null }
+  | { kind: 'exit'; runId: string; exitCode: number };
+
+export function runId(jobId: string, run: number): string {
+  return `${jobId}.${run}`;
+}
+
+export function splitRunId(id: string): { jobId: string; run: number } {
+  const dot = id.lastIndexOf('.');
+  return { jobId: id.slice(0, dot), run: Number(id.slice(dot + 1)) };
+}
+
+/** Exit code and signal from a wait(2) status, as the launcher's R line gives it. */
+export function decodeWaitStatus(status: number): { exitCode: number | null; signal: number | null } {
+  const signal = status & 0x7f;
+  return signal === 0 ? { exitCode: (status >> 8) & 0xff, signal: null } : { exitCode: null, signal };
+}
+
+export function parseRunLogLine(line: string): RunLogEvent | null {
+  const f = line.split(' ');
+  const int = (i: number) => Number.parseInt(f[i], 10);
+  switch (f[0]) {
+    case 'P': return { kind: 'launcher', pid: int(1), at: int(2) };
+    case 'F': return { kind: 'forked', runId: f[1], pid: int(2), at: int(3) };
+    case 'K': return { kind: 'notStarted', runId: f[1], reason: f.slice(2).join(' ') };
+    case 'R': return { kind: 'reaped', runId: f[1], status: int(2), at: int(3) };
+    case 'E': return { kind: 'inputClosed', at: int(1) };
+    case 'Q': return { kind: 'quit', at: int(1) };
+    case 'D': {
+      const at = int(4);
+      return { kind: 'step', runId: f[1], step: int(2), exitCode: int(3), at: Number.isFinite(at) ? at : null };
+    }
+    case 'X': return { kind: 'exit', runId: f[1], exitCode: int(2) };
+    default: return null;
+  }
+}
+
+/** Reads a run log from an offset, a complete line at a time. */
+export class RunLogReader {
+  private partial = '';
+  constructor(
+    readonly path: string,
+    public offset = 0,
+  ) {}
+
+  /** Events appended since the last call (none if the file does not exist yet). */
+  readNew(): RunLogEvent[] {
+    let fd: number;
+    try {
+      fd = openSync(this.path, 'r');
+    } catch {
+      return [];
+    }
+    const chunks: string[] = [];
+    try {
+      const size = fstatSync(fd).size;
+      const start = this.offset + Buffer.byteLength(this.partial);
+      if (size <= start) return [];
+      const buffer = Buffer.alloc(Math.min(size - start, 4 * 1024 * 1024));
+      const n = readSync(fd, buffer, 0, buffer.length, start);
+      chunks.push(buffer.toString('utf8', 0, n));
+    } finally {
+      closeSync(fd);
+    }
+    const text = this.partial + chunks.join('');
+    const end = text.lastIndexOf('\n');
+    if (end < 0) {
+      this.partial = text;
+      return [];
+    }
+    this.partial = text.slice(end + 1);
+    const complete = text.slice(0, end);
+    this.offset += Buffer.byteLength(complete) + 1;
+    const events: RunLogEvent[] = [];
+    for (const line of complete.split('\n')) {
+      const event = parseRunLogLine(line);
+      if (event) events.push(event);
+    }
+    return events;
+  }
+}

@@ -1,0 +1,164 @@
+import type { StepState } from '../store/job-record.js';
+import { decodeWaitStatus, splitRunId, type RunLogEvent } from './run-log.js';
+
+// What the run logs say about each local run, rebuilt by the fetcher from the logs alone (so a
+// restarted fetcher knows as much as the one that died).
+
+export interface RunState {
+  runId: string;
+  jobId: string;
+  run: number;
+  epoch: string;
+  /** Process (and process group) id; 0 for a Thread job's run; null until forked. */
+  pid: number | null;
+  forkedAt: number | null;
+  /** D lines: steps that ended before the last one. */
+  steps: { exitCode: number; at: number | null }[];
+  /** X line: the script's exit code. */
+  exitCode: number | null;
+  /** R line: the wait status of the job's shell. */
+  waitStatus: number | null;
+  endedAt: number | null;
+  /** K line: it could not be started. */
+  notStarted: string | null;
+  /** The fetcher has recorded its end in Redis. */
+  recorded: boolean;
+}
+
+export interface LauncherState {
+  pid: number | null;
+  inputClosed: boolean;
+  quit: boolean;
+  openRuns: Set<string>;
+}
+
+export interface TableChanges {
+  started: RunState[];
+  stepped: RunState[];
+  ended: RunState[];
+}
+
+export class RunTable {
+  readonly runs = new Map<string, RunState>();
+  readonly launchers = new Map<string, LauncherState>();
+
+  launcher(epoch: string): LauncherState {
+    let state = this.launchers.get(epoch);
+    if (!state) {
+      state = { pid: null, inputClosed: false, quit: false, openRuns: new Set() };
+      this.launchers.set(epoch, state);
+    }
+    return state;
+  }
+
+  private runState(epoch: string, runId: string): RunState {
+    let state = this.runs.get(runId);
+    if (!state) {
+      const { jobId, run } = splitRunId(runId);
+      state = { runId, jobId, run, epoch, pid: null, forkedAt: null, steps: [], exitCode: null, waitStatus: null, endedAt: null, notStarted: null, recorded: false };
+      this.runs.set(runId, state);
+      this.launcher(epoch).openRuns.add(runId);
+    }
+    return state;
+  }
+
+  apply(epoch: string, events: RunLogEvent[], now = Date.now()): TableChanges {
+    const changes: TableChanges = { started: [], stepped: [], ended: [] };
+    const launcher = this.launcher(epoch);
+    const ended = (run: RunState, at: number) => {
+      if (run.endedAt === null) {
+        run.endedAt = at;
+        changes.ended.push(run);
+      }
+      launcher.openRuns.delete(run.runId);
+    };
+    for (const event of events) {
+      switch (event.kind) {
+        case 'launcher':
+          launcher.pid = event.pid;
+          break;
+        case 'inputClosed':
+          launcher.inputClosed = true;
+          break;
+        case 'quit':
+          launcher.quit = true;
+          break;
+        case 'forked': {
+          const run = this.runState(epoch, event.runId);
+          run.pid = event.pid;
+          run.forkedAt = event.at;
+          changes.started.push(run);
+          break;
+        }
+        case 'step': {
+          const run = this.runState(epoch, event.runId);
+          run.steps[event.step] = { exitCode: event.exitCode, at: event.at ?? now };
+          changes.stepped.push(run);
+          break;
+        }
+        case 'exit': {
+          const run = this.runState(epoch, event.runId);
+          run.exitCode = event.exitCode;
+          ended(run, now);
+          break;
+        }
+        case 'reaped': {
+          const run = this.runState(epoch, event.runId);
+          run.waitStatus = event.status;
+          // The launcher's clock is the better end time than the moment the X line was read.
+          if (run.endedAt !== null && !run.recorded) run.endedAt = event.at;
+          ended(run, event.at);
+          break;
+        }
+        case 'notStarted': {
+          const run = this.runState(epoch, event.runId);
+          run.notStarted = event.reason;
+          ended(run, now);
+          break;
+        }
+      }
+    }
+    return changes;
+  }
+
+  forget(runId: string): void {
+    const run = this.runs.get(runId);
+    if (!run) return;
+    this.runs.delete(runId);
+    this.launchers.get(run.epoch)?.openRuns.delete(runId);
+  }
+}
+
+/** The exit code a run ended with, and the signal that ended it, if any. */
+export function exitOf(run: RunState): { exitCode: number | null; signal: number | null } {
+  if (run.exitCode !== null) return { exitCode: run.exitCode, signal: null };
+  if (run.waitStatus !== null) return decodeWaitStatus(run.waitStatus);
+  return { exitCode: null, signal: null };
+}
+
+/**
+ * Step states as far as the log shows them: steps that ended (D lines), then the one that was
+ * running when the run ended (or is running now). Steps after it are not listed.
+ */
+export function stepStates(run: RunState, labels: string[]): StepState[] {
+  const steps: StepState[] = [];
+  let start = run.forkedAt;
+  let failed = false;
+  for (let i = 0; i < run.steps.length; i++) {
+    const d = run.steps[i];
+    if (!d) continue;
+    steps.push({ label: labels[i] ?? `step ${i + 1}`, state: d.exitCode === 0 ? 'succeeded' : 'failed', startedAt: start, endedAt: d.at, exitCode: d.exitCode });
+    start = d.at;
+    if (d.exitCode !== 0) failed = true;
+  }
+  if (failed) return steps;
+  const i = steps.length;
+  if (i >= labels.length && labels.length > 0) return steps;
+  if (run.endedAt === null) {
+    steps.push({ label: labels[i] ?? `step ${i + 1}`, state: 'running', startedAt: start, endedAt: null, exitCode: null });
+  } else if (!run.notStarted) {
+    const { exitCode } = exitOf(run);
+    steps.push({ label: labels[i] ?? `step ${i + 1}`, state: exitCode === 0 ? 'succeeded' : 'failed', startedAt: start, endedAt: run.endedAt, exitCode });
+  }
+  return steps;
+}

@@ -1,0 +1,111 @@
+import type { ClassType, JobSpec } from '../spec/job-spec.js';
+
+// The job record as stored in the hash job:<id>, and its lifecycle:
+//
+//   queued ──> granted ──> running ──> succeeded | failed | cancelled
+//     │  ^         (starter takes it;            │
+//     │  └── retry after backoff <───────────────┘ (failed with retries left)
+//     └──> rejected (the manager could not use the job file)
+//
+// `granted` covers the starter's launch too: a granted job is in Granted_Queue or in Starting.
+
+export const JOB_STATES = ['queued', 'granted', 'running', 'succeeded', 'failed', 'cancelled', 'rejected'] as const;
+export type JobState = (typeof JOB_STATES)[number];
+export const FINAL_STATES: readonly JobState[] = ['succeeded', 'failed', 'cancelled', 'rejected'];
+
+export function isFinal(state: string | undefined): boolean {
+  return FINAL_STATES.includes(state as JobState);
+}
+
+export type StepStateName = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped';
+
+export interface StepState {
+  label: string;
+  state: StepStateName;
+  startedAt: number | null;
+  endedAt: number | null;
+  exitCode: number | null;
+}
+
+export interface RunEntry {
+  run: number;
+  attempt: number;
+  outcome: string;
+  exitCode: string;
+  reason: string;
+  startedAt: number | null;
+  endedAt: number;
+  location: string | null;
+}
+
+export interface JobRecord {
+  id: string;
+  name: string;
+  classType: ClassType | string;
+  state: JobState;
+  file: string;
+  baseDir: string;
+  location: string | null;
+  reason: string | null;
+  attempt: number;
+  retries: number;
+  run: number;
+  pid: number | null;
+  queuedAt: number | null;
+  grantedAt: number | null;
+  startedAt: number | null;
+  endedAt: number | null;
+  exitCode: number | null;
+  result: unknown;
+  steps: StepState[];
+  cancelRequested: boolean;
+  retryAt: number | null;
+  deadline: number | null;
+  runlog: string | null;
+  spec: JobSpec | null;
+  raw: unknown;
+  dir: string | null;
+}
+
+export function parseJobRecord(hash: Record<string, string>): JobRecord | null {
+  if (!hash || !hash.id) return null;
+  const num = (key: string) => (hash[key] === undefined || hash[key] === '' ? null : Number(hash[key]));
+  return {
+    id: hash.id,
+    name: hash.name ?? '',
+    classType: hash.classType ?? '?',
+    state: (hash.state ?? 'queued') as JobState,
+    file: hash.file ?? '',
+    baseDir: hash.baseDir ?? '',
+    location: hash.location || null,
+    reason: hash.reason || null,
+    attempt: num('attempt') ?? 1,
+    retries: num('retries') ?? 0,
+    run: num('run') ?? 0,
+    pid: num('pid'),
+    queuedAt: num('queuedAt'),
+    grantedAt: num('grantedAt'),
+    startedAt: num('startedAt'),
+    endedAt: num('endedAt'),
+    exitCode: num('exitCode'),
+    result: parseJson(hash.result),
+    steps: (parseJson(hash.steps) as StepState[] | null) ?? [],
+    cancelRequested: Boolean(hash.cancelRequested),
+    retryAt: num('retryAt'),
+    deadline: num('deadline'),
+    runlog: hash.runlog || null,
+    spec: parseJson(hash.spec) as JobSpec | null,
+    raw: parseJson(hash.raw),
+    dir: hash.dir || null,
+  };
+}
+
+/** JSON from Redis is data: parsed, never evaluated; a corrupt value reads as null. */
+export function parseJson(text: string | undefined | null): unknown {
+  if (text === undefined || text === null || text === '') return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,231 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { LUA_DIR } from '../paths.js';
+import { RedisUnavailableError } from '../errors.js';
+import { createRedis, describeRedis, type ConnectionRole } from './connect.js';
+import { Keys, type Location } from './keys.js';
+import { parseJobRecord, type JobRecord, type RunEntry } from './job-record.js';
+
+// The durable store. Every state change goes through one Lua script (lib/store/lua, one file
+// each, named <command>-<number of keys>.lua with a header saying what it takes and returns);
+// reads are plain commands. Methods take and return typed values, never raw replies.
+
+export interface NewJob {
+  token: string;
+  name: string;
+  classType: string;
+  file: string;
+  baseDir: string;
+  raw: unknown;
+}
+
+export interface RouteDecision {
+  entry: string;
+  /** null: rejected, with `detail` as the reason. */
+  location: Location | null;
+  /** The normalised spec JSON when routed; the reason when rejected. */
+  detail: string;
+  pollMs: number;
+  timeoutMs: number | null;
+  retries: number;
+}
+
+export interface GrantPool {
+  location: Location;
+  slotKey: string;
+  limit: number;
+}
+
+export interface TakenJob {
+  id: string;
+  run: number;
+  attempt: number;
+  spec: string;
+  location: Location;
+  /** The job definition as written (JSON), for the `self.yaml` input. */
+  raw: string;
+}
+
+export interface RunStarted {
+  id: string;
+  run: number;
+  pid: number;
+  startedAt: number;
+}
+
+export type Outcome = 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
+
+export interface RunFinished {
+  id: string;
+  run: number;
+  outcome: Outcome;
+  exitCode: number | null;
+  reason: string;
+  result: unknown;
+  steps: unknown[] | null;
+  backoffMs: number;
+  startedAt: number | null;
+}
+
+type Script = (...args: (string | number)[]) => Promise<unknown>;
+
+let scriptSources: Map<string, { keys: number; lua: string }> | null = null;
+function loadScripts(): Map<string, { keys: number; lua: string }> {
+  if (scriptSources) return scriptSources;
+  scriptSources = new Map();
+  for (const file of readdirSync(LUA_DIR)) {
+    const match = /^(\w+)-(\d+)\.lua$/.exec(file);
+    if (match) scriptSources.set(match[1], { keys: Number(match[2]), lua: readFileSync(join(LUA_DIR, file), 'utf8') });
+  }
+  return scriptSources;
+}
+
+export class Store {
+  readonly keys: Keys;
+  private closing: Promise<void> | null = null;
+
+  constructor(
+    readonly redis: Redis,
+    deployment: string,
+    readonly url: string,
+  ) {
+    this.keys = new Keys(deployment);
+    for (const [name, { keys, lua }] of loadScripts()) {
+      if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: keys, lua });
+    }
+  }
+
+  static async open(url: string, deployment: string, role: ConnectionRole): Promise<Store> {
+    const redis = createRedis(url, role);
+    try {
+      await redis.connect();
+    } catch (err) {
+      redis.disconnect();
+      throw new RedisUnavailableError(`cannot reach Redis at ${describeRedis(url)} (${(err as Error).message})`, { cause: err });
+    }
+    return new Store(redis, deployment, url);
+  }
+
+  private script(name: string): Script {
+    return (this.redis as unknown as Record<string, Script>)[name].bind(this.redis);
+  }
+
+  // ---- transitions -------------------------------------------------------------------------
+
+  async addJobs(jobs: NewJob[], now = Date.now()): Promise<string[]> {
+    const k = this.keys;
+    const add = this.script('addJob');
+    return Promise.all(
+      jobs.map((job) =>
+        add(k.jobQueue, k.jobs, k.nextId, k.events, k.signal('manager'), k.prefix, job.token, now, job.name, job.classType, job.file, job.baseDir, JSON.stringify(job.raw)).then(String),
+      ),
+    );
+  }
+
+  /** The oldest `max` entries of Job_Queue, oldest first (the manager is their only reader). */
+  async readIntake(max: number): Promise<string[]> {
+    const entries = await this.redis.lrange(this.keys.jobQueue, -max, -1);
+    return entries.reverse();
+  }
+
+  async route(decisions: RouteDecision[], now = Date.now()): Promise<{ routed: number; rejected: number }> {
+    if (decisions.length === 0) return { routed: 0, rejected: 0 };
+    const args: (string | number)[] = [];
+    for (const d of decisions) args.push(d.entry, d.location ?? '', d.detail, d.pollMs, d.timeoutMs ?? '', d.retries);
+    const [routed, rejected] = (await this.script('route')(this.keys.jobQueue, this.keys.events, this.keys.prefix, now, ...args)) as number[];
+    return { routed, rejected };
+  }
+
+  async grant(pools: GrantPool[], budget: number, now = Date.now()): Promise<{ granted: number; nextDueMs: number | null }> {
+    const k = this.keys;
+    const args: (string | number)[] = [];
+    for (const p of pools) args.push(p.location, p.slotKey, p.limit);
+    const [granted, nextDue] = (await this.script('grant')(k.grantedQueue, k.delayed, k.events, k.signal('starter'), k.prefix, now, budget, ...args)) as number[];
+    return { granted, nextDueMs: nextDue < 0 ? null : nextDue };
+  }
+
+  async takeGranted(max: number, epoch: string, now = Date.now()): Promise<TakenJob[]> {
+    const k = this.keys;
+    const rows = (await this.script('takeGranted')(k.grantedQueue, k.starting, k.events, k.prefix, now, max, epoch)) as string[][];
+    return rows.map(([id, run, attempt, spec, location, raw]) => ({ id, run: Number(run), attempt: Number(attempt), spec, location, raw }));
+  }
+
+  async relaunch(id: string, oldRun: number, epoch: string, now = Date.now()): Promise<TakenJob | null> {
+    const k = this.keys;
+    const row = (await this.script('relaunch')(k.starting, k.events, k.prefix, now, id, oldRun, epoch)) as string[];
+    if (!row || row.length === 0) return null;
+    const [, run, attempt, spec, location, raw] = row;
+    return { id, run: Number(run), attempt: Number(attempt), spec, location, raw };
+  }
+
+  async markRunning(started: RunStarted[], now = Date.now()): Promise<number> {
+    if (started.length === 0) return 0;
+    const k = this.keys;
+    const args: (string | number)[] = [];
+    for (const s of started) args.push(s.id, s.run, s.pid, s.startedAt);
+    return (await this.script('markRunning')(k.starting, k.runningQueue, k.events, k.prefix, now, ...args)) as number;
+  }
+
+  async finishRuns(finished: RunFinished[], now = Date.now()): Promise<number> {
+    if (finished.length === 0) return 0;
+    const k = this.keys;
+    const args: (string | number)[] = [];
+    for (const f of finished) {
+      args.push(f.id, f.run, f.outcome, f.exitCode ?? '', f.reason, f.result === undefined || f.result === null ? '' : JSON.stringify(f.result), f.steps ? JSON.stringify(f.steps) : '', f.backoffMs, f.startedAt ?? '');
+    }
+    return (await this.script('finishRun')(k.runningQueue, k.starting, k.delayed, k.events, k.signal('manager'), k.prefix, now, ...args)) as number;
+  }
+
+  async cancel(ids: string[], now = Date.now()): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const k = this.keys;
+    return (await this.script('cancel')(k.jobQueue, k.grantedQueue, k.delayed, k.runningQueue, k.events, k.signal('fetcher'), k.prefix, now, ...ids)) as string[];
+  }
+
+  // ---- reads -------------------------------------------------------------------------------
+
+  async getJob(id: string): Promise<JobRecord | null> {
+    return parseJobRecord(await this.redis.hgetall(this.keys.job(id)));
+  }
+
+  async getJobs(ids: string[]): Promise<(JobRecord | null)[]> {
+    const pipeline = this.redis.pipeline();
+    for (const id of ids) pipeline.hgetall(this.keys.job(id));
+    const replies = (await pipeline.exec()) ?? [];
+    return replies.map(([err, hash]) => (err ? null : parseJobRecord(hash as Record<string, string>)));
+  }
+
+  async getFields(ids: string[], fields: string[]): Promise<(string | null)[][]> {
+    const pipeline = this.redis.pipeline();
+    for (const id of ids) pipeline.hmget(this.keys.job(id), ...fields);
+    const replies = (await pipeline.exec()) ?? [];
+    return replies.map(([err, values]) => (err ? fields.map(() => null) : (values as (string | null)[])));
+  }
+
+  /** Job ids, newest first. */
+  async jobIds(offset: number, count: number): Promise<string[]> {
+    return this.redis.zrevrange(this.keys.jobs, offset, offset + count - 1);
+  }
+
+  async runsOf(id: string): Promise<RunEntry[]> {
+    const entries = await this.redis.lrange(this.keys.jobRuns(id), 0, -1);
+    return entries.map((e) => JSON.parse(e) as RunEntry);
+  }
+
+  async signal(actor: 'manager' | 'starter' | 'fetcher'): Promise<void> {
+    await this.redis.lpush(this.keys.signal(actor), 1);
+  }
+
+  async close(): Promise<void> {
+    this.closing ??= (async () => {
+      try {
+        await Promise.race([this.redis.quit(), new Promise((r) => setTimeout(r, 1000).unref())]);
+      } catch {
+        // already gone
+      }
+      this.redis.disconnect();
+    })();
+    return this.closing;
+  }
+}
