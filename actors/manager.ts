@@ -1,7 +1,7 @@
 import { runActor, type Actor, type ActorContext } from './actor.js';
 import type { ToActor } from './messages.js';
 import { Store, type GrantPool, type RouteDecision } from '../lib/store/store.js';
-import { SignalWaiter } from '../lib/store/signal-waiter.js';
+import { BlockingConnection } from '../lib/store/blocking.js';
 import { validateJobSpec, type JobSpec } from '../lib/spec/job-spec.js';
 import { parseJson } from '../lib/store/job-record.js';
 import { errorMessage, JobSpecError } from '../lib/errors.js';
@@ -21,14 +21,14 @@ const GRANT_BATCH = 500;
 const IDLE_WAIT_MS = 5000;
 
 class Manager implements Actor {
-  private readonly waiter: SignalWaiter;
+  private readonly waiter: BlockingConnection;
   private granted = 0;
 
   constructor(
     private readonly ctx: ActorContext,
     private readonly store: Store,
   ) {
-    this.waiter = new SignalWaiter(ctx.redisUrl);
+    this.waiter = new BlockingConnection(ctx.redisUrl);
   }
 
   async run(): Promise<void> {

@@ -3,60 +3,67 @@ import { join } from 'node:path';
 import { Piscina } from 'piscina';
 import { runActor, type Actor, type ActorContext } from './actor.js';
 import type { ToActor } from './messages.js';
-import { Store, type TakenJob } from '../lib/store/store.js';
-import { SignalWaiter } from '../lib/store/signal-waiter.js';
+import { parseGrantedPayload, Store, type TakenJob } from '../lib/store/store.js';
+import { BlockingConnection } from '../lib/store/blocking.js';
 import { Launcher } from '../lib/jobs/launcher.js';
-import { buildJobScript, GNU_CLOCK, INTERNAL_DIR, needsInternalDir } from '../lib/jobs/job-script.js';
+import { buildJobScript, GNU_CLOCK, INTERNAL_DIR, needsInternalDir, returnsData } from '../lib/jobs/job-script.js';
 import { writeJobFile } from '../lib/jobs/function-step.js';
 import { RunLogReader, runId as makeRunId } from '../lib/jobs/run-log.js';
 import { jobDir, runLogPath, STEP_RUNNER, THREAD_TASK } from '../lib/jobs/local-paths.js';
+import { poolsFor } from '../lib/jobs/locations.js';
 import { parseJson } from '../lib/store/job-record.js';
 import type { JobSpec } from '../lib/spec/job-spec.js';
 import { errorMessage } from '../lib/errors.js';
+import { processAlive } from '../lib/process.js';
 import type { ThreadTask } from '../lib/jobs/thread-task.js';
 
-// The JobStarter actor. It takes granted jobs from Granted_Queue (takeGranted-3.lua moves each
-// into Starting with a new run number, in one step) and starts them by ClassType:
+// The JobStarter actor. It takes granted jobs from Granted_Queue (each entry carries all it needs
+// to launch: id, run number, spec) and starts them by ClassType:
 //   Local  -> a launch request to this incarnation's launcher, which forks the job's script;
 //   Thread -> the job's Function steps, one after another, in a piscina pool.
 // It does not wait for them: the fetcher learns that they started and ended from the run log.
 //
-// Recovery (at start): a job left in Starting by an earlier incarnation was either launched
-// (its run log has F or K for that run: the fetcher takes it from there) or provably never
-// launched (that launcher closed its input or died without a line for it): it is relaunched with
-// a new run number. A run is never started twice.
+// Taking is a pop (BLMPOP, many at once), so a starter that dies right after it leaves granted
+// jobs that no queue holds. They are not lost: they still hold their slot, in state granted, with
+// their run number. At start, recovery finds them and looks at the run logs of the older
+// launchers: a run with an F (or K) line was launched and the fetcher takes it from there; a run
+// without one, once every older launcher has closed its input (or died), provably never started
+// and is launched again under a new run number. A run is never started twice.
 
 const TAKE_BATCH = 64;
 const IDLE_WAIT_MS = 5000;
 /** After this many launches the starter moves to a new launcher and run log, so logs stay small. */
 const LAUNCHES_PER_EPOCH = 50_000;
 
+interface Orphan {
+  id: string;
+  run: number;
+}
+
 class Starter implements Actor {
-  private readonly waiter: SignalWaiter;
+  private readonly blocking: BlockingConnection;
   private launcher: Launcher;
   private epoch: string;
   private launches = 0;
   private pool: Piscina | null = null;
   private readonly threadRuns = new Map<string, AbortController>();
-  private recoveryPending = true;
   private closing = false;
 
   constructor(
     private readonly ctx: ActorContext,
     private readonly store: Store,
   ) {
-    this.waiter = new SignalWaiter(ctx.redisUrl);
+    this.blocking = new BlockingConnection(ctx.redisUrl);
     this.epoch = ctx.epoch;
+    mkdirSync(join(ctx.config.stateDir, 'runs'), { recursive: true, mode: 0o700 });
+    mkdirSync(join(ctx.config.stateDir, 'jobs'), { recursive: true, mode: 0o700 });
     this.launcher = this.openLauncher(ctx.epoch);
   }
 
   private openLauncher(epoch: string): Launcher {
-    const path = runLogPath(this.ctx.config.stateDir, epoch);
-    mkdirSync(join(this.ctx.config.stateDir, 'runs'), { recursive: true, mode: 0o700 });
-    mkdirSync(join(this.ctx.config.stateDir, 'jobs'), { recursive: true, mode: 0o700 });
-    return new Launcher(epoch, path, this.ctx.log, (code) => {
-      // The launcher should only end when told to; if it dies, this incarnation cannot start
-      // local jobs any more. Crash, and let the supervisor start a fresh starter and launcher.
+    return new Launcher(epoch, runLogPath(this.ctx.config.stateDir, epoch), this.ctx.log, (code) => {
+      // The launcher only ends when told to; if it dies, this incarnation cannot start local
+      // jobs any more. Exit, and let the supervisor start a fresh starter with a new launcher.
       this.ctx.log.error(`JobStarter: launcher ${epoch} exited (code ${code}); restarting the starter`);
       process.exit(71);
     });
@@ -66,13 +73,13 @@ class Starter implements Actor {
     const { stop, log } = this.ctx;
     await this.store.redis.hset(this.store.keys.runlogs, this.epoch, this.launcher.runLog);
     log.info(`JobStarter: launcher ${this.epoch} (pid ${this.launcher.pid}) writing ${this.launcher.runLog}`);
+    let orphans = await this.findOrphans();
     while (!stop.stopped) {
-      if (this.recoveryPending) this.recoveryPending = !(await this.recover());
-      const taken = await this.store.takeGranted(TAKE_BATCH, this.epoch);
-      for (const job of taken) this.start(job);
+      if (orphans.length) orphans = await this.recover(orphans);
+      const payloads = await this.blocking.popMany([this.store.keys.grantedQueue], TAKE_BATCH, orphans.length ? 200 : IDLE_WAIT_MS, stop, 'RIGHT');
+      for (const payload of payloads) this.start(parseGrantedPayload(payload));
+      this.launcher.flush();
       if (this.launches >= LAUNCHES_PER_EPOCH) await this.rotate();
-      if (taken.length === TAKE_BATCH) continue;
-      await this.waiter.wait([this.store.keys.signal('starter')], this.recoveryPending ? 200 : IDLE_WAIT_MS, stop);
     }
   }
 
@@ -85,7 +92,7 @@ class Starter implements Actor {
     const spec = parseJson(job.spec) as JobSpec | null;
     const dir = jobDir(this.ctx.config.stateDir, job.id);
     try {
-      if (!spec) throw new Error('the job record has no usable spec');
+      if (!spec?.order) throw new Error('the job record has no usable spec');
       if (needsInternalDir(spec)) {
         mkdirSync(join(dir, INTERNAL_DIR), { recursive: true });
         writeJobFile(dir, { jobId: job.id, run: job.run, attempt: job.attempt, spec, raw: parseJson(job.raw) });
@@ -123,51 +130,57 @@ class Starter implements Actor {
         await this.pool.run(task, { signal: abort.signal });
       } catch (err) {
         code = abort.signal.aborted ? 143 : 1;
-        if (abort.signal.aborted) appendFileSync(join(dir, 'job.log'), `stopped: ${String(abort.signal.reason)}\n`);
-        else if (!(err instanceof Error && err.stack)) appendFileSync(join(dir, 'job.log'), `${errorMessage(err)}\n`);
+        const why = abort.signal.aborted ? `stopped: ${String(abort.signal.reason)}` : errorMessage(err);
+        appendFileSync(join(dir, 'job.log'), `${why}\n`);
       }
       if (this.closing) break;
       if (i < last) this.record(`D ${rid} ${i} ${code} ${Date.now()}`);
     }
     this.threadRuns.delete(rid);
-    // A run cut short because this starter is closing is left without an exit line: the
-    // fetcher then sees an interrupted run of a gone epoch and queues it again.
-    if (!this.closing) this.record(`X ${rid} ${code}`);
+    // A run cut short because this starter is closing gets no exit line: the fetcher then sees
+    // an interrupted run of a gone epoch and queues it again.
+    if (!this.closing) this.record(`X ${rid} ${code}${returnsData(spec) ? ' r' : ''}`);
   }
 
   private record(line: string): void {
     appendFileSync(this.launcher.runLog, line + '\n');
   }
 
-  /** Settle jobs that an earlier incarnation left in Starting. True when none is left pending. */
-  private async recover(): Promise<boolean> {
-    const ids = await this.store.redis.smembers(this.store.keys.starting);
-    if (ids.length === 0) return true;
-    const rows = await this.store.getFields(ids, ['state', 'run', 'runlog']);
+  /** Granted jobs that no queue holds, left by an earlier starter (read before taking any). */
+  private async findOrphans(): Promise<Orphan[]> {
+    const k = this.store.keys;
+    const members = new Set<string>();
+    for (const pool of poolsFor(this.ctx.config, k)) for (const id of await this.store.redis.smembers(pool.slotKey)) members.add(id);
+    if (members.size === 0) return [];
+    const ids = [...members];
+    const rows = await this.store.getFields(ids, ['state', 'run']);
+    const queued = new Set((await this.store.redis.lrange(k.grantedQueue, 0, -1)).map((p) => p.slice(0, p.indexOf('\n'))));
+    return ids.flatMap((id, i) => (rows[i][0] === 'granted' && !queued.has(id) ? [{ id, run: Number(rows[i][1]) }] : []));
+  }
+
+  /** Settles orphans where the logs allow it; returns those still undecided. */
+  private async recover(orphans: Orphan[]): Promise<Orphan[]> {
     const logs = await this.store.redis.hgetall(this.store.keys.runlogs);
-    const seen = new Map<string, { runs: Set<string>; done: boolean }>();
-    let pending = false;
-    for (let i = 0; i < ids.length; i++) {
-      const [state, run, epoch] = rows[i];
-      if (state !== 'granted' || !epoch || epoch === this.epoch) continue;
-      let info = seen.get(epoch);
-      if (!info) {
-        info = readLauncherLog(logs[epoch] ?? runLogPath(this.ctx.config.stateDir, epoch));
-        seen.set(epoch, info);
-      }
-      const rid = makeRunId(ids[i], Number(run));
-      if (info.runs.has(rid)) continue; // launched (or failed to): the fetcher handles it
-      if (!info.done) {
-        pending = true; // that launcher may still start it; look again shortly
+    const older = Object.entries(logs).filter(([epoch]) => epoch !== this.epoch).map(([, path]) => readLauncherLog(path));
+    const launched = new Set(older.flatMap((log) => [...log.runs]));
+    const allDone = older.every((log) => log.done);
+    const pending: Orphan[] = [];
+    for (const orphan of orphans) {
+      if (launched.has(makeRunId(orphan.id, orphan.run))) continue; // the fetcher takes it from here
+      if (!allDone) {
+        pending.push(orphan); // an older launcher may still start it; look again shortly
         continue;
       }
-      const job = await this.store.relaunch(ids[i], Number(run), this.epoch);
-      if (job) {
-        this.ctx.log.info(`JobStarter: job ${job.id} run ${run} was never launched; launching it as run ${job.run}`);
+      const job = await this.store.relaunch(orphan.id, orphan.run);
+      if (job === 'cancelled') {
+        this.record(`K ${makeRunId(orphan.id, orphan.run)} cancelled before it started`);
+      } else if (job) {
+        this.ctx.log.info(`JobStarter: job ${job.id} run ${orphan.run} was never launched; launching it as run ${job.run}`);
         this.start(job);
       }
     }
-    return !pending;
+    this.launcher.flush();
+    return pending;
   }
 
   /** A new launcher and run log; the old launcher reaps its jobs and exits. */
@@ -184,7 +197,7 @@ class Starter implements Actor {
 
   async close(): Promise<void> {
     this.closing = true;
-    this.waiter.close();
+    this.blocking.close();
     this.launcher.close();
     await this.pool?.destroy();
     await this.store.close();
@@ -196,22 +209,15 @@ function readLauncherLog(path: string): { runs: Set<string>; done: boolean } {
   const runs = new Set<string>();
   let done = false;
   let launcherPid: number | null = null;
-  for (const event of new RunLogReader(path).readNew()) {
+  const reader = new RunLogReader(path);
+  for (const event of reader.readNew()) {
     if (event.kind === 'forked' || event.kind === 'notStarted') runs.add(event.runId);
     else if (event.kind === 'inputClosed' || event.kind === 'quit') done = true;
     else if (event.kind === 'launcher') launcherPid = event.pid;
   }
+  reader.close();
   if (!done) done = launcherPid === null || !processAlive(launcherPid);
   return { runs, done };
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 runActor('starter', async (ctx) => {

@@ -7,7 +7,8 @@ import type { JobSpec, Step } from '../spec/job-spec.js';
 //
 // Lines it appends (besides the launcher's F/R lines):
 //   D <run> <step> <exit code> <ms>   a step that is not the last one ended
-//   X <run> <exit code>               the script exited (an EXIT trap, so `exit` in a step counts)
+//   X <run> <exit code> [r]           the script exited (an EXIT trap, so `exit` in a step counts);
+//                                     r: the last step leaves return data to collect
 //
 // Each Run step but the last runs in a subshell, so `cd`, variables and `exit` stay inside it;
 // the last one runs in the script's own shell (nothing follows it, and a job of one `Run: true`
@@ -35,6 +36,12 @@ export function outputFile(step: number, kind: Step['kind']): string {
   return `${INTERNAL_DIR}/out-${step}.${kind === 'run' ? 'txt' : 'json'}`;
 }
 
+/** Whether getReturnData() has anything to read: the last step has Outputs or is a function. */
+export function returnsData(spec: JobSpec): boolean {
+  const last = spec.order[spec.order.length - 1];
+  return last.kind === 'function' || last.outputs.length > 0;
+}
+
 /** Whether the job needs its internal directory (a spec copy for Function steps, output files). */
 export function needsInternalDir(spec: JobSpec): boolean {
   return spec.order.some((step) => step.kind === 'function' || step.outputs.length > 0);
@@ -52,7 +59,7 @@ export function buildJobScript(spec: JobSpec, ctx: ScriptContext): string {
   const lines = [
     `L=${shq(ctx.runLog)} R=${shq(ctx.runId)}`,
     `export ${Object.entries(env).map(([k, v]) => `${k}=${shq(v)}`).join(' ')}`,
-    `trap 'echo "X $R $?" >>"$L"' EXIT`,
+    `trap 'echo "X $R $?${returnsData(spec) ? ' r' : ''}" >>"$L"' EXIT`,
   ];
   const last = spec.order.length - 1;
   spec.order.forEach((step, i) => {

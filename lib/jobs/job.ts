@@ -64,14 +64,16 @@ export interface FetchContext {
 }
 
 export abstract class Job {
+  /**
+   * `info` (the job record's fields) may be null: a run that exited 0 and leaves no return data
+   * is recorded from the run log alone, without reading the record (the fast path).
+   */
   constructor(
-    readonly info: JobInfo,
+    readonly id: string,
+    readonly run: number,
+    readonly info: JobInfo | null,
     protected readonly ctx: FetchContext,
   ) {}
-
-  get id(): string {
-    return this.info.id;
-  }
 
   /** True when the run has ended (whatever the outcome). */
   abstract isFinished(): Promise<boolean>;

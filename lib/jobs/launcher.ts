@@ -24,6 +24,7 @@ export class Launcher {
   private readonly child: ChildProcess;
   private exited = false;
   private closed = false;
+  private pending: string[] = [];
 
   constructor(
     readonly epoch: string,
@@ -46,16 +47,24 @@ export class Launcher {
     return this.child.pid;
   }
 
-  /** Ask the launcher to start `script` with sh in `dir`, its own process group. */
+  /** Ask the launcher to start `script` with sh in `dir`, its own process group (at flush()). */
   launch(runId: string, dir: string, script: string): void {
     if (this.exited || this.closed) throw new LauncherError(`launcher ${this.epoch} is not running`);
     if (runId.includes('\0') || dir.includes('\0') || script.includes('\0')) throw new LauncherError('a NUL character cannot be passed to the launcher');
-    this.child.stdin!.write(`${runId}\0${dir}\0${script}\0`);
+    this.pending.push(`${runId}\0${dir}\0${script}\0`);
+  }
+
+  /** Sends the launches asked for since the last flush, in one write. */
+  flush(): void {
+    if (this.pending.length === 0 || this.exited || this.closed) return;
+    this.child.stdin!.write(this.pending.join(''));
+    this.pending = [];
   }
 
   /** Stop accepting launches. The launcher keeps reaping its running jobs, then exits. */
   close(): void {
     if (this.closed) return;
+    this.flush();
     this.closed = true;
     this.child.stdin?.end();
     this.child.stderr?.destroy();

@@ -3,7 +3,8 @@ import { formatDuration } from '../duration.js';
 import { readReturnData } from './function-step.js';
 import { Job, stepLabels, type RunResult } from './job.js';
 import { jobDir } from './local-paths.js';
-import { runId, } from './run-log.js';
+import { runId } from './run-log.js';
+import { processAlive } from '../process.js';
 import { exitOf, stepStates, type RunState } from './run-table.js';
 import type { StepState } from '../store/job-record.js';
 
@@ -16,16 +17,16 @@ export class LocalJob extends Job {
   private lost = false;
 
   protected get runState(): RunState | undefined {
-    return this.ctx.table.runs.get(runId(this.info.id, this.info.run));
+    return this.ctx.table.runs.get(runId(this.id, this.run));
   }
 
   async isFinished(): Promise<boolean> {
     const run = this.runState;
     if (run && run.endedAt !== null) return true;
-    const pid = run?.pid ?? this.info.pid;
+    const pid = run?.pid ?? this.info?.pid;
     if (!pid) return false; // not started yet: the starter settles runs that never launched
-    if (processGroupAlive(pid)) return false;
-    const epoch = run?.epoch ?? this.info.runlog;
+    if (processAlive(-pid)) return false;
+    const epoch = run?.epoch ?? this.info?.runlog;
     const launcher = epoch ? this.ctx.table.launchers.get(epoch) : undefined;
     if (launcher && !launcher.quit && launcher.pid && processAlive(launcher.pid)) return false; // it will record the exit
     this.lost = true;
@@ -34,8 +35,8 @@ export class LocalJob extends Job {
 
   result(): RunResult {
     const run = this.runState;
-    const labels = stepLabels(this.info.spec);
-    const startedAt = run?.forkedAt ?? this.info.startedAt;
+    const labels = stepLabels(this.info?.spec ?? null);
+    const startedAt = run?.forkedAt ?? this.info?.startedAt ?? null;
     if (this.lost || !run) {
       return { outcome: 'failed', exitCode: null, reason: this.describeEnd('its processes ended without recording an exit status (their launcher was killed)'), steps: [], startedAt };
     }
@@ -51,17 +52,17 @@ export class LocalJob extends Job {
 
   /** Timeouts and cancels explain a killed run better than the signal does. */
   protected describeEnd(fallback: string): string {
-    if (this.info.timedOut) return `timed out after ${formatDuration(this.info.timeoutMs ?? 0)}`;
-    if (this.info.cancelRequested) return 'cancelled';
+    if (this.info?.timedOut) return `timed out after ${formatDuration(this.info.timeoutMs ?? 0)}`;
+    if (this.info?.cancelRequested) return 'cancelled';
     return fallback;
   }
 
   async getReturnData(): Promise<unknown> {
-    const spec = this.info.spec;
-    if (!spec) return null;
+    const spec = this.info?.spec;
+    if (!spec || this.runState?.returnsData === false) return null;
     const last = spec.order.length - 1;
     try {
-      return readReturnData(jobDir(this.ctx.stateDir, this.info.id), spec.order[last], last);
+      return readReturnData(jobDir(this.ctx.stateDir, this.id), spec.order[last], last);
     } catch (err) {
       this.ctx.log.warn(`ResultFetcher: job ${this.id}: cannot read its return data (${(err as Error).message})`);
       return null;
@@ -69,7 +70,7 @@ export class LocalJob extends Job {
   }
 
   kill(signal: 'SIGTERM' | 'SIGKILL', reason: string): void {
-    const pid = this.runState?.pid ?? this.info.pid;
+    const pid = this.runState?.pid ?? this.info?.pid;
     if (!pid) return;
     try {
       process.kill(-pid, signal);
@@ -81,21 +82,8 @@ export class LocalJob extends Job {
 
   progress(): StepState[] | null {
     const run = this.runState;
-    return run ? stepStates(run, stepLabels(this.info.spec)) : null;
+    return run ? stepStates(run, stepLabels(this.info?.spec ?? null)) : null;
   }
-}
-
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function processGroupAlive(pgid: number): boolean {
-  return processAlive(-pgid);
 }
 
 export function signalName(signal: number): string {

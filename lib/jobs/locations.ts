@@ -18,5 +18,5 @@ export function locationOf(spec: JobSpec, _config: Config): Location | { reason:
 }
 
 export function poolsFor(config: Config, keys: Keys): GrantPool[] {
-  return [{ location: 'local', slotKey: keys.localJobs, limit: config.localMaxJobs }];
+  return [{ location: 'local', slotKey: keys.localJobs, limit: config.localMaxJobs, queues: ['local'] }];
 }

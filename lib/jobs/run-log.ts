@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 
 // The run log: an append-only file per launcher (StateDir/runs/<epoch>.log) that the launcher
 // and the jobs' own scripts write and the fetcher reads. Formats: lib/jobs/launcher.pl and
@@ -12,7 +12,7 @@ export type RunLogEvent =
   | { kind: 'inputClosed'; at: number }
   | { kind: 'quit'; at: number }
   | { kind: 'step'; runId: string; step: number; exitCode: number; at: number | null }
-  | { kind: 'exit'; runId: string; exitCode: number };
+  | { kind: 'exit'; runId: string; exitCode: number; returnsData: boolean };
 
 export function runId(jobId: string, run: number): string {
   return `${jobId}.${run}`;
@@ -43,14 +43,16 @@ export function parseRunLogLine(line: string): RunLogEvent | null {
       const at = int(4);
       return { kind: 'step', runId: f[1], step: int(2), exitCode: int(3), at: Number.isFinite(at) ? at : null };
     }
-    case 'X': return { kind: 'exit', runId: f[1], exitCode: int(2) };
+    case 'X': return { kind: 'exit', runId: f[1], exitCode: int(2), returnsData: f[3] === 'r' };
     default: return null;
   }
 }
 
-/** Reads a run log from an offset, a complete line at a time. */
+/** Reads a run log from an offset, a complete line at a time. Keeps the file open. */
 export class RunLogReader {
   private partial = '';
+  private fd: number | null = null;
+  private readonly buffer = Buffer.alloc(256 * 1024);
   constructor(
     readonly path: string,
     public offset = 0,
@@ -58,24 +60,22 @@ export class RunLogReader {
 
   /** Events appended since the last call (none if the file does not exist yet). */
   readNew(): RunLogEvent[] {
-    let fd: number;
-    try {
-      fd = openSync(this.path, 'r');
-    } catch {
-      return [];
+    if (this.fd === null) {
+      try {
+        this.fd = openSync(this.path, 'r');
+      } catch {
+        return [];
+      }
     }
-    const chunks: string[] = [];
-    try {
-      const size = fstatSync(fd).size;
-      const start = this.offset + Buffer.byteLength(this.partial);
-      if (size <= start) return [];
-      const buffer = Buffer.alloc(Math.min(size - start, 4 * 1024 * 1024));
-      const n = readSync(fd, buffer, 0, buffer.length, start);
-      chunks.push(buffer.toString('utf8', 0, n));
-    } finally {
-      closeSync(fd);
+    let text = this.partial;
+    let position = this.offset + Buffer.byteLength(this.partial);
+    for (;;) {
+      const n = readSync(this.fd, this.buffer, 0, this.buffer.length, position);
+      if (n <= 0) break;
+      text += this.buffer.toString('utf8', 0, n);
+      position += n;
+      if (n < this.buffer.length) break;
     }
-    const text = this.partial + chunks.join('');
     const end = text.lastIndexOf('\n');
     if (end < 0) {
       this.partial = text;
@@ -90,5 +90,10 @@ export class RunLogReader {
       if (event) events.push(event);
     }
     return events;
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
   }
 }

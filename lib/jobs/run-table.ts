@@ -14,8 +14,9 @@ export interface RunState {
   forkedAt: number | null;
   /** D lines: steps that ended before the last one. */
   steps: { exitCode: number; at: number | null }[];
-  /** X line: the script's exit code. */
+  /** X line: the script's exit code, and whether its last step left return data. */
   exitCode: number | null;
+  returnsData: boolean;
   /** R line: the wait status of the job's shell. */
   waitStatus: number | null;
   endedAt: number | null;
@@ -55,7 +56,7 @@ export class RunTable {
     let state = this.runs.get(runId);
     if (!state) {
       const { jobId, run } = splitRunId(runId);
-      state = { runId, jobId, run, epoch, pid: null, forkedAt: null, steps: [], exitCode: null, waitStatus: null, endedAt: null, notStarted: null, recorded: false };
+      state = { runId, jobId, run, epoch, pid: null, forkedAt: null, steps: [], exitCode: null, returnsData: false, waitStatus: null, endedAt: null, notStarted: null, recorded: false };
       this.runs.set(runId, state);
       this.launcher(epoch).openRuns.add(runId);
     }
@@ -73,6 +74,15 @@ export class RunTable {
       launcher.openRuns.delete(run.runId);
     };
     for (const event of events) {
+      // Lines about a run that is already recorded change nothing; its R line (the last one
+      // a launched run gets) lets it go.
+      if ('runId' in event) {
+        const known = this.runs.get(event.runId);
+        if (known?.recorded) {
+          if (event.kind === 'reaped') this.forget(event.runId);
+          continue;
+        }
+      }
       switch (event.kind) {
         case 'launcher':
           launcher.pid = event.pid;
@@ -99,6 +109,7 @@ export class RunTable {
         case 'exit': {
           const run = this.runState(epoch, event.runId);
           run.exitCode = event.exitCode;
+          run.returnsData = event.returnsData;
           ended(run, now);
           break;
         }
@@ -121,11 +132,29 @@ export class RunTable {
     return changes;
   }
 
+  /**
+   * The fetcher recorded this run's end. It is kept until its R line has been read (so late
+   * lines are recognised and ignored), unless no R line will come (a thread job's run, a run
+   * that never started, or one already reaped).
+   */
+  recorded(runId: string): void {
+    const run = this.runs.get(runId);
+    if (!run) return;
+    run.recorded = true;
+    if (run.waitStatus !== null || run.pid === 0 || run.notStarted !== null) this.forget(runId);
+  }
+
   forget(runId: string): void {
     const run = this.runs.get(runId);
     if (!run) return;
     this.runs.delete(runId);
     this.launchers.get(run.epoch)?.openRuns.delete(runId);
+  }
+
+  /** A launcher that quit will write nothing more: forget its recorded runs still kept. */
+  forgetEpoch(epoch: string): void {
+    for (const [id, run] of this.runs) if (run.epoch === epoch && run.recorded) this.runs.delete(id);
+    this.launchers.delete(epoch);
   }
 }
 
@@ -147,7 +176,7 @@ export function stepStates(run: RunState, labels: string[]): StepState[] {
   for (let i = 0; i < run.steps.length; i++) {
     const d = run.steps[i];
     if (!d) continue;
-    steps.push({ label: labels[i] ?? `step ${i + 1}`, state: d.exitCode === 0 ? 'succeeded' : 'failed', startedAt: start, endedAt: d.at, exitCode: d.exitCode });
+    steps.push({ label: labels[i] ?? '', state: d.exitCode === 0 ? 'succeeded' : 'failed', startedAt: start, endedAt: d.at, exitCode: d.exitCode });
     start = d.at;
     if (d.exitCode !== 0) failed = true;
   }
@@ -155,10 +184,10 @@ export function stepStates(run: RunState, labels: string[]): StepState[] {
   const i = steps.length;
   if (i >= labels.length && labels.length > 0) return steps;
   if (run.endedAt === null) {
-    steps.push({ label: labels[i] ?? `step ${i + 1}`, state: 'running', startedAt: start, endedAt: null, exitCode: null });
+    steps.push({ label: labels[i] ?? '', state: 'running', startedAt: start, endedAt: null, exitCode: null });
   } else if (!run.notStarted) {
     const { exitCode } = exitOf(run);
-    steps.push({ label: labels[i] ?? `step ${i + 1}`, state: exitCode === 0 ? 'succeeded' : 'failed', startedAt: start, endedAt: run.endedAt, exitCode });
+    steps.push({ label: labels[i] ?? '', state: exitCode === 0 ? 'succeeded' : 'failed', startedAt: start, endedAt: run.endedAt, exitCode });
   }
   return steps;
 }

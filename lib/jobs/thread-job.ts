@@ -14,7 +14,7 @@ export class ThreadJob extends LocalJob {
   override async isFinished(): Promise<boolean> {
     const run = this.runState;
     if (run && run.endedAt !== null) return true;
-    const epoch = run?.epoch ?? this.info.runlog;
+    const epoch = run?.epoch ?? this.info?.runlog;
     if (epoch && epoch !== this.ctx.currentEpoch()) {
       this.interrupted = true;
       return true;
@@ -24,11 +24,11 @@ export class ThreadJob extends LocalJob {
 
   override result(): RunResult {
     const run = this.runState;
-    const startedAt = run?.forkedAt ?? this.info.startedAt;
+    const startedAt = run?.forkedAt ?? this.info?.startedAt ?? null;
     if (this.interrupted || !run) {
       return { outcome: 'interrupted', exitCode: null, reason: 'interrupted: the thread that ran it stopped; it runs again', steps: [], startedAt };
     }
-    const steps = stepStates(run, stepLabels(this.info.spec));
+    const steps = stepStates(run, stepLabels(this.info?.spec ?? null));
     const { exitCode } = exitOf(run);
     if (exitCode === 0) return { outcome: 'succeeded', exitCode: 0, reason: '', steps, startedAt };
     const failed = steps.findIndex((s) => s.state === 'failed');
@@ -37,6 +37,6 @@ export class ThreadJob extends LocalJob {
   }
 
   override kill(_signal: 'SIGTERM' | 'SIGKILL', reason: string): void {
-    this.ctx.send('starter', { type: 'abort', runId: runId(this.info.id, this.info.run), reason });
+    this.ctx.send('starter', { type: 'abort', runId: runId(this.id, this.run), reason });
   }
 }

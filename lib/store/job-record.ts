@@ -7,7 +7,8 @@ import type { ClassType, JobSpec } from '../spec/job-spec.js';
 //     │  └── retry after backoff <───────────────┘ (failed with retries left)
 //     └──> rejected (the manager could not use the job file)
 //
-// `granted` covers the starter's launch too: a granted job is in Granted_Queue or in Starting.
+// `granted` covers the starter's launch too: a granted job holds a slot and is in Granted_Queue or
+// being launched.
 
 export const JOB_STATES = ['queued', 'granted', 'running', 'succeeded', 'failed', 'cancelled', 'rejected'] as const;
 export type JobState = (typeof JOB_STATES)[number];

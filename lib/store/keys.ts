@@ -7,8 +7,7 @@
 //   Job_Queue            list   intake: ids pushed by `queue`, routed by the manager
 //   Job_Queue:<location> list   validated jobs waiting for room at a location (local, host:<name>…)
 //   Delayed              zset   id → time a retry may run again
-//   Granted_Queue        list   ids granted a slot, waiting for the starter
-//   Starting             set    ids the starter took and is launching
+//   Granted_Queue        list   launch payloads of jobs granted a slot, for the starter
 //   Running_Queue        zset   id → next time the fetcher looks at it
 //   LocalJobs            set    ids holding one of the LocalMaxJobs slots
 //   RemoteJobs:<host>    set    ids holding one of the host's slots
@@ -34,7 +33,6 @@ export class Keys {
   locationQueue(location: Location): string { return this.k(`Job_Queue:${location}`); }
   get delayed(): string { return this.k('Delayed'); }
   get grantedQueue(): string { return this.k('Granted_Queue'); }
-  get starting(): string { return this.k('Starting'); }
   get runningQueue(): string { return this.k('Running_Queue'); }
   get localJobs(): string { return this.k('LocalJobs'); }
   remoteJobs(host: string): string { return this.k(`RemoteJobs:${host}`); }

@@ -35,15 +35,17 @@ export interface GrantPool {
   location: Location;
   slotKey: string;
   limit: number;
+  /** Locations whose queued jobs may take this pool's slots, in order. */
+  queues: Location[];
 }
 
+/** A granted job, as the starter launches it. */
 export interface TakenJob {
   id: string;
   run: number;
   attempt: number;
   spec: string;
-  location: Location;
-  /** The job definition as written (JSON), for the `self.yaml` input. */
+  /** The job definition as written (JSON) when its spec uses the `self.yaml` input, else 'null'. */
   raw: string;
 }
 
@@ -52,6 +54,7 @@ export interface RunStarted {
   run: number;
   pid: number;
   startedAt: number;
+  epoch: string;
 }
 
 export type Outcome = 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
@@ -76,9 +79,20 @@ function loadScripts(): Map<string, { keys: number; lua: string }> {
   scriptSources = new Map();
   for (const file of readdirSync(LUA_DIR)) {
     const match = /^(\w+)-(\d+)\.lua$/.exec(file);
-    if (match) scriptSources.set(match[1], { keys: Number(match[2]), lua: readFileSync(join(LUA_DIR, file), 'utf8') });
+    if (match) scriptSources.set(match[1], { keys: Number(match[2]), lua: withIncludes(readFileSync(join(LUA_DIR, file), 'utf8')) });
   }
   return scriptSources;
+}
+
+/** `-- @include name` lines are replaced by lua/includes/name.lua (shared code, as in BullMQ). */
+function withIncludes(lua: string): string {
+  return lua.replace(/^-- @include (\w+)$/gm, (_, name: string) => readFileSync(join(LUA_DIR, 'includes', `${name}.lua`), 'utf8'));
+}
+
+/** A launch payload from Granted_Queue (see lua/includes/grantFrom.lua). */
+export function parseGrantedPayload(payload: string): TakenJob {
+  const [id, run, attempt, spec, raw] = payload.split('\n');
+  return { id, run: Number(run), attempt: Number(attempt), spec, raw: raw ?? 'null' };
 }
 
 export class Store {
@@ -140,47 +154,51 @@ export class Store {
   async grant(pools: GrantPool[], budget: number, now = Date.now()): Promise<{ granted: number; nextDueMs: number | null }> {
     const k = this.keys;
     const args: (string | number)[] = [];
-    for (const p of pools) args.push(p.location, p.slotKey, p.limit);
-    const [granted, nextDue] = (await this.script('grant')(k.grantedQueue, k.delayed, k.events, k.signal('starter'), k.prefix, now, budget, ...args)) as number[];
+    for (const p of pools) args.push(p.location, p.slotKey, p.limit, p.queues.join(' '));
+    const [granted, nextDue] = (await this.script('grant')(k.grantedQueue, k.delayed, k.events, k.prefix, now, budget, ...args)) as number[];
     return { granted, nextDueMs: nextDue < 0 ? null : nextDue };
   }
 
-  async takeGranted(max: number, epoch: string, now = Date.now()): Promise<TakenJob[]> {
-    const k = this.keys;
-    const rows = (await this.script('takeGranted')(k.grantedQueue, k.starting, k.events, k.prefix, now, max, epoch)) as string[][];
-    return rows.map(([id, run, attempt, spec, location, raw]) => ({ id, run: Number(run), attempt: Number(attempt), spec, location, raw }));
+  async relaunch(id: string, oldRun: number, now = Date.now()): Promise<TakenJob | 'cancelled' | null> {
+    const payload = (await this.script('relaunch')(this.keys.events, this.keys.prefix, now, id, oldRun)) as string | null;
+    if (payload === 'cancelled') return 'cancelled';
+    return payload ? parseGrantedPayload(payload) : null;
   }
 
-  async relaunch(id: string, oldRun: number, epoch: string, now = Date.now()): Promise<TakenJob | null> {
-    const k = this.keys;
-    const row = (await this.script('relaunch')(k.starting, k.events, k.prefix, now, id, oldRun, epoch)) as string[];
-    if (!row || row.length === 0) return null;
-    const [, run, attempt, spec, location, raw] = row;
-    return { id, run: Number(run), attempt: Number(attempt), spec, location, raw };
-  }
-
-  async markRunning(started: RunStarted[], now = Date.now()): Promise<number> {
-    if (started.length === 0) return 0;
+  /** Returns the earliest Running_Queue score it gave (null: none changed). */
+  async markRunning(started: RunStarted[], now = Date.now()): Promise<number | null> {
+    if (started.length === 0) return null;
     const k = this.keys;
     const args: (string | number)[] = [];
-    for (const s of started) args.push(s.id, s.run, s.pid, s.startedAt);
-    return (await this.script('markRunning')(k.starting, k.runningQueue, k.events, k.prefix, now, ...args)) as number;
+    for (const s of started) args.push(s.id, s.run, s.pid, s.startedAt, s.epoch);
+    const [, earliest] = (await this.script('markRunning')(k.runningQueue, k.events, k.prefix, now, ...args)) as number[];
+    return earliest < 0 ? null : earliest;
   }
 
-  async finishRuns(finished: RunFinished[], now = Date.now()): Promise<number> {
-    if (finished.length === 0) return 0;
+  /** Records ended runs; their freed slots go to waiting jobs of `pools`. */
+  async finishRuns(finished: RunFinished[], pools: GrantPool[], now = Date.now()): Promise<{ recorded: number; handedOff: number }> {
+    if (finished.length === 0) return { recorded: 0, handedOff: 0 };
     const k = this.keys;
-    const args: (string | number)[] = [];
+    const args: (string | number)[] = [pools.length];
+    for (const p of pools) args.push(p.slotKey, p.limit, p.queues.join(' '));
     for (const f of finished) {
       args.push(f.id, f.run, f.outcome, f.exitCode ?? '', f.reason, f.result === undefined || f.result === null ? '' : JSON.stringify(f.result), f.steps ? JSON.stringify(f.steps) : '', f.backoffMs, f.startedAt ?? '');
     }
-    return (await this.script('finishRun')(k.runningQueue, k.starting, k.delayed, k.events, k.signal('manager'), k.prefix, now, ...args)) as number;
+    const [recorded, handedOff] = (await this.script('finishRun')(k.runningQueue, k.delayed, k.events, k.grantedQueue, k.signal('manager'), k.prefix, now, ...args)) as number[];
+    return { recorded, handedOff };
+  }
+
+  async saveProgress(progress: { id: string; run: number; steps: unknown[] }[]): Promise<void> {
+    if (progress.length === 0) return;
+    const args: (string | number)[] = [];
+    for (const p of progress) args.push(p.id, p.run, JSON.stringify(p.steps));
+    await this.script('saveProgress')(this.keys.prefix, ...args);
   }
 
   async cancel(ids: string[], now = Date.now()): Promise<string[]> {
     if (ids.length === 0) return [];
     const k = this.keys;
-    return (await this.script('cancel')(k.jobQueue, k.grantedQueue, k.delayed, k.runningQueue, k.events, k.signal('fetcher'), k.prefix, now, ...ids)) as string[];
+    return (await this.script('cancel')(k.jobQueue, k.grantedQueue, k.delayed, k.runningQueue, k.events, k.signal('fetcher'), k.signal('manager'), k.prefix, now, ...ids)) as string[];
   }
 
   // ---- reads -------------------------------------------------------------------------------

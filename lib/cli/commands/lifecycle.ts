@@ -145,11 +145,11 @@ export async function statusCommand(args: CommandArgs): Promise<number> {
     const k = store.keys;
     const info = await store.redis.hgetall(k.supervisor);
     const pools = [{ name: 'local', queue: k.locationQueue('local'), slots: k.localJobs, limit: config.localMaxJobs }];
-    const pipeline = store.redis.pipeline().llen(k.jobQueue).llen(k.grantedQueue).zcard(k.runningQueue).zcard(k.delayed).scard(k.starting);
+    const pipeline = store.redis.pipeline().llen(k.jobQueue).llen(k.grantedQueue).zcard(k.runningQueue).zcard(k.delayed);
     for (const p of pools) pipeline.llen(p.queue).scard(p.slots);
     const counts = ((await pipeline.exec()) ?? []).map(([, n]) => Number(n));
-    const [intake, granted, running, delayed, starting] = counts;
-    const poolRows = pools.map((p, i) => ({ location: p.name, waiting: counts[5 + i * 2], used: counts[6 + i * 2], slots: p.limit }));
+    const [intake, granted, running, delayed] = counts;
+    const poolRows = pools.map((p, i) => ({ location: p.name, waiting: counts[4 + i * 2], used: counts[5 + i * 2], slots: p.limit }));
     const alive = pid !== null && Number(info.pid) === pid && info.status !== 'stopped';
     const actors = (parseJson(info.actors) ?? {}) as Record<string, { state: string; restarts: number }>;
     const heartbeat = info.heartbeatAt ? Number(info.heartbeatAt) : null;
@@ -157,7 +157,7 @@ export async function statusCommand(args: CommandArgs): Promise<number> {
       out.data({
         supervisor: alive ? { pid, host: info.host, startedAt: Number(info.startedAt), heartbeatAt: heartbeat, actors } : null,
         redis: { address: redisText, reachable: true },
-        queues: { Job_Queue: intake, Granted_Queue: granted, Starting: starting, Running_Queue: running, Delayed: delayed },
+        queues: { Job_Queue: intake, Granted_Queue: granted, Running_Queue: running, Delayed: delayed },
         locations: poolRows,
       });
       return alive ? EXIT.ok : EXIT.unavailable;
@@ -166,7 +166,7 @@ export async function statusCommand(args: CommandArgs): Promise<number> {
     out.line(`supervisor  ${alive ? `running, pid ${pid} on ${info.host}, up ${age(Number(info.startedAt))}${stale ? `, NOT RESPONDING (last heartbeat ${age(heartbeat)} ago)` : ''}` : 'not running (start it with `jobmanager start`)'}`);
     if (alive) out.line(`actors      ${Object.entries(actors).map(([name, a]) => `${name} ${a.state}${a.restarts ? ` (${a.restarts} restarts in the last minute)` : ''}`).join(' · ')}`);
     out.line(`redis       ${redisText}`);
-    out.line(`queues      Job_Queue ${intake} · Granted_Queue ${granted + starting} · Running_Queue ${running} · waiting to retry ${delayed}`);
+    out.line(`queues      Job_Queue ${intake} · Granted_Queue ${granted} · Running_Queue ${running} · waiting to retry ${delayed}`);
     out.line('');
     out.line(table(['LOCATION', 'WAITING', 'SLOTS USED'], poolRows.map((p) => [p.location, p.waiting, `${p.used}/${p.slots}`])));
     return alive ? EXIT.ok : EXIT.unavailable;

@@ -1,37 +1,49 @@
 --[[
-  finishRun: a run ended (the fetcher's isFinished() said so). In one step: the job leaves
-  Running_Queue and Starting, its slot is freed, the run is appended to job:<id>:runs, and the
-  job becomes succeeded, failed or cancelled -- or, when it failed and has retries left (and was
-  not cancelled), queued again with a backoff (it waits in Delayed; the manager re-queues it).
+  finishRun: runs ended (the fetcher's isFinished() said so). For each, in one step: the job
+  leaves Running_Queue, the run is appended to job:<id>:runs, and the job becomes succeeded,
+  failed or cancelled -- or, when it failed and has retries left (and was not cancelled),
+  queued again after a backoff (it waits in Delayed; the manager re-queues it). Its slot is
+  freed and handed at once to the next job waiting for that location (includes/grantFrom.lua),
+  so a slot never sits idle between one job and the next.
   A run that is not the job's current one, or a job already ended, is ignored: replaying is
   harmless.
 
-  KEYS[1] Running_Queue   KEYS[2] Starting   KEYS[3] Delayed   KEYS[4] Events
+  KEYS[1] Running_Queue   KEYS[2] Delayed   KEYS[3] Events   KEYS[4] Granted_Queue
   KEYS[5] Signal:manager
   ARGV[1] key prefix      ARGV[2] now (ms)
-  ARGV[3..] tuples of 9: id, run, outcome (succeeded|failed|cancelled|interrupted), exit code
-    ('' if none), reason, result JSON ('' if none), steps JSON, retry backoff base (ms), start
-    time (ms; '' if unknown -- a run can end before markRunning saw it start)
-    'interrupted' means the run was cut short by the supervisor itself (a thread job when the
-    process died): it runs again at once and does not use up a retry.
-  Returns: the number of runs recorded
-  Events: succeeded | failed | cancelled | queued (a retry)
+  ARGV[3] number of slot pools P, then P tuples of 3: slot set key, slot limit, its queues
+    (space-separated location names, tried in order) -- where a freed slot may go
+  then tuples of 9 per run: id, run, outcome (succeeded|failed|cancelled|interrupted), exit
+    code ('' if none), reason, result JSON ('' if none), steps JSON ('' to keep), retry backoff
+    base (ms), start time (ms, '' if unknown: a run can end before markRunning saw it start)
+    'interrupted' means the run was cut short by the supervisor itself (a thread job whose
+    thread died): it runs again at once and does not use up a retry.
+  Returns: {runs recorded, jobs granted the freed slots}
+  Events: succeeded | failed | cancelled | queued (a retry) | granted
 ]]
+-- @include grantFrom
+
 local prefix, now = ARGV[1], tonumber(ARGV[2])
-local recorded = 0
-for i = 3, #ARGV, 9 do
+local pools = {}
+local first = 4 + 3 * tonumber(ARGV[3])
+for i = 4, first - 1, 3 do
+  local queues = {}
+  for name in string.gmatch(ARGV[i + 2], '%S+') do queues[#queues + 1] = prefix .. 'Job_Queue:' .. name end
+  pools[ARGV[i]] = { limit = tonumber(ARGV[i + 1]), queues = queues }
+end
+
+local recorded, handedOff, retried = 0, 0, false
+for i = first, #ARGV, 9 do
   local id, run, outcome, exitCode, reason, result, steps, backoff, runStartedAt =
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], tonumber(ARGV[i + 7]), ARGV[i + 8]
   local jobKey = prefix .. 'job:' .. id
-  local state, current, attempt, retries, slot, cancelRequested, startedAt, location, timedOut =
-    unpack(redis.call('HMGET', jobKey, 'state', 'run', 'attempt', 'retries', 'slot', 'cancelRequested', 'startedAt', 'location', 'timedOut'))
+  local state, current, attempt, retries, slot, cancelRequested, startedAt, location =
+    unpack(redis.call('HMGET', jobKey, 'state', 'run', 'attempt', 'retries', 'slot', 'cancelRequested', 'startedAt', 'location'))
   if (state == 'granted' or state == 'running') and current == run then
     attempt = tonumber(attempt) or 1
     if runStartedAt ~= '' then startedAt = runStartedAt end
     if cancelRequested and outcome ~= 'succeeded' then outcome = 'cancelled' end
-    if slot then redis.call('SREM', slot, id) end
     redis.call('ZREM', KEYS[1], id)
-    redis.call('SREM', KEYS[2], id)
     redis.call('RPUSH', prefix .. 'job:' .. id .. ':runs', cjson.encode({
       run = tonumber(run), attempt = attempt, outcome = outcome, exitCode = exitCode, reason = reason,
       startedAt = tonumber(startedAt), endedAt = now, location = location }))
@@ -46,15 +58,22 @@ for i = 3, #ARGV, 9 do
         redis.call('HSET', jobKey, 'attempt', attempt + 1)
       end
       redis.call('HSET', jobKey, 'state', 'queued', 'retryAt', now + delay, 'reason', reason)
-      redis.call('ZADD', KEYS[3], now + delay, id)
-      redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'queued', 'run', run, 'reason', reason)
+      redis.call('ZADD', KEYS[2], now + delay, id)
+      redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'queued', 'run', run, 'reason', reason)
+      retried = true
     else
       redis.call('HSET', jobKey, 'state', outcome, 'endedAt', now, 'exitCode', exitCode, 'reason', reason)
       if result ~= '' then redis.call('HSET', jobKey, 'result', result) end
-      redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'job', id, 'state', outcome, 'run', run, 'reason', reason)
+      redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'job', id, 'state', outcome, 'run', run, 'reason', reason)
+    end
+    if slot then
+      redis.call('SREM', slot, id)
+      local pool = pools[slot]
+      if pool then handedOff = handedOff + grantFrom(prefix, now, pool.queues, slot, pool.limit, 1, KEYS[4], KEYS[3]) end
     end
     recorded = recorded + 1
   end
 end
-if recorded > 0 and redis.call('LLEN', KEYS[5]) == 0 then redis.call('LPUSH', KEYS[5], 1) end
-return recorded
+-- A retry waits in Delayed: the manager must learn its due time.
+if retried and redis.call('LLEN', KEYS[5]) == 0 then redis.call('LPUSH', KEYS[5], 1) end
+return {recorded, handedOff}

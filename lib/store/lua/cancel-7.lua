@@ -1,17 +1,29 @@
 --[[
   cancel: cancel jobs. A job that has not started ends at once (it leaves whichever queue holds
-  it and gives back its slot). A job that is starting or running is marked cancelRequested and
+  it and gives back its slot; the manager is signalled to use that slot). A job that is being
+  launched or is running is marked cancelRequested and
   made due in Running_Queue now; the fetcher then kills its process group and records it as
   cancelled when it ends.
 
   KEYS[1] Job_Queue   KEYS[2] Granted_Queue   KEYS[3] Delayed   KEYS[4] Running_Queue
-  KEYS[5] Events      KEYS[6] Signal:fetcher
+  KEYS[5] Events      KEYS[6] Signal:fetcher   KEYS[7] Signal:manager
   ARGV[1] key prefix  ARGV[2] now (ms)   ARGV[3..] job ids
   Returns: one result per id: 'cancelled' | 'cancelling' | 'unknown' | the final state it had
   Events: cancelled
 ]]
 local prefix, now = ARGV[1], ARGV[2]
 local results = {}
+
+-- Granted_Queue holds launch payloads that start with the job id and a newline; it is short
+-- (at most the number of slots).
+local function removeGranted(id)
+  for _, payload in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+    if string.sub(payload, 1, #id + 1) == id .. '\n' then
+      return redis.call('LREM', KEYS[2], 1, payload) > 0
+    end
+  end
+  return false
+end
 for i = 3, #ARGV do
   local id = ARGV[i]
   local jobKey = prefix .. 'job:' .. id
@@ -19,7 +31,7 @@ for i = 3, #ARGV do
   local result
   if not state then
     result = 'unknown'
-  elseif state == 'queued' or (state == 'granted' and redis.call('LREM', KEYS[2], 0, id) > 0) then
+  elseif state == 'queued' or (state == 'granted' and removeGranted(id)) then
     redis.call('LREM', KEYS[1], 0, id)
     if location then redis.call('LREM', prefix .. 'Job_Queue:' .. location, 0, id) end
     redis.call('ZREM', KEYS[3], id)
@@ -27,6 +39,7 @@ for i = 3, #ARGV do
     redis.call('HDEL', jobKey, 'slot', 'retryAt')
     redis.call('HSET', jobKey, 'state', 'cancelled', 'endedAt', now, 'reason', 'cancelled before it started', 'cancelRequested', now)
     redis.call('XADD', KEYS[5], 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'cancelled')
+    if slot then redis.call('LPUSH', KEYS[7], 1) end
     result = 'cancelled'
   elseif state == 'granted' or state == 'running' then
     if not redis.call('HGET', jobKey, 'cancelRequested') then

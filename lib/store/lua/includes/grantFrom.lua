@@ -1,0 +1,34 @@
+--[[
+  grantFrom (included): grant jobs waiting in `queues` (tried in order) while the slot set has
+  fewer than `limit` members, at most `max` of them. Each granted job takes a slot, gets a new
+  run number, and is pushed to Granted_Queue as a payload the starter can launch without reading
+  anything else:  id \n run \n attempt \n spec JSON \n job definition JSON (or null)
+  (JSON never holds a raw newline, so the fields cannot run into each other.)
+  The job definition is only included when the spec uses the `self.yaml` input.
+  Returns the number granted.
+  Events: granted
+]]
+local function grantFrom(prefix, now, queues, slotKey, limit, max, grantedQueue, events)
+  local granted = 0
+  local room = limit - redis.call('SCARD', slotKey)
+  for _, queue in ipairs(queues) do
+    while room > 0 and granted < max do
+      local id = redis.call('RPOP', queue)
+      if not id then break end
+      local jobKey = prefix .. 'job:' .. id
+      local state, attempt, spec = unpack(redis.call('HMGET', jobKey, 'state', 'attempt', 'spec'))
+      if state == 'queued' and spec then
+        local run = redis.call('HINCRBY', jobKey, 'run', 1)
+        redis.call('SADD', slotKey, id)
+        redis.call('HSET', jobKey, 'state', 'granted', 'grantedAt', now, 'slot', slotKey)
+        local raw = 'null'
+        if string.find(spec, 'self.yaml', 1, true) then raw = redis.call('HGET', jobKey, 'raw') or 'null' end
+        redis.call('LPUSH', grantedQueue, id .. '\n' .. run .. '\n' .. attempt .. '\n' .. spec .. '\n' .. raw)
+        redis.call('XADD', events, 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'granted', 'run', run)
+        room = room - 1
+        granted = granted + 1
+      end
+    end
+  end
+  return granted
+end

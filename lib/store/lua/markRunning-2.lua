@@ -1,0 +1,36 @@
+--[[
+  markRunning: the fetcher saw a launched run's process start (granted -> running). The job
+  joins Running_Queue, scored with the first time the fetcher should look at it: one poll
+  period from now, or its deadline if that comes first (now, if it was cancelled meanwhile).
+  A run that is not the job's current one, or that already ended, is ignored, so replaying a
+  run log is harmless.
+
+  KEYS[1] Running_Queue   KEYS[2] Events
+  ARGV[1] key prefix      ARGV[2] now (ms)
+  ARGV[3..] tuples of 5: id, run, pid (= its process group), start time (ms), launcher epoch
+  Returns: {jobs that became running, the earliest score given (-1: none)}
+  Events: running
+]]
+local prefix, now = ARGV[1], tonumber(ARGV[2])
+local changed, earliest = 0, -1
+for i = 3, #ARGV, 5 do
+  local id, run, pid, startedAt, epoch = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
+  local jobKey = prefix .. 'job:' .. id
+  local state, current, pollMs, timeoutMs, cancelRequested =
+    unpack(redis.call('HMGET', jobKey, 'state', 'run', 'pollMs', 'timeoutMs', 'cancelRequested'))
+  if state == 'granted' and current == run then
+    local nextLook = now + (tonumber(pollMs) or 30000)
+    if cancelRequested then nextLook = now end
+    redis.call('HSET', jobKey, 'state', 'running', 'pid', pid, 'startedAt', startedAt, 'runlog', epoch)
+    if timeoutMs and timeoutMs ~= '' then
+      local deadline = startedAt + tonumber(timeoutMs)
+      redis.call('HSET', jobKey, 'deadline', deadline)
+      if deadline < nextLook then nextLook = deadline end
+    end
+    redis.call('ZADD', KEYS[1], nextLook, id)
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'running', 'run', run)
+    changed = changed + 1
+    if earliest < 0 or nextLook < earliest then earliest = nextLook end
+  end
+end
+return {changed, earliest}
