@@ -204,14 +204,14 @@ class Starter implements Actor {
   }
 }
 
-/** Which runs a launcher's log shows as started (F) or failed to start (K), and whether it is done. */
+/** Which runs a launcher's log mentions at all (so they were launched), and whether it is done. */
 function readLauncherLog(path: string): { runs: Set<string>; done: boolean } {
   const runs = new Set<string>();
   let done = false;
   let launcherPid: number | null = null;
   const reader = new RunLogReader(path);
   for (const event of reader.readNew()) {
-    if (event.kind === 'forked' || event.kind === 'notStarted') runs.add(event.runId);
+    if ('runId' in event) runs.add(event.runId);
     else if (event.kind === 'inputClosed' || event.kind === 'quit') done = true;
     else if (event.kind === 'launcher') launcherPid = event.pid;
   }

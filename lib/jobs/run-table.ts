@@ -66,10 +66,12 @@ export class RunTable {
   apply(epoch: string, events: RunLogEvent[], now = Date.now()): TableChanges {
     const changes: TableChanges = { started: [], stepped: [], ended: [] };
     const launcher = this.launcher(epoch);
+    // A run's end is reported once both its start (F, or K) and its end are known: the job can
+    // write X before the launcher writes F (the child runs first), and the start time is needed.
     const ended = (run: RunState, at: number) => {
       if (run.endedAt === null) {
         run.endedAt = at;
-        changes.ended.push(run);
+        if (run.pid !== null || run.notStarted !== null) changes.ended.push(run);
       }
       launcher.openRuns.delete(run.runId);
     };
@@ -92,12 +94,17 @@ export class RunTable {
           break;
         case 'quit':
           launcher.quit = true;
+          // Its F lines are all written now: a run seen ending without one is reported anyway.
+          for (const run of this.runs.values()) {
+            if (run.epoch === epoch && run.endedAt !== null && run.pid === null && run.notStarted === null && !run.recorded) changes.ended.push(run);
+          }
           break;
         case 'forked': {
           const run = this.runState(epoch, event.runId);
           run.pid = event.pid;
           run.forkedAt = event.at;
-          changes.started.push(run);
+          if (run.endedAt !== null) changes.ended.push(run); // its X came first
+          else changes.started.push(run);
           break;
         }
         case 'step': {

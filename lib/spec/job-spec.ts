@@ -93,7 +93,8 @@ export function validateJobSpec(raw: unknown, source: SpecSource): JobSpec {
 
   const classType = (top.ClassType ?? 'Local') as ClassType;
   if (typeof classType !== 'string' || !CLASS_TYPES.includes(classType)) {
-    fail(['ClassType'], `unknown ClassType ${describeType(top.ClassType)}; use one of ${CLASS_TYPES.join(', ')}`);
+    const given = typeof top.ClassType === 'string' ? JSON.stringify(top.ClassType) : describeType(top.ClassType);
+    fail(['ClassType'], `unknown ClassType ${given}; use one of ${CLASS_TYPES.join(', ')}`);
   }
   const allowed: string[] = [...TOP_KEYS];
   if (classType === 'Remote' || classType === 'EC2') allowed.push(...REMOTE_KEYS);

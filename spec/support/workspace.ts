@@ -1,0 +1,97 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { Store } from '../../lib/store/store.js';
+import { runCli, type CliResult } from './cli.js';
+import { killAll, pidsWithEnv } from './processes.js';
+import { RedisServer } from './redis-server.js';
+import { SupervisorProcess } from './supervisor-process.js';
+import { removeDir, tempDir } from './temp.js';
+
+// One spec's world: a temporary directory with a state directory, a config file, job files, its
+// own redis-server (or the embedded one), and the supervisors it started. dispose() stops all of
+// it by pid, including any job process still running.
+
+export const FAST_CONFIG = { LocalMaxJobs: 4, RetryBackoff: '50ms', KillGrace: '1s', LogLevel: 'debug', PollPeriod: '2s' };
+
+export interface WorkspaceOptions {
+  config?: Record<string, unknown>;
+  /** Use the embedded redis-server instead of one started by the harness. */
+  embedded?: boolean;
+  appendOnly?: boolean;
+}
+
+export class Workspace {
+  readonly stateDir: string;
+  readonly configFile: string;
+  private readonly supervisors: SupervisorProcess[] = [];
+  private readonly stores: Store[] = [];
+
+  private constructor(
+    readonly dir: string,
+    readonly redis: RedisServer | null,
+  ) {
+    this.stateDir = join(dir, 'state');
+    this.configFile = join(dir, 'jobmanager.yaml');
+  }
+
+  static async create(options: WorkspaceOptions = {}): Promise<Workspace> {
+    const dir = tempDir('jm-ws-');
+    const redis = options.embedded ? null : await RedisServer.start({ appendOnly: options.appendOnly });
+    const ws = new Workspace(dir, redis);
+    ws.writeConfig({ ...FAST_CONFIG, ...options.config });
+    return ws;
+  }
+
+  writeConfig(config: Record<string, unknown>): void {
+    writeFileSync(this.configFile, JSON.stringify(config, null, 2));
+  }
+
+  env(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = { ...process.env, JM_STATE_DIR: this.stateDir, JM_CONFIG: this.configFile, ...extra };
+    delete env.JM_REDIS_URL;
+    if (this.redis) env.JM_REDIS_URL = this.redis.url;
+    return env;
+  }
+
+  get redisUrl(): string {
+    return this.redis ? this.redis.url : `unix://${join(this.stateDir, 'redis', 'redis.sock')}`;
+  }
+
+  /** Writes a file under the workspace; returns its path. */
+  write(name: string, text: string): string {
+    const path = join(this.dir, name);
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, text);
+    return path;
+  }
+
+  cli(...args: string[]): Promise<CliResult> {
+    return runCli(args, this.env(), this.dir);
+  }
+
+  async startSupervisor(): Promise<SupervisorProcess> {
+    const supervisor = await SupervisorProcess.start(this.env());
+    this.supervisors.push(supervisor);
+    return supervisor;
+  }
+
+  async store(): Promise<Store> {
+    const store = await Store.open(this.redisUrl, 'default', 'cli');
+    this.stores.push(store);
+    return store;
+  }
+
+  /** Job ids printed by `queue` (its table's first column). */
+  static ids(queueOutput: string): string[] {
+    return queueOutput.trim().split('\n').slice(1).map((line) => line.split(/\s+/)[0]);
+  }
+
+  async dispose(): Promise<void> {
+    for (const store of this.stores) await store.close();
+    for (const supervisor of this.supervisors) await supervisor.stop();
+    killAll(pidsWithEnv('JM_JOB_DIR', this.stateDir));
+    if (this.redis) await this.redis.stop();
+    else await runCli(['stop'], this.env(), this.dir);
+    removeDir(this.dir);
+  }
+}
