@@ -160,6 +160,7 @@ export class Supervisor {
     slot.restarts.push(now);
     const delay = Math.min(100 * 2 ** (slot.restarts.length - 1), 5000);
     slot.state = 'restarting';
+    void this.heartbeat();
     this.log.error(`supervisor: the ${slot.name} actor exited (code ${code}); restarting it in ${delay}ms`);
     setTimeout(() => void this.restartActor(slot), delay).unref();
   }
@@ -175,6 +176,7 @@ export class Supervisor {
       await this.spawnActor(slot.name);
       if (slot.name === 'starter') this.actors.get('fetcher')?.worker?.postMessage({ type: 'epoch', epoch: this.epoch } satisfies ToActor);
       this.log.info(`supervisor: the ${slot.name} actor is back`);
+      void this.heartbeat();
     } catch (err) {
       this.log.error(`supervisor: restarting ${slot.name} failed: ${errorMessage(err)}`);
       setTimeout(() => void this.restartActor(slot), 1000).unref();

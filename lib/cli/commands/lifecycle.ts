@@ -13,6 +13,7 @@ import { parseJson } from '../../store/job-record.js';
 import { EXIT, type CommandArgs } from './types.js';
 import type { Config } from '../../config/config.js';
 import { sleep } from '../../stop-signal.js';
+import { processAlive } from '../../process.js';
 
 // The supervisor's lifecycle: start (foreground, or --detach), stop, restart, status.
 
@@ -103,12 +104,12 @@ async function stopSupervisor(config: Config, args: CommandArgs): Promise<boolea
   process.kill(pid, 'SIGTERM');
   const progress = new ProgressLine(!args.out.json);
   const started = Date.now();
-  while (lockOwner(config.stateDir) === pid && Date.now() - started < 30_000) {
+  while (processAlive(pid) && Date.now() - started < 30_000) {
     progress.update(`stopping the supervisor (pid ${pid})… ${Math.round((Date.now() - started) / 1000)}s`);
     await sleep(50);
   }
   progress.done();
-  if (lockOwner(config.stateDir) === pid) {
+  if (processAlive(pid)) {
     args.out.error(`the supervisor (pid ${pid}) did not stop within 30s; \`kill -9 ${pid}\` is safe: nothing is lost`);
     return false;
   }
