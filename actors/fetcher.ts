@@ -36,7 +36,13 @@ const REFRESH_LOGS_MS = 5000;
  * granted to their end in one step, which halves the Redis work per job; the start time recorded
  * is the real one either way.
  */
-const MARK_RUNNING_AFTER_MS = 10;
+const MARK_RUNNING_AFTER_MS = 50;
+/**
+ * Run log lines come three per job (F, X, R), each one a file change. Reading them at most this
+ * often lets one read take several jobs' lines at thousands of jobs a second, for at most this
+ * much delay.
+ */
+const MIN_INGEST_GAP_MS = 2;
 
 class Fetcher implements Actor {
   private readonly blocking: BlockingConnection;
@@ -78,8 +84,12 @@ class Fetcher implements Actor {
     this.watcher.on('error', () => {});
     void this.listenForSignals(stop);
     log.info('ResultFetcher: watching Running_Queue and the run logs');
+    let lastIngest = 0;
     while (!stop.stopped) {
       if (Date.now() - this.logsRefreshedAt >= REFRESH_LOGS_MS) await this.refreshReaders();
+      const gap = Date.now() - lastIngest;
+      if (gap < MIN_INGEST_GAP_MS) await stop.sleep(MIN_INGEST_GAP_MS - gap);
+      lastIngest = Date.now();
       await this.ingest();
       if (Date.now() >= this.nextDueAt && (await this.pollDue())) continue;
       await this.wakeup.wait(Math.min(this.nextDueAt - Date.now(), this.nextStartMarkIn(), MAX_WAIT_MS), stop);

@@ -1,0 +1,77 @@
+// Local throughput: N jobs of `Run: "true"` with 8 local slots, against xargs -P8 running the
+// same command, in the same run (the machine's speed cancels out of the ratio).
+//
+//   npm run bench -- [--jobs 5000] [--slots 8]
+//
+// JobManager's time is measured two ways:
+//   end to end  `jobmanager queue --wait DIR`: read and check N job files, queue them, run them,
+//               wait for all: what a user waits for;
+//   pipeline    first grant to last end, from the Events stream: the scheduling cost per job,
+//               the figure comparable to xargs (which reads no files).
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import { DIST_DIR } from '../lib/paths.js';
+import { removeDir, tempDir } from '../spec/support/temp.js';
+
+const { values } = parseArgs({ options: { jobs: { type: 'string', default: '5000' }, slots: { type: 'string', default: '8' }, keep: { type: 'boolean', default: false } } });
+const N = Number(values.jobs);
+const SLOTS = Number(values.slots);
+const CLI = join(DIST_DIR, 'lib', 'cli', 'main.js');
+
+function seconds(start: bigint): number {
+  return Number(process.hrtime.bigint() - start) / 1e9;
+}
+
+function xargs(): number {
+  const start = process.hrtime.bigint();
+  const result = spawnSync('sh', ['-c', `seq ${N} | xargs -P${SLOTS} -n1 true`], { stdio: 'inherit' });
+  if (result.status !== 0) throw new Error('xargs failed');
+  return seconds(start);
+}
+
+async function jobmanager(dir: string): Promise<{ endToEnd: number; pipeline: number; queueToEnd: number }> {
+  const jobs = join(dir, 'jobs');
+  mkdirSync(jobs);
+  for (let i = 0; i < N; i++) writeFileSync(join(jobs, `j${i}.yaml`), 'Order: [{Run: "true"}]\n');
+  const config = join(dir, 'jobmanager.yaml');
+  writeFileSync(config, JSON.stringify({ LocalMaxJobs: SLOTS, LogLevel: 'warn', StateDir: join(dir, 'state') }));
+  const env: NodeJS.ProcessEnv = { ...process.env, JM_CONFIG: config };
+  delete env.JM_REDIS_URL;
+  delete env.JM_STATE_DIR;
+  execFileSync(process.execPath, [CLI, 'start', '--detach'], { env, stdio: 'ignore' });
+  try {
+    const start = process.hrtime.bigint();
+    const result = spawnSync(process.execPath, [CLI, 'queue', '--wait', jobs], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+    const endToEnd = seconds(start);
+    if (result.status !== 0) throw new Error(`queue --wait exited ${result.status}`);
+    const redis = new Redis({ path: join(dir, 'state', 'redis', 'redis.sock') });
+    const events = await redis.xrange('jm:{default}:Events', '-', '+');
+    redis.disconnect();
+    const time = (id: string) => Number(id.split('-')[0]);
+    const first = (state: string) => time(events.find(([, f]) => f[3] === state)![0]);
+    const last = time(events[events.length - 1][0]);
+    return { endToEnd, pipeline: (last - first('granted')) / 1000, queueToEnd: (last - first('queued')) / 1000 };
+  } finally {
+    execFileSync(process.execPath, [CLI, 'stop'], { env, stdio: 'ignore' });
+  }
+}
+
+const dir = tempDir('jm-bench-');
+try {
+  console.log(`${N} jobs of \`true\`, ${SLOTS} at a time, on ${process.platform} with ${(await import('node:os')).cpus().length} cores`);
+  const before = xargs();
+  const jm = await jobmanager(dir);
+  const after = xargs();
+  const reference = (before + after) / 2;
+  const row = (name: string, s: number) => console.log(`  ${name.padEnd(34)} ${s.toFixed(2).padStart(6)} s  ${(N / s).toFixed(0).padStart(5)} jobs/s  ${(s / reference).toFixed(2)}× xargs`);
+  row('xargs -P (before, after)', reference);
+  row('jobmanager queue --wait (end to end)', jm.endToEnd);
+  row('jobmanager first queued → last end', jm.queueToEnd);
+  row('jobmanager first grant → last end', jm.pipeline);
+  console.log(JSON.stringify({ jobs: N, slots: SLOTS, xargs: [before, after], jobmanager: jm, ratioEndToEnd: jm.endToEnd / reference, ratioPipeline: jm.pipeline / reference }));
+} finally {
+  if (!values.keep) removeDir(dir);
+}
