@@ -39,14 +39,14 @@ for i = 3, #ARGV do
     redis.call('HDEL', jobKey, 'slot', 'retryAt')
     redis.call('HSET', jobKey, 'state', 'cancelled', 'endedAt', now, 'reason', 'cancelled before it started', 'cancelRequested', now)
     redis.call('XADD', KEYS[5], 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'cancelled')
-    if slot then redis.call('LPUSH', KEYS[7], 1) end
+    if slot and redis.call('LLEN', KEYS[7]) == 0 then redis.call('LPUSH', KEYS[7], 1) end
     result = 'cancelled'
   elseif state == 'granted' or state == 'running' then
     if not redis.call('HGET', jobKey, 'cancelRequested') then
       redis.call('HSET', jobKey, 'cancelRequested', now)
     end
     if state == 'running' then redis.call('ZADD', KEYS[4], now, id) end
-    redis.call('LPUSH', KEYS[6], 1)
+    if redis.call('LLEN', KEYS[6]) == 0 then redis.call('LPUSH', KEYS[6], 1) end
     result = 'cancelling'
   else
     result = state

@@ -1,9 +1,10 @@
 --[[
   grant: the old JobManager's grant step. First, retries whose backoff is over go back to the
-  front of their location's queue. Then, for each location the manager watches, jobs are taken
-  from its queue while the location has room: each takes a slot (it joins the slot set, e.g.
-  LocalJobs) and goes to Granted_Queue for the starter (see includes/grantFrom.lua). The slot is
-  held until the job ends, so the limit holds at every instant.
+  front of their location's queue, the one due earliest in front. Then, for each location the
+  manager watches, jobs are taken from its queue while the location has room: each takes a slot
+  (it joins the slot set, e.g. LocalJobs) and goes to Granted_Queue for the starter (see
+  includes/grantFrom.lua). The slot is held until the job ends, so the limit holds at every
+  instant.
 
   KEYS[1] Granted_Queue   KEYS[2] Delayed   KEYS[3] Events
   ARGV[1] key prefix      ARGV[2] now (ms)  ARGV[3] most jobs to grant in this call
@@ -17,7 +18,9 @@
 local prefix, now, budget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
-for _, id in ipairs(due) do
+-- RPUSH puts each at the front (grantFrom pops from the right), so the latest due goes in first.
+for i = #due, 1, -1 do
+  local id = due[i]
   redis.call('ZREM', KEYS[2], id)
   local jobKey = prefix .. 'job:' .. id
   local state, location = unpack(redis.call('HMGET', jobKey, 'state', 'location'))

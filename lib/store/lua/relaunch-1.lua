@@ -2,7 +2,8 @@
   relaunch: recovery found a granted job whose run provably never launched (it was taken from
   Granted_Queue by a starter that died, and every launcher that could have started it has ended
   without a line for that run). It gets a new run number and its launch payload (as in
-  includes/grantFrom.lua), for the starter to launch at once.
+  includes/grantFrom.lua, the job definition included on the same test), for the starter to
+  launch at once.
 
   KEYS[1] Events
   ARGV[1] key prefix   ARGV[2] now (ms)   ARGV[3] job id   ARGV[4] the run that never started
@@ -16,6 +17,6 @@ if state ~= 'granted' or run ~= oldRun or not spec then return false end
 if cancelRequested then return 'cancelled' end
 local newRun = redis.call('HINCRBY', jobKey, 'run', 1)
 local raw = 'null'
-if string.find(spec, 'self.yaml', 1, true) then raw = redis.call('HGET', jobKey, 'raw') or 'null' end
+if string.find(spec, '"value":"self.yaml"', 1, true) then raw = redis.call('HGET', jobKey, 'raw') or 'null' end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'granted', 'run', newRun, 'reason', 'relaunched: run ' .. oldRun .. ' never started')
 return id .. '\n' .. newRun .. '\n' .. attempt .. '\n' .. spec .. '\n' .. raw

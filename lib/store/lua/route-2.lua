@@ -2,7 +2,8 @@
   route: move entries of Job_Queue that the manager has checked to their location's queue
   (Job_Queue:<location>), or mark them rejected with the reason. Entries that are no longer
   queued (cancelled meanwhile) are just dropped from Job_Queue. An entry that names no job
-  record gets a record of its own, so that the rejection is visible.
+  record (anything but a job id: job ids are numbers) gets a record of its own, so that the
+  rejection is visible.
 
   KEYS[1] Job_Queue       KEYS[2] Events
   ARGV[1] key prefix      ARGV[2] now (ms)
@@ -18,7 +19,8 @@ for i = 3, #ARGV, 6 do
   local entry, location, detail = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if redis.call('LREM', KEYS[1], -1, entry) > 0 then
     local jobKey = prefix .. 'job:' .. entry
-    local state = redis.call('HGET', jobKey, 'state')
+    -- Only a number can be a job id; anything else may name another key (`1:runs` is a list).
+    local state = string.match(entry, '^%d+$') and redis.call('HGET', jobKey, 'state')
     if not state then
       local id = tostring(redis.call('INCR', prefix .. 'NextId'))
       jobKey = prefix .. 'job:' .. id

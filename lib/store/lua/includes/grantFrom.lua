@@ -4,7 +4,10 @@
   run number, and is pushed to Granted_Queue as a payload the starter can launch without reading
   anything else:  id \n run \n attempt \n spec JSON \n job definition JSON (or null)
   (JSON never holds a raw newline, so the fields cannot run into each other.)
-  The job definition is only included when the spec uses the `self.yaml` input.
+  The job definition is only included when the spec uses the `self.yaml` input, i.e. holds an
+  input whose value is the string self.yaml: `"value":"self.yaml"` in the spec's JSON (quotes
+  inside a JSON string are escaped, so a command, name or Env value that merely mentions
+  self.yaml does not match).
   Returns the number granted.
   Events: granted
 ]]
@@ -22,7 +25,7 @@ local function grantFrom(prefix, now, queues, slotKey, limit, max, grantedQueue,
         redis.call('SADD', slotKey, id)
         redis.call('HSET', jobKey, 'state', 'granted', 'grantedAt', now, 'slot', slotKey)
         local raw = 'null'
-        if string.find(spec, 'self.yaml', 1, true) then raw = redis.call('HGET', jobKey, 'raw') or 'null' end
+        if string.find(spec, '"value":"self.yaml"', 1, true) then raw = redis.call('HGET', jobKey, 'raw') or 'null' end
         redis.call('LPUSH', grantedQueue, id .. '\n' .. run .. '\n' .. attempt .. '\n' .. spec .. '\n' .. raw)
         redis.call('XADD', events, 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'granted', 'run', run)
         room = room - 1
