@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { JobSpecError } from '../errors.js';
-import { validateJobSpec, type JobSpec } from '../spec/job-spec.js';
+import { keyName, validateJobSpec, type JobSpec } from '../spec/job-spec.js';
 import { readYamlFile, YamlProblem } from '../spec/yaml.js';
 
 // Job files as `queue` and `run` take them: files, or directories of *.yaml / *.yml files. Each is
@@ -47,9 +47,8 @@ export function expandJobPaths(args: string[], cwd = process.cwd()): { files: st
   return { files, errors };
 }
 
-function naturalOrder(a: string, b: string): number {
-  return a.localeCompare(b, undefined, { numeric: true });
-}
+/** file2 before file10: one collator for all (localeCompare builds one per call). */
+const naturalOrder = new Intl.Collator(undefined, { numeric: true }).compare;
 
 export async function loadJobFiles(args: string[], cwd = process.cwd()): Promise<LoadResult> {
   const { files, errors } = expandJobPaths(args, cwd);
@@ -62,7 +61,7 @@ export async function loadJobFiles(args: string[], cwd = process.cwd()): Promise
       await checker.check(spec, parsed.lineOf);
       jobs.push({ file, spec, raw: parsed.value });
     } catch (err) {
-      if (err instanceof YamlProblem) errors.push(new JobSpecError(file, err.line, null, err.reason));
+      if (err instanceof YamlProblem) errors.push(new JobSpecError(file, err.line, err.path ? keyName(err.path) : null, err.reason));
       else if (err instanceof JobSpecError) errors.push(err);
       else throw err;
     }
@@ -86,7 +85,7 @@ class WorldChecker {
       } catch {
         ok = false;
       }
-      if (!ok) fail(['Modules', key], `Modules.${key}`, `no such file: ${path}`);
+      if (!ok) fail(['Modules', key], `Modules.${key}`, `no such file: ${path} (paths in Modules are relative to the job file's directory)`);
     }
     for (let i = 0; i < spec.order.length; i++) {
       const step = spec.order[i];
@@ -152,6 +151,12 @@ function loadExportNames(path: string): Promise<Set<string> | string> {
     worker.once('error', (err) => {
       clearTimeout(timer);
       resolvePromise(err.message);
+    });
+    // A module that calls process.exit() while loading ends the worker without a reply: say so now
+    // rather than after the timeout. (After a reply or an error, resolving again does nothing.)
+    worker.once('exit', (code) => {
+      clearTimeout(timer);
+      resolvePromise(`it exited while loading (process.exit(${code}))`);
     });
   });
 }

@@ -112,7 +112,7 @@ function read(file: string): ParsedYaml {
     if (parsed.value === null || parsed.value === undefined) return { value: {}, lineOf: () => null };
     return parsed;
   } catch (err) {
-    if (err instanceof YamlProblem) throw new ConfigError(err.line ? `${file}:${err.line}` : file, null, err.reason);
+    if (err instanceof YamlProblem) throw new ConfigError(err.line ? `${file}:${err.line}` : file, err.path ? err.path.join('.') : null, err.reason);
     throw err;
   }
 }
@@ -154,12 +154,17 @@ function isMap(value: unknown): value is Record<string, unknown> {
 
 function compile(raw: Record<string, unknown>, file: string | null, env: NodeJS.ProcessEnv, fail: Fail): Config {
   checkKeys(raw, TOP_KEYS, [], fail, 'the config');
+  // `Redis: redis://…` is an easy slip; the message must not quote the URL's password.
+  if (typeof raw.Redis === 'string') fail(['Redis'], `must be a mapping: write Redis: {Url: ${redactUrl(raw.Redis)}}`);
   const redis = expectMap(raw.Redis ?? {}, ['Redis'], fail, 'Redis');
   checkKeys(redis, ['Url'], ['Redis'], fail, 'Redis');
-  let redisUrl = env.JM_REDIS_URL || optString(redis, 'Url', ['Redis'], fail) || null;
-  if (redisUrl && !/^(rediss?|unix):\/\//.test(redisUrl)) {
-    fail(['Redis', 'Url'], 'must start with redis://, rediss:// or unix:// (or be null for the embedded redis-server)');
-  }
+  const fileUrl = optString(redis, 'Url', ['Redis'], fail) || null;
+  const badUrl = (url: string | null) => url !== null && !/^(rediss?|unix):\/\//.test(url);
+  const urlRule = 'must start with redis://, rediss:// or unix://';
+  // The environment wins, so a bad JM_REDIS_URL is named as such, not blamed on the file.
+  if (env.JM_REDIS_URL && badUrl(env.JM_REDIS_URL)) throw new ConfigError('environment', 'JM_REDIS_URL', `${urlRule} (or be unset)`);
+  if (badUrl(fileUrl)) fail(['Redis', 'Url'], `${urlRule} (or be null for the embedded redis-server)`);
+  let redisUrl = env.JM_REDIS_URL || fileUrl;
   const deployment = optString(raw, 'Deployment', [], fail, 64) ?? 'default';
   if (!/^[A-Za-z0-9_.-]+$/.test(deployment)) fail(['Deployment'], 'must be letters, digits, _, . and - only');
   const stateDirText = env.JM_STATE_DIR || optString(raw, 'StateDir', [], fail) || '~/.local/state/jobmanager';

@@ -230,7 +230,8 @@ function relativeInside(path: string, at: YamlPath, fail: Fail, what: string, al
   return clean;
 }
 
-function keyName(path: YamlPath): string | null {
+/** `Order[0].Run`: how a path is named in messages. */
+export function keyName(path: YamlPath): string | null {
   if (path.length === 0) return null;
   return path.map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? part : `.${part}`)).join('');
 }

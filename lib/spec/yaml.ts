@@ -1,5 +1,5 @@
 import { readFileSync, statSync } from 'node:fs';
-import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import { Lexer, LineCounter, parseDocument, isMap, isNode, isScalar, isSeq, type Document } from 'yaml';
 
 // Safe YAML: the core schema only (no custom tags: `!!python/object` and friends are refused, not
 // turned into anything), unique keys, a cap on aliases (a "billion laughs" file is refused before it
@@ -13,7 +13,7 @@ export type YamlPath = readonly (string | number)[];
 
 export interface ParsedYaml {
   value: unknown;
-  /** 1-based line of the node at `path`, or of its nearest ancestor that exists. */
+  /** 1-based line of the key (or list item) at `path`, or of its nearest ancestor that exists. */
   lineOf(path: YamlPath): number | null;
 }
 
@@ -21,6 +21,8 @@ export class YamlProblem extends Error {
   constructor(
     readonly line: number | null,
     readonly reason: string,
+    /** The key the problem is at, when the parser can tell (a duplicate key, a custom tag). */
+    readonly path: YamlPath | null = null,
   ) {
     super(reason);
   }
@@ -39,31 +41,48 @@ export function readYamlFile(file: string, maxBytes: number): ParsedYaml {
   return parseYaml(readFileSync(file, 'utf8'));
 }
 
+const TOO_DEEP = `refused: nested more than ${MAX_DEPTH} levels deep`;
+
 export function parseYaml(text: string): ParsedYaml {
+  // The parser builds its tree by recursion and needs seconds and hundreds of MB for a 1 MiB file
+  // of `[[[[…`: count flow nesting with the (iterative) lexer first and refuse before parsing.
+  if (flowDepth(text) > MAX_DEPTH) throw new YamlProblem(null, TOO_DEEP);
   const lines = new LineCounter();
   let doc: Document;
   try {
     doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, strict: true, schema: 'core', customTags: [], prettyErrors: false });
   } catch (err) {
+    // Deep block nesting (indentation) still overflows the stack: that is the same refusal.
+    if (err instanceof RangeError) throw new YamlProblem(null, TOO_DEEP);
     throw new YamlProblem(null, `not valid YAML (${(err as Error).message})`);
   }
   const problem = doc.errors[0] ?? doc.warnings[0];
+  // The composer reports its own stack overflow (deep block nesting) as an error at whatever line
+  // it ran out on: that line means nothing to the user.
+  if (problem?.code === 'RESOURCE_EXHAUSTION') throw new YamlProblem(null, TOO_DEEP);
   if (problem) {
-    const line = problem.linePos?.[0]?.line ?? null;
-    throw new YamlProblem(line, `not valid YAML: ${describeYamlError(problem.code, problem.message)}`);
+    // With prettyErrors off the error carries no linePos: the line comes from its offset.
+    const line = lines.linePos(problem.pos[0]).line;
+    const path = problem.code === 'DUPLICATE_KEY' || problem.code === 'TAG_RESOLVE_FAILED' ? pathAt(doc, problem.pos[0]) : null;
+    throw new YamlProblem(line, `not valid YAML: ${describeYamlError(problem.code, problem.message)}`, path?.length ? path : null);
   }
   let value: unknown;
   try {
     value = doc.toJS({ maxAliasCount: MAX_ALIASES });
   } catch (err) {
-    const message = err instanceof RangeError ? 'nested too deeply' : (err as Error).message;
-    throw new YamlProblem(null, `refused: ${message} (at most ${MAX_ALIASES} alias expansions)`);
+    if (err instanceof RangeError) throw new YamlProblem(null, TOO_DEEP);
+    const message = (err as Error).message;
+    throw new YamlProblem(null, `refused: ${message}${/alias count/i.test(message) ? ` (at most ${MAX_ALIASES} alias expansions)` : ''}`);
   }
-  if (depthOf(value) > MAX_DEPTH) throw new YamlProblem(null, `refused: nested more than ${MAX_DEPTH} levels deep`);
+  if (depthOf(value) > MAX_DEPTH) throw new YamlProblem(null, TOO_DEEP);
   return {
     value,
     lineOf(path) {
       for (let n = path.length; n >= 0; n--) {
+        // A key's own line, not its value's: `awsIDs:` rather than the list item below it.
+        const parent = n > 0 ? doc.getIn(path.slice(0, n - 1), true) : null;
+        const pair = isMap(parent) ? parent.items.find((p) => isScalar(p.key) && String(p.key.value) === String(path[n - 1])) : undefined;
+        if (isNode(pair?.key) && pair.key.range) return lines.linePos(pair.key.range[0]).line;
         const node = doc.getIn(path.slice(0, n), true);
         if (isNode(node) && node.range) return lines.linePos(node.range[0]).line;
         if (n === 0 && doc.contents?.range) return lines.linePos(doc.contents.range[0]).line;
@@ -74,8 +93,56 @@ export function parseYaml(text: string): ParsedYaml {
 }
 
 function describeYamlError(code: string, message: string): string {
-  if (code === 'TAG_RESOLVE_FAILED') return `${message.split(' at line')[0]} (custom tags are not allowed)`;
+  if (code === 'TAG_RESOLVE_FAILED') return `${message.split(' at line')[0]} (custom tags are not allowed: remove the tag and write plain text, lists and mappings)`;
+  if (code === 'DUPLICATE_KEY') return 'this key is set twice in the same mapping; keep one';
+  if (/parseAllDocuments/.test(message)) return 'the file holds more than one YAML document (a second ---); put each job in a file of its own';
   return message.split(' at line')[0].split('\n')[0];
+}
+
+/** Deepest nesting of flow collections ([…] and {…}); brackets inside quoted text are not counted. */
+function flowDepth(text: string): number {
+  // Most files hold a few brackets: counting them is enough to know the depth is small.
+  let brackets = 0;
+  for (let i = 0; i < text.length && brackets <= MAX_DEPTH; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 91 || c === 123) brackets++;
+  }
+  if (brackets <= MAX_DEPTH) return brackets;
+  let depth = 0;
+  let max = 0;
+  for (const token of new Lexer().lex(text)) {
+    if (token === '[' || token === '{') max = Math.max(max, ++depth);
+    else if (token === ']' || token === '}') depth--;
+    if (max > MAX_DEPTH) break;
+  }
+  return max;
+}
+
+/** The path of the deepest key or item whose source holds `offset`. */
+function pathAt(doc: Document, offset: number): YamlPath {
+  const path: (string | number)[] = [];
+  const start = (node: unknown) => (isNode(node) && node.range ? node.range[0] : Infinity);
+  const end = (node: unknown) => (isNode(node) && node.range ? node.range[2] : -Infinity);
+  let node: unknown = doc.contents;
+  // A node's range starts after its tag: an offset before a node's start is in its tag. So a pair
+  // spans from its key to the end of its value, an item from the end of the one before.
+  while (offset >= start(node)) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => start(p.key) <= offset && offset < Math.max(end(p.key), end(p.value)));
+      if (!pair) break;
+      path.push(String(isScalar(pair.key) ? pair.key.value : pair.key));
+      if (offset < end(pair.key)) break;
+      node = pair.value;
+    } else if (isSeq(node)) {
+      const i = node.items.findIndex((item) => offset < end(item));
+      if (i < 0) break;
+      path.push(i);
+      node = node.items[i];
+    } else {
+      break;
+    }
+  }
+  return path;
 }
 
 function depthOf(value: unknown, depth = 0): number {

@@ -1,0 +1,225 @@
+import { expect } from 'chai';
+import { writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig, type Config } from '../lib/config/config.js';
+import { ConfigError } from '../lib/errors.js';
+import { removeDir, tempDir } from './support/temp.js';
+import { Workspace } from './support/workspace.js';
+
+// The config: defaults from config/default.yaml, a user file on top, the old tool's key names, the
+// environment overrides — and every mistake refused with FILE:LINE, the key and the fix, without
+// echoing a secret. Through loadConfig, and through the real CLI with --config.
+
+const SECRET = 'hunter2-do-not-print';
+
+describe('config', function () {
+  let dir: string;
+  let count = 0;
+
+  before(function () {
+    dir = tempDir('jm-config-');
+  });
+
+  after(function () {
+    removeDir(dir);
+  });
+
+  /** Writes a config file in the temporary directory; returns its path. */
+  function write(text: string): string {
+    const file = join(dir, `config-${++count}.yaml`);
+    writeFileSync(file, text);
+    return file;
+  }
+
+  function load(text: string, env: NodeJS.ProcessEnv = {}): Config {
+    return loadConfig({ file: write(text), cwd: dir, env });
+  }
+
+  /** The ConfigError that loading `text` throws. */
+  function refusal(text: string, env: NodeJS.ProcessEnv = {}): { error: ConfigError; file: string } {
+    const file = write(text);
+    try {
+      loadConfig({ file, cwd: dir, env });
+    } catch (err) {
+      if (err instanceof ConfigError) return { error: err, file };
+      throw err;
+    }
+    return expect.fail(`the config was accepted:\n${text}`);
+  }
+
+  /** Loading `text` fails at FILE:LINE on `key`, with a reason matching `reason`. */
+  function expectRefused(text: string, line: number, key: string, reason: RegExp): ConfigError {
+    const { error, file } = refusal(text);
+    expect(error.code).to.equal('JM_CONFIG');
+    expect([error.file, error.key]).to.deep.equal([`${file}:${line}`, key]);
+    expect(error.reason).to.match(reason);
+    expect(error.message).to.equal(`${file}:${line}: ${key}: ${error.reason}`);
+    return error;
+  }
+
+  describe('merging', function () {
+    it('uses the documented defaults when there is no file', function () {
+      const config = loadConfig({ cwd: dir, env: {} });
+      expect(config.file).to.equal(null);
+      expect(config.redisUrl).to.equal(null);
+      expect(config.stateDir).to.equal(join(homedir(), '.local/state/jobmanager'));
+      expect([config.localMaxJobs, config.remoteMaxJobsPerHost, config.pollPeriodMs]).to.deep.equal([4, 3, 30_000]);
+      expect([config.hostKeyPolicy, config.logLevel, config.deployment]).to.deep.equal(['strict', 'info', 'default']);
+      expect(config.hosts).to.deep.equal([]);
+      expect(config.ec2).to.deep.include({ region: 'us-east-1', instanceType: 't3.micro', maxInstances: 4, idleTimeoutMs: 600_000, username: 'ec2-user', securityGroupIds: [] });
+    });
+
+    it('lets a user file override some keys and keeps the other defaults, EC2 merged key by key', function () {
+      const config = load('LocalMaxJobs: 9\nPollPeriod: 5s\nEC2:\n  Region: eu-west-1\n  MaxInstances: 2\n');
+      expect([config.localMaxJobs, config.pollPeriodMs, config.remoteMaxJobsPerHost]).to.deep.equal([9, 5000, 3]);
+      expect(config.ec2).to.deep.include({ region: 'eu-west-1', maxInstances: 2, instanceType: 't3.micro', username: 'ec2-user', idleTimeoutMs: 600_000 });
+    });
+
+    it("maps the old tool's keys (its Template.yaml) to the new ones", function () {
+      const config = load([
+        'regionName: us-east-1',
+        'ec2MaxInstances: 18',
+        'InstPollPeriod: 15 # in seconds',
+        'LocalMaxJobs: 3',
+        'RemoteMaxJobsPerHost: 3',
+        'amiID: ami-0123456789abcdef0',
+        'instanceSize: m1.large',
+        'securityGroups:',
+        '- sg-0a1b2c3d',
+        '- sg-4e5f6a7b',
+        'sshKeyName: lab-key',
+        'PollPeriod: 1',
+      ].join('\n'));
+      expect(config.ec2).to.deep.include({
+        region: 'us-east-1',
+        maxInstances: 18,
+        imageId: 'ami-0123456789abcdef0',
+        instanceType: 'm1.large',
+        securityGroupIds: ['sg-0a1b2c3d', 'sg-4e5f6a7b'],
+        keyName: 'lab-key',
+        username: 'ec2-user',
+      });
+      expect([config.localMaxJobs, config.remoteMaxJobsPerHost]).to.deep.equal([3, 3]);
+      expect(config.pollPeriodMs, 'a bare number is seconds').to.equal(1000);
+    });
+
+    it('lets JM_REDIS_URL and JM_STATE_DIR override the file', function () {
+      const text = 'Redis: {Url: "redis://127.0.0.1:6379/0"}\nStateDir: /var/tmp/from-file\n';
+      const config = load(text, { JM_REDIS_URL: 'unix:///run/jm/redis.sock', JM_STATE_DIR: join(dir, 'from-env') });
+      expect(config.redisUrl).to.equal('unix:///run/jm/redis.sock');
+      expect(config.stateDir).to.equal(join(dir, 'from-env'));
+      const plain = load(text);
+      expect([plain.redisUrl, plain.stateDir]).to.deep.equal(['redis://127.0.0.1:6379/0', '/var/tmp/from-file']);
+    });
+
+    it('accepts redis://, rediss:// and unix:// Redis URLs', function () {
+      for (const url of ['redis://10.0.0.2:6379/1', 'rediss://user:pw@redis.example:6380', 'unix:///tmp/redis.sock']) {
+        expect(load(`Redis: {Url: "${url}"}\n`).redisUrl).to.equal(url);
+      }
+    });
+  });
+
+  describe('refuses', function () {
+    it('an old key together with its new name', function () {
+      expectRefused('regionName: us-west-2\nEC2:\n  Region: eu-west-1\n', 1, 'regionName', /^is the old name of EC2\.Region, which is also set; keep one$/);
+    });
+
+    it('awsIDs, pointing to the AWS credential chain without echoing the secrets', function () {
+      const error = expectRefused(`LocalMaxJobs: 2\nawsIDs:\n- AKIAIOSFODNN7EXAMPLE\n- ${SECRET}\n`, 2, 'awsIDs', /use the standard AWS chain \(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, ~\/\.aws\/credentials, or an instance role\) and remove awsIDs$/);
+      expect(error.message).not.to.include(SECRET);
+      expect(error.message).not.to.include('AKIAIOSFODNN7EXAMPLE');
+    });
+
+    it('an unknown key, suggesting the right one', function () {
+      expectRefused('LocalMaxJob: 3\n', 1, 'LocalMaxJob', /^unknown key in the config; did you mean LocalMaxJobs\?$/);
+      expectRefused('EC2:\n  InstanceTyp: c7i.large\n', 2, 'EC2.InstanceTyp', /^unknown key in EC2; did you mean InstanceType\?$/);
+    });
+
+    it('values of the wrong type or range', function () {
+      expectRefused('LocalMaxJobs: -1\n', 1, 'LocalMaxJobs', /^must be a whole number from 0 to 10000, not number -1$/);
+      expectRefused('LogLevel: info\nPollPeriod: fast\n', 2, 'PollPeriod', /^must be a duration such as 30s, 10m or 1h30m, not the text "fast"$/);
+      expectRefused('HostKeyPolicy: yes\n', 1, 'HostKeyPolicy', /^must be strict or accept-new$/);
+    });
+
+    it('Hosts with a duplicate name, no Hostname, or the reserved name any', function () {
+      expectRefused('Hosts:\n  - {Name: lab1, Hostname: 10.0.0.5}\n  - {Name: lab1, Hostname: 10.0.0.6}\n', 3, 'Hosts.1.Name', /^lab1 is listed twice$/);
+      expectRefused('Hosts:\n  - Name: lab1\n    Port: 22\n', 2, 'Hosts.0.Hostname', /^is missing: the address or DNS name of the host$/);
+      expectRefused('Hosts:\n  - {Name: any, Hostname: 10.0.0.5}\n', 2, 'Hosts.0.Name', /^`any` is reserved/);
+    });
+
+    it('a Redis URL that is not redis://, rediss:// or unix://', function () {
+      expectRefused('Redis:\n  Url: "http://127.0.0.1:6379"\n', 2, 'Redis.Url', /^must start with redis:\/\/, rediss:\/\/ or unix:\/\/ \(or be null for the embedded redis-server\)$/);
+    });
+
+    it('a bad JM_REDIS_URL, naming the variable rather than the file', function () {
+      const { error } = refusal('LocalMaxJobs: 2\n', { JM_REDIS_URL: 'localhost:6379' });
+      expect([error.file, error.key]).to.deep.equal(['environment', 'JM_REDIS_URL']);
+      expect(error.reason).to.match(/^must start with redis:\/\/, rediss:\/\/ or unix:\/\//);
+    });
+  });
+
+  describe('never shows a Redis password in an error', function () {
+    it('when the Url has the wrong scheme', function () {
+      const error = expectRefused(`Redis: {Url: "http://jm:${SECRET}@redis.example:6379"}\n`, 1, 'Redis.Url', /must start with redis:\/\//);
+      expect(error.message).not.to.include(SECRET);
+    });
+
+    it('when the URL is written where the Redis mapping belongs', function () {
+      const error = expectRefused(`Redis: redis://jm:${SECRET}@redis.example:6379/0\n`, 1, 'Redis', /^must be a mapping: write Redis: \{Url: redis:\/\/jm:\*\*\*@redis\.example:6379\/0\}$/);
+      expect(error.message).not.to.include(SECRET);
+    });
+
+    it('when JM_REDIS_URL is bad', function () {
+      const { error } = refusal('LocalMaxJobs: 2\n', { JM_REDIS_URL: `http://jm:${SECRET}@redis.example` });
+      expect(error.message).not.to.include(SECRET);
+    });
+  });
+
+  describe('through the CLI (--config FILE)', function () {
+    let ws: Workspace;
+
+    before(async function () {
+      ws = await Workspace.create();
+    });
+
+    after(async function () {
+      await ws.dispose();
+    });
+
+    /** `queue` of a valid job with --config `file`: exit 2, the `error:` line, nothing queued. */
+    async function refusedByCli(file: string): Promise<string> {
+      const job = ws.write('job.yaml', 'Order:\n  - Run: echo fine\n');
+      const result = await ws.cli('--config', file, 'queue', job);
+      expect(result.code, result.stderr).to.equal(2);
+      expect(result.stdout).to.equal('');
+      const store = await ws.store();
+      expect(await store.redis.llen(store.keys.jobQueue)).to.equal(0);
+      expect(await store.jobIds(0, 100)).to.deep.equal([]);
+      return result.stderr.trim();
+    }
+
+    it('refuses a wrong type, naming file:line and key', async function () {
+      const file = ws.write('bad-type.yaml', 'LocalMaxJobs: 2\nHostKeyPolicy: yes\n');
+      expect(await refusedByCli(file)).to.equal(`error: ${file}:2: HostKeyPolicy: must be strict or accept-new`);
+    });
+
+    it('refuses an unknown key with a suggestion', async function () {
+      const file = ws.write('typo.yaml', 'EC2:\n  Region: eu-west-1\n  MaxInstance: 3\n');
+      expect(await refusedByCli(file)).to.equal(`error: ${file}:3: EC2.MaxInstance: unknown key in EC2; did you mean MaxInstances?`);
+    });
+
+    it('refuses awsIDs without printing the secrets', async function () {
+      const file = ws.write('aws.yaml', `awsIDs:\n- AKIAIOSFODNN7EXAMPLE\n- ${SECRET}\n`);
+      const stderr = await refusedByCli(file);
+      expect(stderr).to.match(new RegExp(`^error: ${file}:1: awsIDs: AWS credentials do not belong in the config: use the standard AWS chain`));
+      expect(stderr).not.to.include(SECRET);
+      expect(stderr).not.to.include('AKIAIOSFODNN7EXAMPLE');
+    });
+
+    it('refuses a Redis URL given in place of the mapping without printing its password', async function () {
+      const file = ws.write('redis.yaml', `Redis: rediss://jm:${SECRET}@redis.example:6380\n`);
+      expect(await refusedByCli(file)).to.equal(`error: ${file}:1: Redis: must be a mapping: write Redis: {Url: rediss://jm:***@redis.example:6380}`);
+    });
+  });
+});
