@@ -1,4 +1,5 @@
 import { parentPort } from 'node:worker_threads';
+import { performance } from 'node:perf_hooks';
 import type { Config } from '../lib/config/config.js';
 import { CallbackLogger, type Logger } from '../lib/log.js';
 import { StopSignal } from '../lib/stop-signal.js';
@@ -74,6 +75,8 @@ export function runActor(name: ActorName, create: (ctx: ActorContext) => Promise
     if (actor) {
       const deadline = new Promise((resolve) => setTimeout(resolve, CLOSE_DEADLINE_MS).unref());
       await Promise.race([actor.close().catch((err) => ctx?.log.warn(`closing: ${errorMessage(err)}`)), deadline]);
+      const elu = performance.eventLoopUtilization();
+      ctx?.log.info(`${name}: busy ${Math.round(elu.active)}ms of ${Math.round(elu.active + elu.idle)}ms`);
     }
     post({ type: 'stopped' });
   }

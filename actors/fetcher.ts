@@ -42,7 +42,7 @@ const MARK_RUNNING_AFTER_MS = 50;
  * often lets one read take several jobs' lines at thousands of jobs a second, for at most this
  * much delay.
  */
-const MIN_INGEST_GAP_MS = 2;
+const MIN_INGEST_GAP_MS = 5;
 
 class Fetcher implements Actor {
   private readonly blocking: BlockingConnection;

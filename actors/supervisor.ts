@@ -234,9 +234,10 @@ export class Supervisor {
       await this.store.redis.hset(this.store.keys.supervisor, { status: 'stopped', heartbeatAt: Date.now() }).catch(() => {});
       await this.store.close();
     }
+    // The embedded redis-server stops with the supervisor (a command that needs it later starts
+    // it again for itself); it writes its append-only file as it goes.
     if (!this.config.redisUrl && this.redisUrl === embeddedRedisUrl(this.config.stateDir)) {
-      const stopped = await stopEmbeddedRedis(this.config.stateDir);
-      if (!stopped) this.log.info('supervisor: the embedded redis-server keeps running: other commands are using it');
+      if (!(await stopEmbeddedRedis(this.config.stateDir, true))) this.log.warn('supervisor: the embedded redis-server did not stop');
     }
     releaseStateLock(this.config.stateDir);
     this.setStatus('stopped');

@@ -1,7 +1,7 @@
 // Local throughput: N jobs of `Run: "true"` with 8 local slots, against xargs -P8 running the
 // same command, in the same run (the machine's speed cancels out of the ratio).
 //
-//   npm run bench -- [--jobs 5000] [--slots 8]
+//   npm run bench -- [--jobs 5000] [--slots 8] [--state-dir DIR]
 //
 // JobManager's time is measured two ways:
 //   end to end  `jobmanager queue --wait DIR`: read and check N job files, queue them, run them,
@@ -16,7 +16,7 @@ import { Redis } from 'ioredis';
 import { DIST_DIR } from '../lib/paths.js';
 import { removeDir, tempDir } from '../spec/support/temp.js';
 
-const { values } = parseArgs({ options: { jobs: { type: 'string', default: '5000' }, slots: { type: 'string', default: '8' }, keep: { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { jobs: { type: 'string', default: '5000' }, slots: { type: 'string', default: '8' }, keep: { type: 'boolean', default: false }, 'state-dir': { type: 'string' } } });
 const N = Number(values.jobs);
 const SLOTS = Number(values.slots);
 const CLI = join(DIST_DIR, 'lib', 'cli', 'main.js');
@@ -37,7 +37,8 @@ async function jobmanager(dir: string): Promise<{ endToEnd: number; pipeline: nu
   mkdirSync(jobs);
   for (let i = 0; i < N; i++) writeFileSync(join(jobs, `j${i}.yaml`), 'Order: [{Run: "true"}]\n');
   const config = join(dir, 'jobmanager.yaml');
-  writeFileSync(config, JSON.stringify({ LocalMaxJobs: SLOTS, LogLevel: 'warn', StateDir: join(dir, 'state') }));
+  const stateDir = values['state-dir'] ?? join(dir, 'state');
+  writeFileSync(config, JSON.stringify({ LocalMaxJobs: SLOTS, LogLevel: 'warn', StateDir: stateDir }));
   const env: NodeJS.ProcessEnv = { ...process.env, JM_CONFIG: config };
   delete env.JM_REDIS_URL;
   delete env.JM_STATE_DIR;
@@ -47,7 +48,7 @@ async function jobmanager(dir: string): Promise<{ endToEnd: number; pipeline: nu
     const result = spawnSync(process.execPath, [CLI, 'queue', '--wait', jobs], { env, stdio: ['ignore', 'ignore', 'inherit'] });
     const endToEnd = seconds(start);
     if (result.status !== 0) throw new Error(`queue --wait exited ${result.status}`);
-    const redis = new Redis({ path: join(dir, 'state', 'redis', 'redis.sock') });
+    const redis = new Redis({ path: join(stateDir, 'redis', 'redis.sock') });
     const events = await redis.xrange('jm:{default}:Events', '-', '+');
     redis.disconnect();
     const time = (id: string) => Number(id.split('-')[0]);

@@ -1,3 +1,4 @@
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { DIST_DIR } from '../paths.js';
 
@@ -14,4 +15,15 @@ export function jobDir(stateDir: string, jobId: string): string {
 
 export function runLogPath(stateDir: string, epoch: string): string {
   return join(stateDir, 'runs', `${epoch}.log`);
+}
+
+/** Makes a job's directory and empty log ahead of its start; a failure is left to the launcher. */
+export function prepareJobDir(stateDir: string, jobId: string): void {
+  const dir = jobDir(stateDir, jobId);
+  try {
+    mkdirSync(dir, { recursive: true });
+    closeSync(openSync(join(dir, 'job.log'), 'a'));
+  } catch {
+    // the launcher tries again, and records why it could not
+  }
 }
