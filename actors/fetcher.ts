@@ -12,6 +12,8 @@ import { LocalJob } from '../lib/jobs/local-job.js';
 import { ThreadJob } from '../lib/jobs/thread-job.js';
 import { poolsFor } from '../lib/jobs/locations.js';
 import { runLogPath } from '../lib/jobs/local-paths.js';
+import { RemoteFleet } from '../lib/jobs/remote-fleet.js';
+import { RemoteJob } from '../lib/jobs/remote-job.js';
 import { errorMessage } from '../lib/errors.js';
 
 // The ResultFetcher actor. It keeps Running_Queue (score = the next time to look at a job) and
@@ -31,6 +33,7 @@ import { errorMessage } from '../lib/errors.js';
 const MAX_WAIT_MS = 5000;
 const DUE_BATCH = 500;
 const REFRESH_LOGS_MS = 5000;
+const REFRESH_FLEET_MS = 1000;
 /**
  * A run is marked running once it has run this long. Most short jobs end sooner and go from
  * granted to their end in one step, which halves the Redis work per job; the start time recorded
@@ -49,7 +52,9 @@ class Fetcher implements Actor {
   private readonly wakeup = new Wakeup();
   private readonly table = new RunTable();
   private readonly readers = new Map<string, RunLogReader>();
-  private readonly pools: GrantPool[];
+  private readonly fleet: RemoteFleet;
+  private pools: GrantPool[];
+  private fleetRefreshedAt = 0;
   private watcher: FSWatcher | null = null;
   private epoch: string;
   private readonly jobCtx: FetchContext;
@@ -66,6 +71,7 @@ class Fetcher implements Actor {
   ) {
     this.blocking = new BlockingConnection(ctx.redisUrl);
     this.epoch = ctx.epoch;
+    this.fleet = new RemoteFleet(ctx.config, store, ctx.log, () => this.wakeup.trigger());
     this.pools = poolsFor(ctx.config, store.keys);
     this.jobCtx = {
       stateDir: ctx.config.stateDir,
@@ -87,6 +93,7 @@ class Fetcher implements Actor {
     let lastIngest = 0;
     while (!stop.stopped) {
       if (Date.now() - this.logsRefreshedAt >= REFRESH_LOGS_MS) await this.refreshReaders();
+      if (Date.now() - this.fleetRefreshedAt >= REFRESH_FLEET_MS) await this.refreshFleet();
       const gap = Date.now() - lastIngest;
       if (gap < MIN_INGEST_GAP_MS) await stop.sleep(MIN_INGEST_GAP_MS - gap);
       lastIngest = Date.now();
@@ -101,7 +108,36 @@ class Fetcher implements Actor {
       this.epoch = message.epoch;
       this.addReader(this.epoch, runLogPath(this.ctx.config.stateDir, this.epoch));
     }
+    // The starter launched jobs on a host: follow its run log now.
+    if (message.type === 'wake') this.fleetRefreshedAt = 0;
     this.wakeup.trigger();
+  }
+
+  /** Hosts: who has jobs (follow their run logs), who is down (its jobs are retried or failed). */
+  private async refreshFleet(): Promise<void> {
+    const force = this.fleetRefreshedAt === 0;
+    this.fleetRefreshedAt = Date.now();
+    await this.fleet.refresh(force);
+    this.pools = poolsFor(this.ctx.config, this.store.keys, this.fleet.hosts);
+    for (const { host, reason } of await this.fleet.newlyDown()) await this.giveUpOn(host, reason);
+  }
+
+  /**
+   * A host is down: its jobs' runs end here. A job that may run on any host is queued again
+   * (without using a retry: the host failed, not the job); one bound to that host fails.
+   */
+  private async giveUpOn(host: string, reason: string): Promise<void> {
+    const ids = await this.store.redis.smembers(this.store.keys.remoteJobs(host));
+    const infos = await this.loadInfo(ids);
+    const finished: RunFinished[] = [];
+    for (const info of infos.values()) {
+      if (!['granted', 'running'].includes(info.state)) continue;
+      finished.push({
+        id: info.id, run: info.run, outcome: info.location === 'any' ? 'interrupted' : 'failed', exitCode: null, reason,
+        result: null, steps: null, backoffMs: this.ctx.config.retryBackoffMs, startedAt: info.startedAt,
+      });
+    }
+    await this.record(finished);
   }
 
   /** Signal:fetcher tokens (a cancel changed Running_Queue) wake the main loop and make it look. */
@@ -141,6 +177,14 @@ class Fetcher implements Actor {
       stepped.push(...changes.stepped.filter((run) => run.endedAt === null));
       ended.push(...changes.ended.filter((run) => !run.recorded));
     }
+    for (const { epoch, events } of this.fleet.drain()) {
+      const changes = this.table.apply(epoch, events);
+      for (const run of changes.started) {
+        if (run.endedAt === null && run.pid !== null) this.starts.set(run.runId, { id: run.jobId, run: run.run, pid: run.pid, startedAt: run.forkedAt ?? now, epoch, seenAt: now });
+      }
+      stepped.push(...changes.stepped.filter((run) => run.endedAt === null));
+      ended.push(...changes.ended.filter((run) => !run.recorded));
+    }
     for (const run of ended) this.starts.delete(run.runId);
     const due = [...this.starts.values()].filter((start) => now - start.seenAt >= MARK_RUNNING_AFTER_MS || stepped.some((run) => run.runId === makeRunId(start.id, start.run)));
     for (const start of due) this.starts.delete(makeRunId(start.id, start.run));
@@ -148,6 +192,7 @@ class Fetcher implements Actor {
     // Issued in the same tick, these go to Redis in one write.
     const [earliest] = await Promise.all([this.store.markRunning(due), this.finishRuns(ended), this.saveProgress(stepped)]);
     if (earliest !== null) this.nextDueAt = Math.min(this.nextDueAt, earliest);
+    await this.fleet.saveOffsets();
     await this.forgetFinishedLogs();
   }
 
@@ -169,7 +214,10 @@ class Fetcher implements Actor {
     return infos;
   }
 
+  /** The job class for a run: Thread (pid 0), Remote (on a host), else Local. */
   private jobFor(id: string, run: number, info: JobInfo | null, thread: boolean): Job {
+    const where = info?.host ?? this.table.runs.get(makeRunId(id, run))?.epoch ?? '';
+    if (where.startsWith('host:')) return new RemoteJob(id, run, info, this.jobCtx, this.fleet.context);
     return thread ? new ThreadJob(id, run, info, this.jobCtx) : new LocalJob(id, run, info, this.jobCtx);
   }
 
@@ -241,6 +289,7 @@ class Fetcher implements Actor {
     const k = this.store.keys;
     const ids = await this.store.redis.zrangebyscore(k.runningQueue, '-inf', now, 'LIMIT', 0, DUE_BATCH);
     const infos = await this.loadInfo(ids);
+    await this.fleet.poll([...infos.values()].filter((info) => info.state === 'running' && info.host?.startsWith('host:') && !this.table.runs.get(makeRunId(info.id, info.run))?.endedAt));
     const finished: RunFinished[] = [];
     const pipeline = this.store.redis.pipeline();
     for (const id of ids) {
@@ -307,6 +356,7 @@ class Fetcher implements Actor {
   }
 
   async close(): Promise<void> {
+    this.fleet.close();
     this.watcher?.close();
     this.blocking.close();
     await this.store.close();

@@ -7,6 +7,7 @@ import { parseJson } from '../lib/store/job-record.js';
 import { errorMessage, JobSpecError } from '../lib/errors.js';
 import { locationOf, poolsFor } from '../lib/jobs/locations.js';
 import { prepareJobDir } from '../lib/jobs/local-paths.js';
+import { HostRegistry } from '../lib/ssh/hosts.js';
 
 // The JobManager actor. It watches Job_Queue: every entry is checked (a job file that is not
 // valid becomes `rejected`, with the reason, and everything else goes on) and routed to the queue
@@ -23,6 +24,7 @@ const IDLE_WAIT_MS = 5000;
 
 class Manager implements Actor {
   private readonly waiter: BlockingConnection;
+  private readonly hosts: HostRegistry;
   private granted = 0;
 
   constructor(
@@ -30,16 +32,19 @@ class Manager implements Actor {
     private readonly store: Store,
   ) {
     this.waiter = new BlockingConnection(ctx.redisUrl);
+    this.hosts = new HostRegistry(ctx.config, store);
   }
 
   async run(): Promise<void> {
     const { stop, log } = this.ctx;
     log.info(`JobManager: watching Job_Queue (LocalMaxJobs ${this.ctx.config.localMaxJobs})`);
     while (!stop.stopped) {
+      await this.hosts.refresh();
       const intake = await this.routeIntake();
       const { granted, nextDueMs } = await this.store.grant(this.pools(), GRANT_BATCH);
       this.granted += granted;
       if (intake === INTAKE_BATCH || granted === GRANT_BATCH) continue;
+      // A host that comes back up (HostState) is noticed within the idle wait.
       await this.waiter.wait([this.store.keys.signal('manager')], nextDueMs ?? IDLE_WAIT_MS, stop);
     }
   }
@@ -48,16 +53,21 @@ class Manager implements Actor {
     // Everything the manager needs to know arrives through Redis.
   }
 
-  /** The locations this manager grants for, with their slot limits (the old QueueTracker). */
+  /**
+   * The old QueueTracker: the locations this manager grants for, with their slot limits. A host
+   * that is down is left out; a location whose slots are all taken is skipped by grant-3.lua
+   * without touching its queue, and gets its freed slots handed on by finishRun-5.lua.
+   */
   private pools(): GrantPool[] {
-    return poolsFor(this.ctx.config, this.store.keys);
+    return poolsFor(this.ctx.config, this.store.keys, this.hosts);
   }
 
   private async routeIntake(): Promise<number> {
     const entries = await this.store.readIntake(INTAKE_BATCH);
     if (entries.length === 0) return 0;
     const fields = await this.store.getFields(entries, ['raw', 'file', 'baseDir']);
-    const decisions: RouteDecision[] = entries.map((entry, i) => this.decide(entry, fields[i]));
+    const decisions: RouteDecision[] = [];
+    for (let i = 0; i < entries.length; i++) decisions.push(await this.decide(entries[i], fields[i]));
     // A local job's directory and log are made now, one after another, long before the job
     // runs: made by the job's own process as it starts, eight at a time, they cost each start
     // more than the fork does (ext4 measured here). The launcher makes them again if missing.
@@ -70,7 +80,7 @@ class Manager implements Actor {
     return entries.length;
   }
 
-  private decide(entry: string, [raw, file, baseDir]: (string | null)[]): RouteDecision {
+  private async decide(entry: string, [raw, file, baseDir]: (string | null)[]): Promise<RouteDecision> {
     const reject = (reason: string): RouteDecision => ({ entry, location: null, detail: reason, pollMs: 0, timeoutMs: null, retries: 0 });
     if (raw === null) return reject('the job record has no job definition; queue job files with `jobmanager queue FILE`');
     let spec: JobSpec;
@@ -79,11 +89,12 @@ class Manager implements Actor {
     } catch (err) {
       return reject(err instanceof JobSpecError ? err.message : `invalid job: ${errorMessage(err)}`);
     }
-    const location = locationOf(spec, this.ctx.config);
-    if (typeof location !== 'string') return reject(location.reason);
+    const placement = locationOf(spec, this.ctx.config);
+    if ('reason' in placement) return reject(placement.reason);
+    if (placement.adhoc) await this.hosts.register(placement.adhoc);
     return {
       entry,
-      location,
+      location: placement.location,
       detail: JSON.stringify(spec),
       pollMs: spec.pollPeriodMs ?? this.ctx.config.pollPeriodMs,
       timeoutMs: spec.timeoutMs,

@@ -14,6 +14,10 @@ import { poolsFor } from '../lib/jobs/locations.js';
 import { parseJson } from '../lib/store/job-record.js';
 import type { JobSpec } from '../lib/spec/job-spec.js';
 import { errorMessage } from '../lib/errors.js';
+import { HostRegistry } from '../lib/ssh/hosts.js';
+import { SshPool } from '../lib/ssh/pool.js';
+import { RemoteStarter } from '../lib/jobs/remote-launch.js';
+import { RemoteDispatch } from '../lib/jobs/remote-dispatch.js';
 import { processAlive } from '../lib/process.js';
 import type { ThreadTask } from '../lib/jobs/thread-task.js';
 
@@ -38,10 +42,17 @@ const LAUNCHES_PER_EPOCH = 50_000;
 interface Orphan {
   id: string;
   run: number;
+  /** local, or host:<name>. */
+  host: string;
+  spec: JobSpec | null;
 }
 
 class Starter implements Actor {
   private readonly blocking: BlockingConnection;
+  private readonly hosts: HostRegistry;
+  private readonly ssh: SshPool;
+  private readonly remoteStarter: RemoteStarter;
+  private readonly remote: RemoteDispatch;
   private launcher: Launcher;
   private epoch: string;
   private launches = 0;
@@ -54,6 +65,10 @@ class Starter implements Actor {
     private readonly store: Store,
   ) {
     this.blocking = new BlockingConnection(ctx.redisUrl);
+    this.hosts = new HostRegistry(ctx.config, store);
+    this.ssh = new SshPool(this.hosts, ctx.config, ctx.log);
+    this.remoteStarter = new RemoteStarter(this.ssh, ctx.config.deployment, ctx.log);
+    this.remote = new RemoteDispatch(this.remoteStarter, this.hosts, store, (rid, reason) => this.record(`K ${rid} ${oneLine(reason)}`), () => ctx.send('fetcher', { type: 'wake' }), ctx.log);
     this.epoch = ctx.epoch;
     mkdirSync(join(ctx.config.stateDir, 'runs'), { recursive: true, mode: 0o700 });
     mkdirSync(join(ctx.config.stateDir, 'jobs'), { recursive: true, mode: 0o700 });
@@ -73,12 +88,15 @@ class Starter implements Actor {
     const { stop, log } = this.ctx;
     await this.store.redis.hset(this.store.keys.runlogs, this.epoch, this.launcher.runLog);
     log.info(`JobStarter: launcher ${this.epoch} (pid ${this.launcher.pid}) writing ${this.launcher.runLog}`);
+    await this.hosts.refresh(true);
     let orphans = await this.findOrphans();
     while (!stop.stopped) {
       if (orphans.length) orphans = await this.recover(orphans);
-      const payloads = await this.blocking.popMany([this.store.keys.grantedQueue], TAKE_BATCH, orphans.length ? 200 : IDLE_WAIT_MS, stop, 'RIGHT');
+      const busy = orphans.length > 0 || this.remote.waiting;
+      const payloads = await this.blocking.popMany([this.store.keys.grantedQueue], TAKE_BATCH, busy ? 200 : IDLE_WAIT_MS, stop, 'RIGHT');
       for (const payload of payloads) this.start(parseGrantedPayload(payload));
       this.launcher.flush();
+      if (this.remote.waiting) void this.remote.flush();
       if (this.launches >= LAUNCHES_PER_EPOCH) await this.rotate();
     }
   }
@@ -93,6 +111,11 @@ class Starter implements Actor {
     const dir = jobDir(this.ctx.config.stateDir, job.id);
     try {
       if (!spec?.order) throw new Error('the job record has no usable spec');
+      if (job.where.startsWith('host:')) {
+        this.remote.add(job.where.slice(5), { id: job.id, run: job.run, attempt: job.attempt, spec, raw: parseJson(job.raw) });
+        this.launches++;
+        return;
+      }
       if (needsInternalDir(spec)) {
         mkdirSync(join(dir, INTERNAL_DIR), { recursive: true });
         writeJobFile(dir, { jobId: job.id, run: job.run, attempt: job.attempt, spec, raw: parseJson(job.raw) });
@@ -110,7 +133,7 @@ class Starter implements Actor {
       this.ctx.log.debug(`JobStarter: started job ${job.id} run ${job.run} (${spec.classType})`);
     } catch (err) {
       // Recorded as a run that could not start; the fetcher turns it into a failed attempt.
-      this.record(`K ${rid} ${errorMessage(err).replace(/\n/g, ' ')}`);
+      this.record(`K ${rid} ${oneLine(errorMessage(err))}`);
     }
   }
 
@@ -150,36 +173,63 @@ class Starter implements Actor {
   private async findOrphans(): Promise<Orphan[]> {
     const k = this.store.keys;
     const members = new Set<string>();
-    for (const pool of poolsFor(this.ctx.config, k)) for (const id of await this.store.redis.smembers(pool.slotKey)) members.add(id);
+    for (const pool of poolsFor(this.ctx.config, k, this.hosts)) for (const id of await this.store.redis.smembers(pool.slotKey)) members.add(id);
     if (members.size === 0) return [];
     const ids = [...members];
-    const rows = await this.store.getFields(ids, ['state', 'run']);
+    const rows = await this.store.getFields(ids, ['state', 'run', 'host', 'spec']);
     const queued = new Set((await this.store.redis.lrange(k.grantedQueue, 0, -1)).map((p) => p.slice(0, p.indexOf('\n'))));
-    return ids.flatMap((id, i) => (rows[i][0] === 'granted' && !queued.has(id) ? [{ id, run: Number(rows[i][1]) }] : []));
+    return ids.flatMap((id, i) => {
+      const [state, run, host, spec] = rows[i];
+      if (state !== 'granted' || queued.has(id)) return [];
+      return [{ id, run: Number(run), host: host ?? 'local', spec: parseJson(spec) as JobSpec | null }];
+    });
   }
 
-  /** Settles orphans where the logs allow it; returns those still undecided. */
-  private async recover(orphans: Orphan[]): Promise<Orphan[]> {
+  /** Settles orphans where the logs (or, on a host, the claim files) allow it; returns the undecided. */
+  private async recover(all: Orphan[]): Promise<Orphan[]> {
+    const orphans = all.filter((o) => !o.host.startsWith('host:'));
+    const pending = await this.recoverRemote(all.filter((o) => o.host.startsWith('host:')));
     const logs = await this.store.redis.hgetall(this.store.keys.runlogs);
     const older = Object.entries(logs).filter(([epoch]) => epoch !== this.epoch).map(([, path]) => readLauncherLog(path));
     const launched = new Set(older.flatMap((log) => [...log.runs]));
     const allDone = older.every((log) => log.done);
-    const pending: Orphan[] = [];
     for (const orphan of orphans) {
       if (launched.has(makeRunId(orphan.id, orphan.run))) continue; // the fetcher takes it from here
       if (!allDone) {
         pending.push(orphan); // an older launcher may still start it; look again shortly
         continue;
       }
-      const job = await this.store.relaunch(orphan.id, orphan.run);
-      if (job === 'cancelled') {
-        this.record(`K ${makeRunId(orphan.id, orphan.run)} cancelled before it started`);
-      } else if (job) {
-        this.ctx.log.info(`JobStarter: job ${job.id} run ${orphan.run} was never launched; launching it as run ${job.run}`);
-        this.start(job);
-      }
+      await this.relaunch(orphan);
     }
     this.launcher.flush();
+    return pending;
+  }
+
+  private async relaunch(orphan: Orphan): Promise<void> {
+    const job = await this.store.relaunch(orphan.id, orphan.run);
+    if (job === 'cancelled') {
+      this.record(`K ${makeRunId(orphan.id, orphan.run)} cancelled before it started`);
+    } else if (job) {
+      this.ctx.log.info(`JobStarter: job ${job.id} run ${orphan.run} was never launched; launching it as run ${job.run}`);
+      this.start(job);
+    }
+  }
+
+  /** Remote orphans: claim their runs on the host; a claim that succeeds proves no launch ran. */
+  private async recoverRemote(orphans: Orphan[]): Promise<Orphan[]> {
+    const pending: Orphan[] = [];
+    const byHost = new Map<string, Orphan[]>();
+    for (const orphan of orphans) byHost.set(orphan.host.slice(5), [...(byHost.get(orphan.host.slice(5)) ?? []), orphan]);
+    for (const [host, list] of byHost) {
+      try {
+        const { neverStarted } = await this.remoteStarter.settleOrphans(host, list);
+        for (const orphan of list) if (neverStarted.has(makeRunId(orphan.id, orphan.run))) await this.relaunch(orphan);
+      } catch (err) {
+        this.ctx.log.warn(`JobStarter: cannot settle ${list.length} job(s) on ${host} yet: ${errorMessage(err)}`);
+        pending.push(...list);
+      }
+    }
+    if (this.remote.waiting) void this.remote.flush();
     return pending;
   }
 
@@ -197,6 +247,7 @@ class Starter implements Actor {
 
   async close(): Promise<void> {
     this.closing = true;
+    this.ssh.closeAll();
     this.blocking.close();
     this.launcher.close();
     await this.pool?.destroy();
@@ -218,6 +269,10 @@ function readLauncherLog(path: string): { runs: Set<string>; done: boolean } {
   reader.close();
   if (!done) done = launcherPid === null || !processAlive(launcherPid);
   return { runs, done };
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ');
 }
 
 runActor('starter', async (ctx) => {

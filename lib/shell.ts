@@ -5,3 +5,10 @@ export function shq(value: string): string {
   if (value.includes('\0')) throw new Error('a NUL character cannot be passed to a shell');
   return `'${value.replace(/'/g, `'\\''`)}'`;
 }
+
+/** A path as one shell word; a leading ~ or ~/ becomes "$HOME" (quoting would keep it literal). */
+export function shellPath(path: string): string {
+  if (path === '~') return '"$HOME"';
+  if (path.startsWith('~/')) return `"$HOME"/${shq(path.slice(2))}`;
+  return shq(path);
+}

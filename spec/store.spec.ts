@@ -309,10 +309,10 @@ describe('store (Lua transitions on a real redis-server)', function () {
       expect(await f.grant(3, T0 + 7)).to.deep.equal({ granted: 3, nextDueMs: null });
       const taken = await f.take();
       expect(taken.map((t) => t.id)).to.deep.equal(ids);
-      expect(taken[0]).to.deep.equal({ id: ids[0], run: 1, attempt: 1, spec: specOf(DOC), raw: 'null' });
+      expect(taken[0]).to.deep.equal({ id: ids[0], run: 1, attempt: 1, where: 'local', spec: specOf(DOC), raw: 'null' });
       expect(await f.store.getJob(ids[0])).to.include({ state: 'granted', run: 1, attempt: 1, grantedAt: T0 + 7 });
       expect(await f.raw(ids[0])).to.include({ slot: f.k.localJobs, timeoutMs: '' });
-      expect((await f.events()).filter((e) => e.state === 'granted')).to.deep.equal(ids.map((id) => ({ job: id, state: 'granted', run: '1' })));
+      expect((await f.events()).filter((e) => e.state === 'granted')).to.deep.equal(ids.map((id) => ({ job: id, state: 'granted', run: '1', host: 'local' })));
     });
 
     it('puts the job definition in the payload only when a step takes the self.yaml input', async function () {
@@ -413,7 +413,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
       expect(await f.waiting()).to.deep.equal([c]);
       expect((await f.events()).slice(-2)).to.deep.equal([
         { job: a, state: 'succeeded', run: '1', reason: 'exited 0' },
-        { job: b, state: 'granted', run: '1' },
+        { job: b, state: 'granted', run: '1', host: 'local' },
       ]);
     });
 
@@ -628,7 +628,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
       await f.grant(1);
       const [lost] = await f.take(); // taken by a starter that died before launching it
       const again = await f.store.relaunch(lost.id, 1, T0 + 5);
-      expect(again).to.deep.equal({ id: lost.id, run: 2, attempt: 1, spec: specOf(DOC), raw: 'null' });
+      expect(again).to.deep.equal({ id: lost.id, run: 2, attempt: 1, where: 'local', spec: specOf(DOC), raw: 'null' });
       expect(await f.store.getJob(lost.id)).to.include({ state: 'granted', run: 2 });
       expect(await f.slots()).to.deep.equal([lost.id]);
       expect((await f.events()).at(-1)).to.deep.equal({ job: lost.id, state: 'granted', run: '2', reason: 'relaunched: run 1 never started' });

@@ -10,6 +10,7 @@ import { cancelCommand } from './commands/cancel.js';
 import { logsCommand } from './commands/logs.js';
 import { debugCommand, restartCommand, startCommand, statusCommand, stopCommand } from './commands/lifecycle.js';
 import { runCommand } from './commands/run.js';
+import { hostsCommand } from './commands/hosts.js';
 import { EXIT, type Command, type CommandArgs } from './commands/types.js';
 
 // `jobmanager VERB ...`: the command line. Every listing takes --json; exit codes are in
@@ -29,6 +30,7 @@ Usage: jobmanager <command> [options]
   start                   run the supervisor in the foreground (--detach: in the background)
   stop | restart          stop (or restart) the supervisor of this state directory
   status                  supervisor, actors, queues and slots
+  hosts                   SSH hosts: reachable or not, slots used, jobs running there
 
 Options:
   --config FILE           config file (default: $JM_CONFIG, else ./jobmanager.yaml, else
@@ -52,6 +54,7 @@ const COMMANDS: Record<string, Command> = {
   stop: stopCommand,
   restart: restartCommand,
   status: statusCommand,
+  hosts: hostsCommand,
   debug: debugCommand,
 };
 

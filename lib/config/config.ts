@@ -52,11 +52,12 @@ export interface Config {
   logLevel: LogLevel;
   knownHosts: string;
   hostKeyPolicy: HostKeyPolicy;
+  hostDownAfterMs: number;
   hosts: HostConfig[];
   ec2: Ec2Config;
 }
 
-const TOP_KEYS = ['Redis', 'Deployment', 'StateDir', 'LocalMaxJobs', 'RemoteMaxJobsPerHost', 'PollPeriod', 'RetryBackoff', 'KillGrace', 'LogLevel', 'KnownHosts', 'HostKeyPolicy', 'Hosts', 'EC2'];
+const TOP_KEYS = ['Redis', 'Deployment', 'StateDir', 'LocalMaxJobs', 'RemoteMaxJobsPerHost', 'PollPeriod', 'RetryBackoff', 'KillGrace', 'LogLevel', 'KnownHosts', 'HostKeyPolicy', 'HostDownAfter', 'Hosts', 'EC2'];
 const EC2_KEYS = ['Region', 'ImageId', 'InstanceType', 'KeyName', 'SecurityGroupIds', 'SubnetId', 'Username', 'Key', 'MaxInstances', 'IdleTimeout', 'Tags', 'Endpoint'];
 const HOST_KEYS = ['Name', 'Hostname', 'Port', 'Username', 'Key', 'Slots'];
 /** The old tool's config keys, and where they live now. */
@@ -190,6 +191,7 @@ function compile(raw: Record<string, unknown>, file: string | null, env: NodeJS.
     logLevel,
     knownHosts: resolve(expandHome(optString(raw, 'KnownHosts', [], fail) ?? '~/.ssh/known_hosts')),
     hostKeyPolicy,
+    hostDownAfterMs: optDuration(raw, 'HostDownAfter', [], fail) ?? 120_000,
     hosts: compileHosts(raw.Hosts, remoteMaxJobsPerHost, fail),
     ec2: compileEc2(raw.EC2, fail),
   };

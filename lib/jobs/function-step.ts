@@ -1,13 +1,14 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { SELF_YAML, type JobSpec, type Step } from '../spec/job-spec.js';
-import { INTERNAL_DIR, outputFile } from './job-script.js';
+import type { JobSpec, Step } from '../spec/job-spec.js';
+import { INTERNAL_DIR, outputFile, SELF_YAML } from './layout.js';
 
 // One Function step: load the module, resolve the step's Inputs (values, earlier steps' Outputs,
 // or `self.yaml`, the job's own definition), call the function, and store what it returned as
-// JSON in the job's directory. Used by the local step runner (a process of its own) and by the
-// thread pool (Thread jobs), so both behave the same.
+// JSON in the job's directory. Used by the step runner (a process of its own, here or on a remote
+// host) and by the thread pool (Thread jobs), so all behave the same. It imports only node
+// built-ins and ./layout.js: with step-runner.js, it is the runtime copied to remote hosts.
 
 /** What the starter leaves in the job's directory for Function steps: .jm/job.json */
 export interface JobFile {

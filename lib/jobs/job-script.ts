@@ -1,5 +1,6 @@
-import { shq } from '../shell.js';
+import { shellPath, shq } from '../shell.js';
 import type { JobSpec, Step } from '../spec/job-spec.js';
+import { INTERNAL_DIR, outputFile } from './layout.js';
 
 // A job's Order becomes one POSIX sh script, run by the launcher (locally) or by sh on a remote
 // host: the job's own detached process, which records its progress in the run log itself, so a
@@ -27,14 +28,16 @@ export interface ScriptContext {
   stepRunner: string;
   /** Shell expression for milliseconds since the epoch. */
   clock: string;
+  /**
+   * Remote: started by the remote launch script rather than the launcher, so the script writes
+   * its own start line (F) and, at exit, a status file written to a temporary name and renamed.
+   * Paths may start with ~/ (the remote user's home); JM_JOB_DIR is where it was started.
+   */
+  remote?: boolean;
 }
 
-export const INTERNAL_DIR = '.jm';
+export { INTERNAL_DIR, outputFile };
 export const GNU_CLOCK = '$(date +%s%3N)';
-
-export function outputFile(step: number, kind: Step['kind']): string {
-  return `${INTERNAL_DIR}/out-${step}.${kind === 'run' ? 'txt' : 'json'}`;
-}
 
 /** Whether getReturnData() has anything to read: the last step has Outputs or is a function. */
 export function returnsData(spec: JobSpec): boolean {
@@ -53,22 +56,32 @@ export function buildJobScript(spec: JobSpec, ctx: ScriptContext): string {
     JM_JOB_NAME: spec.name,
     JM_RUN: String(ctx.run),
     JM_ATTEMPT: String(ctx.attempt),
-    JM_JOB_DIR: ctx.jobDir,
+    ...(ctx.remote ? {} : { JM_JOB_DIR: ctx.jobDir }),
     ...spec.env,
   };
+  // r: the fetcher has something to collect at the end (return data, or remote Downloads).
+  const flag = returnsData(spec) || (ctx.remote && (spec.remote?.downloads.length ?? 0) > 0) ? ' r' : '';
   const lines = [
-    `L=${shq(ctx.runLog)} R=${shq(ctx.runId)}`,
+    `L=${shellPath(ctx.runLog)} R=${shq(ctx.runId)}`,
     `export ${Object.entries(env).map(([k, v]) => `${k}=${shq(v)}`).join(' ')}`,
-    `trap 'echo "X $R $?${returnsData(spec) ? ' r' : ''}" >>"$L"' EXIT`,
   ];
+  if (ctx.remote) {
+    lines.push(
+      'export JM_JOB_DIR="$PWD"',
+      `echo "F $R $$ ${ctx.clock}" >>"$L"`,
+      `trap 'rc=$?; echo "X $R $rc${flag}" >>"$L"; echo "$rc" >"$JM_JOB_DIR/${INTERNAL_DIR}/status.tmp" && mv "$JM_JOB_DIR/${INTERNAL_DIR}/status.tmp" "$JM_JOB_DIR/${INTERNAL_DIR}/status"' EXIT`,
+    );
+  } else {
+    lines.push(`trap 'echo "X $R $?${flag}" >>"$L"' EXIT`);
+  }
   const last = spec.order.length - 1;
   spec.order.forEach((step, i) => {
     const redirect = stepRedirect(step, i);
     const command = step.kind === 'run'
       ? `C=${shq(step.run)}; ${i === last ? 'eval "$C"' : '( eval "$C" )'}${redirect}`
-      : `${shq(ctx.node)} ${shq(ctx.stepRunner)} "$JM_JOB_DIR" ${i}${redirect}`;
+      : `${ctx.remote ? ctx.node : shq(ctx.node)} ${shellPath(ctx.stepRunner)} "$JM_JOB_DIR" ${i}${redirect}`;
     if (i === last) lines.push(command);
-    else lines.push(`${command}; s=$?; echo "D $R ${i} $s ${ctx.clock}" >>"$L"; [ $s = 0 ] || exit $s`);
+    else lines.push(`${command}; s=$?; echo "D $R ${i} $s${ctx.clock ? ` ${ctx.clock}` : ''}" >>"$L"; [ $s = 0 ] || exit $s`);
   });
   return lines.join('\n') + '\n';
 }

@@ -25,12 +25,14 @@ export interface JobInfo {
   pollMs: number;
   timeoutMs: number | null;
   location: string | null;
+  /** Where the current run holds its slot: local, or host:<name>. */
+  host: string | null;
 }
 
-export const JOB_INFO_FIELDS = ['state', 'run', 'classType', 'spec', 'pid', 'startedAt', 'deadline', 'cancelRequested', 'timedOut', 'killAt', 'runlog', 'pollMs', 'timeoutMs', 'location'];
+export const JOB_INFO_FIELDS = ['state', 'run', 'classType', 'spec', 'pid', 'startedAt', 'deadline', 'cancelRequested', 'timedOut', 'killAt', 'runlog', 'pollMs', 'timeoutMs', 'location', 'host'];
 
 export function parseJobInfo(id: string, values: (string | null)[]): JobInfo | null {
-  const [state, run, classType, spec, pid, startedAt, deadline, cancelRequested, timedOut, killAt, runlog, pollMs, timeoutMs, location] = values;
+  const [state, run, classType, spec, pid, startedAt, deadline, cancelRequested, timedOut, killAt, runlog, pollMs, timeoutMs, location, host] = values;
   if (!state) return null;
   const num = (v: string | null) => (v === null || v === '' ? null : Number(v));
   let parsed: JobSpec | null = null;
@@ -42,7 +44,7 @@ export function parseJobInfo(id: string, values: (string | null)[]): JobInfo | n
   return {
     id, state, run: Number(run ?? 0), classType: classType ?? '?', spec: parsed, pid: num(pid), startedAt: num(startedAt), deadline: num(deadline),
     cancelRequested: Boolean(cancelRequested), timedOut: Boolean(timedOut), killAt: num(killAt), runlog, pollMs: num(pollMs) ?? 30_000,
-    timeoutMs: num(timeoutMs), location,
+    timeoutMs: num(timeoutMs), location, host,
   };
 }
 

@@ -2,21 +2,63 @@ import type { Config } from '../config/config.js';
 import type { JobSpec } from '../spec/job-spec.js';
 import type { Keys, Location } from '../store/keys.js';
 import type { GrantPool } from '../store/store.js';
+import { configuredHosts, type Host, type HostRegistry } from '../ssh/hosts.js';
 
-// Where a job runs, as a location name, and the slot pools the manager grants from.
-//   local       Local and Thread jobs: LocalMaxJobs slots (the set LocalJobs)
+// Where a job runs, as a location, and the slot pools the manager grants from.
+//   local         Local and Thread jobs: LocalMaxJobs slots (the set LocalJobs)
+//   host:<name>   Remote jobs for that host: its Slots (the set RemoteJobs:<name>)
+//   any           Remote jobs with Hostname: any: a slot on any configured host that has one
 
-export function locationOf(spec: JobSpec, _config: Config): Location | { reason: string } {
+export type Placement = { location: Location; adhoc?: Host } | { reason: string };
+
+export function locationOf(spec: JobSpec, config: Config): Placement {
   switch (spec.classType) {
     case 'Local':
     case 'Thread':
-      return 'local';
+      return { location: 'local' };
     case 'Remote':
+      return remoteLocation(spec, config);
     case 'EC2':
-      return { reason: `ClassType ${spec.classType} is not supported by this version yet` };
+      return { reason: 'ClassType EC2 is not supported by this version yet' };
   }
 }
 
-export function poolsFor(config: Config, keys: Keys): GrantPool[] {
-  return [{ location: 'local', slotKey: keys.localJobs, limit: config.localMaxJobs, queues: ['local'] }];
+function remoteLocation(spec: JobSpec, config: Config): Placement {
+  const remote = spec.remote!;
+  const hostname = remote.hostname!;
+  const hosts = configuredHosts(config);
+  if (hostname === 'any') {
+    if (hosts.length === 0) return { reason: 'Hostname: any needs hosts in the config (Hosts: [...]); none are configured' };
+    return { location: 'any' };
+  }
+  const configured = hosts.find((h) => h.name === hostname || h.hostname === hostname);
+  if (configured) {
+    for (const [key, value] of [['Username', remote.username], ['Port', remote.port], ['Key', remote.key]] as const) {
+      if (value !== null) return { reason: `${key} is set in the job file, but ${hostname} is a host from the config, which says how to reach it: remove ${key} from the job file (or change the config)` };
+    }
+    return { location: `host:${configured.name}` };
+  }
+  // A host only this job file names, as the old tool's RemoteJob did.
+  const port = remote.port ?? 22;
+  const name = port === 22 ? hostname : `${hostname}_${port}`;
+  const adhoc: Host = {
+    name,
+    hostname,
+    port,
+    username: remote.username ?? process.env.USER ?? 'root',
+    key: remote.key,
+    slots: config.remoteMaxJobsPerHost,
+    adhoc: true,
+  };
+  return { location: `host:${name}`, adhoc };
+}
+
+export function poolsFor(config: Config, keys: Keys, hosts: HostRegistry | null = null): GrantPool[] {
+  const pools: GrantPool[] = [{ location: 'local', slotKey: keys.localJobs, limit: config.localMaxJobs, queues: ['local'] }];
+  for (const host of hosts?.all() ?? configuredHosts(config)) {
+    if (hosts?.isDown(host.name)) continue;
+    const location = `host:${host.name}`;
+    pools.push({ location, slotKey: keys.remoteJobs(host.name), limit: host.slots, queues: host.adhoc ? [location] : [location, 'any'] });
+  }
+  return pools;
 }

@@ -102,7 +102,7 @@ export class RunTable {
         case 'forked': {
           const run = this.runState(epoch, event.runId);
           run.pid = event.pid;
-          run.forkedAt = event.at;
+          run.forkedAt = event.at ?? now;
           if (run.endedAt !== null) changes.ended.push(run); // its X came first
           else changes.started.push(run);
           break;

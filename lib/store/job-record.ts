@@ -47,6 +47,8 @@ export interface JobRecord {
   file: string;
   baseDir: string;
   location: string | null;
+  /** Where its current (or last) run holds a slot: local, or host:<name>. */
+  host: string | null;
   reason: string | null;
   attempt: number;
   retries: number;
@@ -79,6 +81,7 @@ export function parseJobRecord(hash: Record<string, string>): JobRecord | null {
     file: hash.file ?? '',
     baseDir: hash.baseDir ?? '',
     location: hash.location || null,
+    host: hash.host || null,
     reason: hash.reason || null,
     attempt: num('attempt') ?? 1,
     retries: num('retries') ?? 0,

@@ -18,6 +18,9 @@
 //   Signal:<actor>       list   wake-up tokens an actor blocks on (losing one is harmless)
 //   Runlogs              hash   epoch → run log path of local launchers with jobs in flight
 //   Supervisor           hash   the running supervisor's pid, host, actors, heartbeat
+//   Hosts                hash   host name → connection (JSON) of hosts named only in job files
+//   HostState            hash   host name → {state: up|down, since, reason} (JSON)
+//   RemoteLogs           hash   host name → how far its run log has been read (bytes)
 
 export type Location = string; // 'local' | `host:${name}` | 'any' | 'ec2'
 
@@ -46,6 +49,9 @@ export class Keys {
   get epoch(): string { return this.k('Epoch'); }
   get supervisor(): string { return this.k('Supervisor'); }
   get control(): string { return this.k('Control'); }
+  get hosts(): string { return this.k('Hosts'); }
+  get hostState(): string { return this.k('HostState'); }
+  get remoteLogs(): string { return this.k('RemoteLogs'); }
   /** The slot set that a location's jobs hold. */
   slotSet(location: Location): string {
     if (location === 'local') return this.localJobs;

@@ -44,6 +44,8 @@ export interface TakenJob {
   id: string;
   run: number;
   attempt: number;
+  /** The location whose slot it holds: local, or host:<name>. */
+  where: Location;
   spec: string;
   /** The job definition as written (JSON) when its spec uses the `self.yaml` input, else 'null'. */
   raw: string;
@@ -91,8 +93,8 @@ function withIncludes(lua: string): string {
 
 /** A launch payload from Granted_Queue (see lua/includes/grantFrom.lua). */
 export function parseGrantedPayload(payload: string): TakenJob {
-  const [id, run, attempt, spec, raw] = payload.split('\n');
-  return { id, run: Number(run), attempt: Number(attempt), spec, raw: raw ?? 'null' };
+  const [id, run, attempt, where, spec, raw] = payload.split('\n');
+  return { id, run: Number(run), attempt: Number(attempt), where, spec, raw: raw ?? 'null' };
 }
 
 export class Store {
@@ -180,7 +182,7 @@ export class Store {
     if (finished.length === 0) return { recorded: 0, handedOff: 0 };
     const k = this.keys;
     const args: (string | number)[] = [pools.length];
-    for (const p of pools) args.push(p.slotKey, p.limit, p.queues.join(' '));
+    for (const p of pools) args.push(p.slotKey, p.limit, p.queues.join(' '), p.location);
     for (const f of finished) {
       args.push(f.id, f.run, f.outcome, f.exitCode ?? '', f.reason, f.result === undefined || f.result === null ? '' : JSON.stringify(f.result), f.steps ? JSON.stringify(f.steps) : '', f.backoffMs, f.startedAt ?? '');
     }

@@ -11,6 +11,7 @@ import { age, ProgressLine, table } from '../output.js';
 import { errorMessage, JobManagerError } from '../../errors.js';
 import { parseJson } from '../../store/job-record.js';
 import { EXIT, type CommandArgs } from './types.js';
+import { HostRegistry } from '../../ssh/hosts.js';
 import type { Config } from '../../config/config.js';
 import { sleep } from '../../stop-signal.js';
 import { processAlive } from '../../process.js';
@@ -145,12 +146,19 @@ export async function statusCommand(args: CommandArgs): Promise<number> {
     const { store } = handle;
     const k = store.keys;
     const info = await store.redis.hgetall(k.supervisor);
-    const pools = [{ name: 'local', queue: k.locationQueue('local'), slots: k.localJobs, limit: config.localMaxJobs }];
+    const registry = new HostRegistry(config, store);
+    await registry.refresh(true);
+    // Every location, hosts that are down included (poolsFor leaves those out).
+    const pools = [
+      { name: 'local', queue: k.locationQueue('local'), slots: k.localJobs, limit: config.localMaxJobs },
+      ...registry.all().map((h) => ({ name: `host:${h.name}`, queue: k.locationQueue(`host:${h.name}`), slots: k.remoteJobs(h.name), limit: h.slots })),
+    ];
+    if (registry.all().some((h) => !h.adhoc)) pools.push({ name: 'any', queue: k.locationQueue('any'), slots: '', limit: 0 });
     const pipeline = store.redis.pipeline().llen(k.jobQueue).llen(k.grantedQueue).zcard(k.runningQueue).zcard(k.delayed);
-    for (const p of pools) pipeline.llen(p.queue).scard(p.slots);
+    for (const p of pools) pipeline.llen(p.queue).scard(p.slots || k.localJobs);
     const counts = ((await pipeline.exec()) ?? []).map(([, n]) => Number(n));
     const [intake, granted, running, delayed] = counts;
-    const poolRows = pools.map((p, i) => ({ location: p.name, waiting: counts[4 + i * 2], used: counts[5 + i * 2], slots: p.limit }));
+    const poolRows = pools.map((p, i) => ({ location: p.name, waiting: counts[4 + i * 2], used: p.slots ? counts[5 + i * 2] : null, slots: p.slots ? p.limit : null }));
     const alive = pid !== null && Number(info.pid) === pid && info.status !== 'stopped';
     const actors = (parseJson(info.actors) ?? {}) as Record<string, { state: string; restarts: number }>;
     const heartbeat = info.heartbeatAt ? Number(info.heartbeatAt) : null;
@@ -169,7 +177,7 @@ export async function statusCommand(args: CommandArgs): Promise<number> {
     out.line(`redis       ${redisText}`);
     out.line(`queues      Job_Queue ${intake} · Granted_Queue ${granted} · Running_Queue ${running} · waiting to retry ${delayed}`);
     out.line('');
-    out.line(table(['LOCATION', 'WAITING', 'SLOTS USED'], poolRows.map((p) => [p.location, p.waiting, `${p.used}/${p.slots}`])));
+    out.line(table(['LOCATION', 'WAITING', 'SLOTS USED'], poolRows.map((p) => [p.location, p.waiting, p.slots === null ? '-' : `${p.used}/${p.slots}`])));
     return alive ? EXIT.ok : EXIT.unavailable;
   } finally {
     await handle.release();

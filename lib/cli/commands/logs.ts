@@ -4,6 +4,15 @@ import { readConfig, openStore } from '../context.js';
 import { jobDir } from '../../jobs/local-paths.js';
 import { isFinal } from '../../store/job-record.js';
 import { StopSignal, Wakeup } from '../../stop-signal.js';
+import type { Config } from '../../config/config.js';
+import type { Store } from '../../store/store.js';
+import type { JobRecord } from '../../store/job-record.js';
+import { HostRegistry } from '../../ssh/hosts.js';
+import { SshPool } from '../../ssh/pool.js';
+import { remoteJobDir } from '../../jobs/remote-paths.js';
+import { shellPath } from '../../shell.js';
+import { silentLogger } from '../../log.js';
+import { errorMessage } from '../../errors.js';
 import { EXIT, type CommandArgs } from './types.js';
 
 // `jobmanager logs ID [--step N] [--follow]`: the job's log (what its steps printed), or one
@@ -24,7 +33,6 @@ export async function logsCommand(args: CommandArgs): Promise<number> {
       out.error(`no job with id ${id}; \`jobmanager jobs\` lists the known ones`);
       return EXIT.usage;
     }
-    const dir = jobDir(config.stateDir, id);
     let name = 'job.log';
     if (args.step !== undefined) {
       const step = record.spec?.order[Number(args.step) - 1];
@@ -34,6 +42,8 @@ export async function logsCommand(args: CommandArgs): Promise<number> {
       }
       name = step.log ?? 'job.log';
     }
+    if (record.host?.startsWith('host:')) return await remoteLogs(config, handle.store, record, name, args);
+    const dir = jobDir(config.stateDir, id);
     const file = join(dir, name);
     let offset = 0;
     const drain = () => {
@@ -76,5 +86,42 @@ export async function logsCommand(args: CommandArgs): Promise<number> {
     return EXIT.ok;
   } finally {
     await handle.release();
+  }
+}
+
+/** A Remote job's log, read on its host over SSH (followed with tail -f until the job ends). */
+async function remoteLogs(config: Config, store: Store, record: JobRecord, name: string, args: CommandArgs): Promise<number> {
+  const hosts = new HostRegistry(config, store);
+  await hosts.refresh(true);
+  const pool = new SshPool(hosts, config, silentLogger);
+  const host = record.host!.slice(5);
+  const path = `${remoteJobDir(config.deployment, record.id, record.spec)}/${name}`;
+  try {
+    const ssh = pool.connection(host);
+    if (!args.follow) {
+      const result = await ssh.exec(`cat ${shellPath(path)} 2>/dev/null`);
+      process.stdout.write(result.stdout);
+      if (result.code !== 0) args.out.error(isFinal(record.state) ? `job ${record.id} wrote no log on ${host}` : `job ${record.id} has not started on ${host} yet`);
+      return EXIT.ok;
+    }
+    let received = 0;
+    const stream = await ssh.stream(`exec tail -c +1 -F ${shellPath(path)} 2>/dev/null`, (chunk) => {
+      received += chunk.length;
+      process.stdout.write(chunk);
+    });
+    const stop = new StopSignal();
+    process.once('SIGINT', () => stop.stop());
+    while (!stop.stopped && !isFinal((await store.getFields([record.id], ['state']))[0][0] ?? undefined)) await stop.sleep(500);
+    stream.close();
+    await stream.ended;
+    // The job has ended, so its log is complete: print what the stream had not brought yet.
+    const rest = await ssh.exec(`tail -c +${received + 1} ${shellPath(path)} 2>/dev/null`);
+    process.stdout.write(rest.stdout);
+    return EXIT.ok;
+  } catch (err) {
+    args.out.error(`cannot read the log of job ${record.id} on ${host}: ${errorMessage(err)}`);
+    return EXIT.unavailable;
+  } finally {
+    pool.closeAll();
   }
 }

@@ -11,8 +11,8 @@
   KEYS[1] Running_Queue   KEYS[2] Delayed   KEYS[3] Events   KEYS[4] Granted_Queue
   KEYS[5] Signal:manager
   ARGV[1] key prefix      ARGV[2] now (ms)
-  ARGV[3] number of slot pools P, then P tuples of 3: slot set key, slot limit, its queues
-    (space-separated location names, tried in order) -- where a freed slot may go
+  ARGV[3] number of slot pools P, then P tuples of 4: slot set key, slot limit, its queues
+    (space-separated location names, tried in order), its location -- where a freed slot may go
   then tuples of 9 per run: id, run, outcome (succeeded|failed|cancelled|interrupted), exit
     code ('' if none), reason, result JSON ('' if none), steps JSON ('' to keep), retry backoff
     base (ms), start time (ms, '' if unknown: a run can end before markRunning saw it start)
@@ -25,11 +25,11 @@
 
 local prefix, now = ARGV[1], tonumber(ARGV[2])
 local pools = {}
-local first = 4 + 3 * tonumber(ARGV[3])
-for i = 4, first - 1, 3 do
+local first = 4 + 4 * tonumber(ARGV[3])
+for i = 4, first - 1, 4 do
   local queues = {}
   for name in string.gmatch(ARGV[i + 2], '%S+') do queues[#queues + 1] = prefix .. 'Job_Queue:' .. name end
-  pools[ARGV[i]] = { limit = tonumber(ARGV[i + 1]), queues = queues }
+  pools[ARGV[i]] = { limit = tonumber(ARGV[i + 1]), queues = queues, location = ARGV[i + 3] }
 end
 
 local recorded, handedOff, retried = 0, 0, false
@@ -69,7 +69,7 @@ for i = first, #ARGV, 9 do
     if slot then
       redis.call('SREM', slot, id)
       local pool = pools[slot]
-      if pool then handedOff = handedOff + grantFrom(prefix, now, pool.queues, slot, pool.limit, 1, KEYS[4], KEYS[3]) end
+      if pool then handedOff = handedOff + grantFrom(prefix, now, pool.queues, slot, pool.limit, 1, KEYS[4], KEYS[3], pool.location) end
     end
     recorded = recorded + 1
   end

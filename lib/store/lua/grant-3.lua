@@ -34,7 +34,7 @@ local granted = 0
 for i = 4, #ARGV, 4 do
   local queues = {}
   for name in string.gmatch(ARGV[i + 3], '%S+') do queues[#queues + 1] = prefix .. 'Job_Queue:' .. name end
-  granted = granted + grantFrom(prefix, now, queues, ARGV[i + 1], tonumber(ARGV[i + 2]), budget - granted, KEYS[1], KEYS[3])
+  granted = granted + grantFrom(prefix, now, queues, ARGV[i + 1], tonumber(ARGV[i + 2]), budget - granted, KEYS[1], KEYS[3], ARGV[i])
 end
 
 local nextDue = -1

@@ -12,11 +12,11 @@
 ]]
 local prefix, now, id, oldRun = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local jobKey = prefix .. 'job:' .. id
-local state, run, attempt, spec, cancelRequested = unpack(redis.call('HMGET', jobKey, 'state', 'run', 'attempt', 'spec', 'cancelRequested'))
+local state, run, attempt, spec, cancelRequested, where = unpack(redis.call('HMGET', jobKey, 'state', 'run', 'attempt', 'spec', 'cancelRequested', 'host'))
 if state ~= 'granted' or run ~= oldRun or not spec then return false end
 if cancelRequested then return 'cancelled' end
 local newRun = redis.call('HINCRBY', jobKey, 'run', 1)
 local raw = 'null'
 if string.find(spec, '"value":"self.yaml"', 1, true) then raw = redis.call('HGET', jobKey, 'raw') or 'null' end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'granted', 'run', newRun, 'reason', 'relaunched: run ' .. oldRun .. ' never started')
-return id .. '\n' .. newRun .. '\n' .. attempt .. '\n' .. spec .. '\n' .. raw
+return id .. '\n' .. newRun .. '\n' .. attempt .. '\n' .. (where or 'local') .. '\n' .. spec .. '\n' .. raw

@@ -1,8 +1,9 @@
 --[[
   grantFrom (included): grant jobs waiting in `queues` (tried in order) while the slot set has
   fewer than `limit` members, at most `max` of them. Each granted job takes a slot, gets a new
-  run number, and is pushed to Granted_Queue as a payload the starter can launch without reading
-  anything else:  id \n run \n attempt \n spec JSON \n job definition JSON (or null)
+  run number, records where it runs (`host`: the pool's location, e.g. local or host:lab1), and
+  is pushed to Granted_Queue as a payload the starter can launch without reading anything else:
+    id \n run \n attempt \n where \n spec JSON \n job definition JSON (or null)
   (JSON never holds a raw newline, so the fields cannot run into each other.)
   The job definition is only included when the spec uses the `self.yaml` input, i.e. holds an
   input whose value is the string self.yaml: `"value":"self.yaml"` in the spec's JSON (quotes
@@ -11,7 +12,7 @@
   Returns the number granted.
   Events: granted
 ]]
-local function grantFrom(prefix, now, queues, slotKey, limit, max, grantedQueue, events)
+local function grantFrom(prefix, now, queues, slotKey, limit, max, grantedQueue, events, where)
   local granted = 0
   local room = limit - redis.call('SCARD', slotKey)
   for _, queue in ipairs(queues) do
@@ -23,11 +24,11 @@ local function grantFrom(prefix, now, queues, slotKey, limit, max, grantedQueue,
       if state == 'queued' and spec then
         local run = redis.call('HINCRBY', jobKey, 'run', 1)
         redis.call('SADD', slotKey, id)
-        redis.call('HSET', jobKey, 'state', 'granted', 'grantedAt', now, 'slot', slotKey)
+        redis.call('HSET', jobKey, 'state', 'granted', 'grantedAt', now, 'slot', slotKey, 'host', where)
         local raw = 'null'
         if string.find(spec, '"value":"self.yaml"', 1, true) then raw = redis.call('HGET', jobKey, 'raw') or 'null' end
-        redis.call('LPUSH', grantedQueue, id .. '\n' .. run .. '\n' .. attempt .. '\n' .. spec .. '\n' .. raw)
-        redis.call('XADD', events, 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'granted', 'run', run)
+        redis.call('LPUSH', grantedQueue, id .. '\n' .. run .. '\n' .. attempt .. '\n' .. where .. '\n' .. spec .. '\n' .. raw)
+        redis.call('XADD', events, 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'granted', 'run', run, 'host', where)
         room = room - 1
         granted = granted + 1
       end

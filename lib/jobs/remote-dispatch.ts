@@ -1,0 +1,87 @@
+import type { Logger } from '../log.js';
+import { errorMessage } from '../errors.js';
+import type { Store } from '../store/store.js';
+import { parseJson } from '../store/job-record.js';
+import { HostKeyError } from '../ssh/connection.js';
+import type { HostRegistry } from '../ssh/hosts.js';
+import { LaunchError, type RemoteLaunch, type RemoteStarter } from './remote-launch.js';
+import { runId as makeRunId } from './run-log.js';
+
+// The starter's queue of Remote launches, per host. Launches go out in batches, concurrently with
+// the starter's local work. A host that cannot be reached is tried again with a growing delay
+// (its jobs keep their slots: a short outage costs nothing); once the host is marked down, or
+// when trying again cannot help (a refused host key), the jobs are recorded as not started and
+// the fetcher turns that into a retry or a failure.
+
+export class RemoteDispatch {
+  private readonly pending = new Map<string, RemoteLaunch[]>();
+  private readonly retry = new Map<string, { at: number; delay: number }>();
+  private flushing: Promise<void> | null = null;
+
+  constructor(
+    private readonly starter: RemoteStarter,
+    private readonly hosts: HostRegistry,
+    private readonly store: Store,
+    private readonly notStarted: (runId: string, reason: string) => void,
+    private readonly launched: (host: string) => void,
+    private readonly log: Logger,
+  ) {}
+
+  get waiting(): boolean {
+    return this.pending.size > 0;
+  }
+
+  add(host: string, job: RemoteLaunch): void {
+    this.pending.set(host, [...(this.pending.get(host) ?? []), job]);
+  }
+
+  /** Launches what is due; a flush still running is not started twice. */
+  flush(): Promise<void> {
+    this.flushing ??= this.flushDue().finally(() => {
+      this.flushing = null;
+    });
+    return this.flushing;
+  }
+
+  private async flushDue(): Promise<void> {
+    await this.hosts.refresh();
+    const now = Date.now();
+    await Promise.all([...this.pending.keys()].filter((host) => (this.retry.get(host)?.at ?? 0) <= now).map((host) => this.launchOn(host)));
+  }
+
+  private async launchOn(host: string): Promise<void> {
+    const jobs = this.pending.get(host) ?? [];
+    this.pending.delete(host);
+    if (jobs.length === 0) return;
+    if (this.hosts.isDown(host)) {
+      for (const job of jobs) this.notStarted(makeRunId(job.id, job.run), `host ${host} is down: ${this.hosts.state(host)?.reason ?? 'unreachable'}`);
+      return;
+    }
+    try {
+      await this.withDefinitions(jobs);
+      const { failed } = await this.starter.launch(host, jobs);
+      for (const f of failed) this.notStarted(f.runId, f.reason);
+      this.retry.delete(host);
+      this.log.debug(`JobStarter: started ${jobs.length - failed.length} jobs on ${host}`);
+      this.launched(host);
+    } catch (err) {
+      if (err instanceof HostKeyError || err instanceof LaunchError) {
+        this.log.error(`JobStarter: ${err.message}`);
+        for (const job of jobs) this.notStarted(makeRunId(job.id, job.run), err.message);
+        return;
+      }
+      const delay = Math.min((this.retry.get(host)?.delay ?? 500) * 2, 10_000);
+      this.retry.set(host, { at: Date.now() + delay, delay });
+      this.pending.set(host, [...jobs, ...(this.pending.get(host) ?? [])]);
+      this.log.warn(`JobStarter: cannot start ${jobs.length} job(s) on ${host} yet (${errorMessage(err)}); trying again in ${delay}ms`);
+    }
+  }
+
+  /** The job file written on the host is the definition as queued (payloads carry it only sometimes). */
+  private async withDefinitions(jobs: RemoteLaunch[]): Promise<void> {
+    const missing = jobs.filter((job) => job.raw === null || job.raw === undefined);
+    if (missing.length === 0) return;
+    const rows = await this.store.getFields(missing.map((job) => job.id), ['raw']);
+    missing.forEach((job, i) => (job.raw = parseJson(rows[i][0])));
+  }
+}

@@ -1,0 +1,76 @@
+import type { Config } from '../config/config.js';
+import type { Store } from '../store/store.js';
+import type { SshTarget } from './connection.js';
+
+// The SSH hosts a deployment knows: those in the config's Hosts, and those that job files name
+// with their own connection keys (the old tool's way: Hostname, Username, Key in the job), which
+// the manager registers in Redis when it accepts such a job. Every actor reads the same registry,
+// along with each host's state (a host unreachable for HostDownAfter is down: no new jobs).
+
+export interface Host extends SshTarget {
+  slots: number;
+  /** Named only by job files (not in the config): takes only jobs that name it. */
+  adhoc: boolean;
+}
+
+export interface HostState {
+  state: 'up' | 'down';
+  since: number;
+  reason: string | null;
+}
+
+const REFRESH_MS = 2000;
+
+export function configuredHosts(config: Config): Host[] {
+  return config.hosts.map((h) => ({ name: h.name, hostname: h.hostname, port: h.port, username: h.username, key: h.key, slots: h.slots, adhoc: false }));
+}
+
+export class HostRegistry {
+  private adhoc = new Map<string, Host>();
+  private states = new Map<string, HostState>();
+  private refreshedAt = 0;
+
+  constructor(
+    private readonly config: Config,
+    private readonly store: Store,
+  ) {}
+
+  /** Re-reads ad-hoc hosts and host states from Redis, at most every 2 s unless forced. */
+  async refresh(force = false): Promise<void> {
+    if (!force && Date.now() - this.refreshedAt < REFRESH_MS) return;
+    const [adhoc, states] = await Promise.all([this.store.redis.hgetall(this.store.keys.hosts), this.store.redis.hgetall(this.store.keys.hostState)]);
+    this.adhoc = new Map(Object.entries(adhoc).map(([name, json]) => [name, { ...(JSON.parse(json) as Host), name, adhoc: true }]));
+    this.states = new Map(Object.entries(states).map(([name, json]) => [name, JSON.parse(json) as HostState]));
+    this.refreshedAt = Date.now();
+  }
+
+  all(): Host[] {
+    return [...configuredHosts(this.config), ...this.adhoc.values()];
+  }
+
+  get(name: string): Host | undefined {
+    return this.all().find((h) => h.name === name);
+  }
+
+  state(name: string): HostState | null {
+    return this.states.get(name) ?? null;
+  }
+
+  isDown(name: string): boolean {
+    return this.states.get(name)?.state === 'down';
+  }
+
+  async register(host: Host): Promise<void> {
+    if (this.adhoc.has(host.name)) return;
+    const { name, hostname, port, username, key, slots } = host;
+    await this.store.redis.hset(this.store.keys.hosts, name, JSON.stringify({ hostname, port, username, key, slots }));
+    this.adhoc.set(name, host);
+  }
+
+  async setState(name: string, state: 'up' | 'down', reason: string | null = null): Promise<void> {
+    if (this.states.get(name)?.state === state) return;
+    const value: HostState = { state, since: Date.now(), reason };
+    await this.store.redis.hset(this.store.keys.hostState, name, JSON.stringify(value));
+    this.states.set(name, value);
+  }
+}

@@ -1,0 +1,32 @@
+import type { Config } from '../config/config.js';
+import type { Logger } from '../log.js';
+import { SshConnection, SshUnavailableError } from './connection.js';
+import type { HostRegistry } from './hosts.js';
+
+// One SSH connection per host per actor, made on first use and kept.
+
+export class SshPool {
+  private readonly connections = new Map<string, SshConnection>();
+
+  constructor(
+    private readonly hosts: HostRegistry,
+    private readonly config: Config,
+    private readonly log: Logger,
+  ) {}
+
+  connection(name: string): SshConnection {
+    let connection = this.connections.get(name);
+    if (!connection) {
+      const host = this.hosts.get(name);
+      if (!host) throw new SshUnavailableError(`no host named ${name} is configured or known`);
+      connection = new SshConnection(host, { knownHosts: this.config.knownHosts, hostKeyPolicy: this.config.hostKeyPolicy, log: this.log });
+      this.connections.set(name, connection);
+    }
+    return connection;
+  }
+
+  closeAll(): void {
+    for (const connection of this.connections.values()) connection.close();
+    this.connections.clear();
+  }
+}
