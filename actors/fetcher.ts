@@ -99,7 +99,9 @@ class Fetcher implements Actor {
       lastIngest = Date.now();
       await this.ingest();
       if (Date.now() >= this.nextDueAt && (await this.pollDue())) continue;
-      await this.wakeup.wait(Math.min(this.nextDueAt - Date.now(), this.nextStartMarkIn(), MAX_WAIT_MS), stop);
+      // With SSH hosts, look at them (who has jobs, who is unreachable) every REFRESH_FLEET_MS.
+      const fleetIn = this.fleet.hosts.all().length ? this.fleetRefreshedAt + REFRESH_FLEET_MS - Date.now() : MAX_WAIT_MS;
+      await this.wakeup.wait(Math.min(this.nextDueAt - Date.now(), this.nextStartMarkIn(), fleetIn, MAX_WAIT_MS), stop);
     }
   }
 

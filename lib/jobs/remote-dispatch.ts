@@ -2,7 +2,7 @@ import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import type { Store } from '../store/store.js';
 import { parseJson } from '../store/job-record.js';
-import { HostKeyError } from '../ssh/connection.js';
+import { HostKeyError, SshConfigError } from '../ssh/connection.js';
 import type { HostRegistry } from '../ssh/hosts.js';
 import { LaunchError, type RemoteLaunch, type RemoteStarter } from './remote-launch.js';
 import { runId as makeRunId } from './run-log.js';
@@ -65,7 +65,7 @@ export class RemoteDispatch {
       this.log.debug(`JobStarter: started ${jobs.length - failed.length} jobs on ${host}`);
       this.launched(host);
     } catch (err) {
-      if (err instanceof HostKeyError || err instanceof LaunchError) {
+      if (err instanceof HostKeyError || err instanceof SshConfigError || err instanceof LaunchError) {
         this.log.error(`JobStarter: ${err.message}`);
         for (const job of jobs) this.notStarted(makeRunId(job.id, job.run), err.message);
         return;

@@ -107,7 +107,7 @@ export class RemoteJob extends LocalJob {
     const name = signal.slice(3);
     this.remote.pool
       .connection(host)
-      .exec(`kill -${name} -- -${pid} 2>/dev/null || kill -${name} ${pid} 2>/dev/null; exit 0`)
+      .exec(`kill -${name} -${pid} 2>/dev/null || kill -${name} ${pid} 2>/dev/null; exit 0`)
       .then(
         () => this.ctx.log.info(`ResultFetcher: job ${this.id}: ${signal} to process group ${pid} on ${host} (${reason})`),
         (err) => this.ctx.log.warn(`ResultFetcher: job ${this.id}: could not signal it on ${host}: ${errorMessage(err)}`),

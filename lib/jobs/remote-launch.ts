@@ -107,17 +107,15 @@ export class RemoteStarter {
     const ssh = this.pool.connection(hostName);
     const lines = [
       `check() { mkdir -p "$1/${INTERNAL_DIR}" 2>/dev/null; if (set -C; : >"$1/${INTERNAL_DIR}/claim-$2") 2>/dev/null; then echo "N $2"; else echo "Y $2"; fi; }`,
-      ...orphans.map((o) => `check ${shellPath(remoteJobDir(this.deployment, o.id, o.spec))} ${o.run}`),
+      ...orphans.map((o) => `check ${shellPath(remoteJobDir(this.deployment, o.id, o.spec))} ${shq(makeRunId(o.id, o.run))}`),
     ];
     const result = await ssh.exec(lines.join('\n'));
     const started = new Set<string>();
     const neverStarted = new Set<string>();
-    const byRun = new Map(orphans.map((o) => [String(o.run), o]));
     for (const line of result.stdout.trim().split('\n')) {
-      const [verdict, run] = line.split(' ');
-      const orphan = byRun.get(run);
-      if (!orphan) continue;
-      (verdict === 'N' ? neverStarted : started).add(makeRunId(orphan.id, orphan.run));
+      const [verdict, runId] = line.split(' ');
+      if (verdict === 'N') neverStarted.add(runId);
+      else if (verdict === 'Y') started.add(runId);
     }
     return { started, neverStarted };
   }

@@ -43,6 +43,11 @@ export class HostKeyError extends JobManagerError {
   override readonly code = 'JM_HOST_KEY';
 }
 
+/** Connecting cannot work until the config changes: the key cannot be read or is refused. */
+export class SshConfigError extends JobManagerError {
+  override readonly code = 'JM_SSH_CONFIG';
+}
+
 /** The host could not be reached (or the connection broke): the state of its jobs is unknown. */
 export class SshUnavailableError extends JobManagerError {
   override readonly code = 'JM_SSH_UNAVAILABLE';
@@ -119,7 +124,7 @@ export class SshConnection {
     try {
       return await work(client);
     } catch (err) {
-      throw err instanceof HostKeyError ? err : this.unavailable(err);
+      throw err instanceof JobManagerError ? err : this.unavailable(err);
     } finally {
       this.release();
     }
@@ -165,7 +170,7 @@ export class SshConnection {
         this.failures++;
         this.retryAt = Date.now() + Math.min(200 * 2 ** this.failures, 10_000);
         this.lastError = errorMessage(err);
-        throw err instanceof HostKeyError ? err : this.unavailable(err);
+        throw err instanceof JobManagerError ? err : this.unavailable(err);
       },
     );
     return this.connecting;
@@ -201,15 +206,27 @@ export class SshConnection {
         privateKey = readFileSync(key);
       } catch (err) {
         socket.destroy();
-        throw new SshUnavailableError(`${name}: cannot read the key ${key} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`);
+        throw new SshConfigError(`${name}: cannot read the key ${key} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}); check Key in the config or job file`);
       }
     } else if (!process.env.SSH_AUTH_SOCK) {
       socket.destroy();
-      throw new SshUnavailableError(`${name}: no Key is configured and no ssh-agent is running (SSH_AUTH_SOCK is not set)`);
+      throw new SshConfigError(`${name}: no Key is configured and no ssh-agent is running (SSH_AUTH_SOCK is not set)`);
     }
     await new Promise<void>((resolve, reject) => {
-      client.once('ready', () => resolve());
-      client.once('error', (err) => reject(keyProblem ?? err));
+      // ssh2's readyTimeout does not run for a socket handed to it already connected: time the
+      // handshake here, so a host that accepts TCP and never speaks SSH is noticed.
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new Error(`no SSH handshake from ${hostname}:${port} within ${timeout}ms`));
+      }, timeout);
+      client.once('ready', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      client.once('error', (err) => {
+        clearTimeout(timer);
+        reject(keyProblem ?? (isConfigProblem(err) ? new SshConfigError(`${name}: ${describeAuthError(err, this.target)}`, { cause: err }) : err));
+      });
       client.connect({
         sock: socket,
         username,
@@ -294,4 +311,15 @@ function collect(channel: ClientChannel, input: string): Promise<ExecResult> {
     channel.once('close', () => resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
     channel.end(input);
   });
+}
+
+function isConfigProblem(err: Error): boolean {
+  return /Cannot parse privateKey|authentication methods failed|encrypted private key/i.test(err.message);
+}
+
+function describeAuthError(err: Error, target: SshTarget): string {
+  if (/authentication methods failed/i.test(err.message)) {
+    return `${target.username}@${target.hostname}:${target.port} refused the ${target.key ? `key ${target.key}` : 'ssh-agent\'s keys'}; check Username and Key`;
+  }
+  return `the key ${target.key} cannot be used (${err.message}); give an unencrypted private key in OpenSSH or PEM format, or use the ssh-agent`;
 }

@@ -43,6 +43,7 @@ export class Workspace {
   }
 
   writeConfig(config: Record<string, unknown>): void {
+    if (typeof config.Deployment === 'string') this.deployment = config.Deployment;
     writeFileSync(this.configFile, JSON.stringify(config, null, 2));
   }
 
@@ -75,8 +76,16 @@ export class Workspace {
     return supervisor;
   }
 
+  /** The supervisor started last. */
+  get supervisor(): SupervisorProcess | null {
+    return this.supervisors[this.supervisors.length - 1] ?? null;
+  }
+
+  /** The Deployment name in the config (each workspace may set its own). */
+  deployment = 'default';
+
   async store(): Promise<Store> {
-    const store = await Store.open(this.redisUrl, 'default', 'cli');
+    const store = await Store.open(this.redisUrl, this.deployment, 'cli');
     this.stores.push(store);
     return store;
   }
