@@ -42,7 +42,9 @@ describe('local jobs', function () {
   });
 
   after(async function () {
+    const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
     await ws.dispose();
+    expect(crashes, 'no actor may crash').to.deep.equal([]);
   });
 
   it('runs the examples with the outcome each one is written to have', async function () {
@@ -217,7 +219,9 @@ describe('local capacity', function () {
   });
 
   after(async function () {
+    const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
     await ws.dispose();
+    expect(crashes, 'no actor may crash').to.deep.equal([]);
   });
 
   it('never runs more than LocalMaxJobs at once, and frees every slot', async function () {

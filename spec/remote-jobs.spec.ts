@@ -52,7 +52,9 @@ function remoteDir(host: SshHost, ws: Workspace, id: string): string {
   });
 
   after(async function () {
+    const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
     await ws?.dispose();
+    expect(crashes, 'no actor may crash').to.deep.equal([]);
     await Promise.all([host2?.stop(), host3?.stop()]);
   });
 
@@ -177,7 +179,9 @@ function remoteDir(host: SshHost, ws: Workspace, id: string): string {
   });
 
   after(async function () {
+    const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
     await ws?.dispose();
+    expect(crashes, 'no actor may crash').to.deep.equal([]);
     await host4?.stop();
     silent?.close();
   });

@@ -216,9 +216,12 @@ export class SshConnection {
       // ssh2's readyTimeout does not run for a socket handed to it already connected: time the
       // handshake here, so a host that accepts TCP and never speaks SSH is noticed.
       const timer = setTimeout(() => {
+        client.end();
         socket.destroy();
         reject(new Error(`no SSH handshake from ${hostname}:${port} within ${timeout}ms`));
       }, timeout);
+      // Errors after the first (the socket closing under a failed handshake) are expected.
+      client.on('error', () => {});
       client.once('ready', () => {
         clearTimeout(timer);
         resolve();
