@@ -1,6 +1,7 @@
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { StateDirLockedError } from './errors.js';
+import { processAlive } from './process.js';
 
 // Two supervisors never share a state directory: StateDir/supervisor.pid is created exclusively
 // and holds the owner's pid. A file left by a process that is gone is stale and taken over.
@@ -18,12 +19,7 @@ export function lockOwner(stateDir: string): number | null {
     return null;
   }
   if (!(pid > 0)) return null;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM' ? pid : null;
-  }
+  return processAlive(pid) ? pid : null;
 }
 
 export function acquireStateLock(stateDir: string): void {

@@ -30,8 +30,9 @@ export interface ScriptContext {
   clock: string;
   /**
    * Remote: started by the remote launch script rather than the launcher, so the script writes
-   * its own start line (F) and, at exit, a status file written to a temporary name and renamed.
-   * Paths may start with ~/ (the remote user's home); JM_JOB_DIR is where it was started.
+   * its own start line (F, with the launch script's clock reading JM_LAUNCHED_AT) and, at exit, a
+   * status file written to a temporary name and renamed. Paths may start with ~/ (the remote
+   * user's home); JM_JOB_DIR is where it was started.
    */
   remote?: boolean;
 }
@@ -68,7 +69,7 @@ export function buildJobScript(spec: JobSpec, ctx: ScriptContext): string {
   if (ctx.remote) {
     lines.push(
       'export JM_JOB_DIR="$PWD"',
-      `echo "F $R $$ ${ctx.clock}" >>"$L"`,
+      'echo "F $R $$ $JM_LAUNCHED_AT" >>"$L"',
       `trap 'rc=$?; echo "X $R $rc${flag}" >>"$L"; echo "$rc" >"$JM_JOB_DIR/${INTERNAL_DIR}/status.tmp" && mv "$JM_JOB_DIR/${INTERNAL_DIR}/status.tmp" "$JM_JOB_DIR/${INTERNAL_DIR}/status"' EXIT`,
     );
   } else {

@@ -13,10 +13,13 @@ import { runId as makeRunId } from './run-log.js';
 // when trying again cannot help (a refused host key), the jobs are recorded as not started and
 // the fetcher turns that into a retry or a failure.
 
+/** Launch batches in flight per host (each an SSH channel; well below MaxSessions). */
+const BATCHES_IN_FLIGHT = 3;
+
 export class RemoteDispatch {
   private readonly pending = new Map<string, RemoteLaunch[]>();
   private readonly retry = new Map<string, { at: number; delay: number }>();
-  private flushing: Promise<void> | null = null;
+  private readonly inFlight = new Map<string, number>();
 
   constructor(
     private readonly starter: RemoteStarter,
@@ -35,18 +38,24 @@ export class RemoteDispatch {
     this.pending.set(host, [...(this.pending.get(host) ?? []), job]);
   }
 
-  /** Launches what is due; a flush still running is not started twice. */
-  flush(): Promise<void> {
-    this.flushing ??= this.flushDue().finally(() => {
-      this.flushing = null;
-    });
-    return this.flushing;
-  }
-
-  private async flushDue(): Promise<void> {
+  /**
+   * Launches what is due, in batches per host, several batches in flight per host at once (a
+   * batch that waits for the one before would wait for an SSH round trip).
+   */
+  async flush(): Promise<void> {
     await this.hosts.refresh();
     const now = Date.now();
-    await Promise.all([...this.pending.keys()].filter((host) => (this.retry.get(host)?.at ?? 0) <= now).map((host) => this.launchOn(host)));
+    const due = [...this.pending.keys()].filter((host) => (this.retry.get(host)?.at ?? 0) <= now && (this.inFlight.get(host) ?? 0) < BATCHES_IN_FLIGHT);
+    await Promise.all(due.map(async (host) => {
+      this.inFlight.set(host, (this.inFlight.get(host) ?? 0) + 1);
+      try {
+        await this.launchOn(host);
+      } finally {
+        this.inFlight.set(host, (this.inFlight.get(host) ?? 1) - 1);
+      }
+      // What came while this batch was out goes now.
+      if (this.pending.has(host)) void this.flush();
+    }));
   }
 
   private async launchOn(host: string): Promise<void> {

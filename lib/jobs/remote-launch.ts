@@ -171,13 +171,19 @@ export class RemoteStarter {
     const runLog = remoteRunLog(this.deployment);
     const lines = [
       `L=${shellPath(runLog)}`,
-      `mkdir -p ${shellPath(remoteBase(this.deployment))}`,
+      // One clock reading for the batch: each job's start line carries it (no date per job).
+      `export JM_LAUNCHED_AT=${facts.clock}`,
+      // Every directory in one mkdir: a process per job would cost more than the job.
+      `mkdir -p ${shellPath(remoteBase(this.deployment))} ${jobs.map((job) => shellPath(`${this.dirOf(job)}/${INTERNAL_DIR}`)).join(' ')}`,
       'S=; command -v setsid >/dev/null 2>&1 && S=setsid',
+      // noclobber: `>` creates exclusively, so the claim below succeeds once per run. `true` is
+      // not a special builtin: a failed redirection on it does not end the script.
+      'set -C',
       // dir, run, script, job file text
       'start() {',
-      `  mkdir -p "$1/${INTERNAL_DIR}" && cd "$1" || { echo "K $2 cannot make the job directory $1 on $(hostname)" >>"$L"; return; }`,
-      `  if (set -C; : >"${INTERNAL_DIR}/claim-$2") 2>/dev/null; then`,
-      '    printf "%s\\n" "$4" >job.yaml',
+      `  cd "$1" || { echo "K $2 cannot enter the job directory $1 on $(hostname)" >>"$L"; return; }`,
+      `  if true 2>/dev/null >"${INTERNAL_DIR}/claim-$2"; then`,
+      '    printf "%s\\n" "$4" >|job.yaml',
       '    $S sh -c "$3" </dev/null >>job.log 2>&1 &',
       '  fi',
       '  cd /',
