@@ -125,8 +125,9 @@ class Fetcher implements Actor {
   }
 
   /**
-   * A host is down: its jobs' runs end here. A job that may run on any host is queued again
-   * (without using a retry: the host failed, not the job); one bound to that host fails.
+   * A host is down: its jobs' runs end here. A job that may run on any host (Hostname: any, or
+   * an EC2 job) is queued again (without using a retry: the host failed, not the job); one bound
+   * to that host fails.
    */
   private async giveUpOn(host: string, reason: string): Promise<void> {
     const ids = await this.store.redis.smembers(this.store.keys.remoteJobs(host));
@@ -135,7 +136,7 @@ class Fetcher implements Actor {
     for (const info of infos.values()) {
       if (!['granted', 'running'].includes(info.state)) continue;
       finished.push({
-        id: info.id, run: info.run, outcome: info.location === 'any' ? 'interrupted' : 'failed', exitCode: null, reason,
+        id: info.id, run: info.run, outcome: info.location === 'any' || info.location?.startsWith('ec2:') ? 'interrupted' : 'failed', exitCode: null, reason,
         result: null, steps: null, backoffMs: this.ctx.config.retryBackoffMs, startedAt: info.startedAt,
       });
     }

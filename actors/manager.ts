@@ -8,6 +8,7 @@ import { errorMessage, JobSpecError } from '../lib/errors.js';
 import { locationOf, poolsFor } from '../lib/jobs/locations.js';
 import { prepareJobDir } from '../lib/jobs/local-paths.js';
 import { HostRegistry } from '../lib/ssh/hosts.js';
+import { Provisioner } from '../lib/ec2/provisioner.js';
 
 // The JobManager actor. It watches Job_Queue: every entry is checked (a job file that is not
 // valid becomes `rejected`, with the reason, and everything else goes on) and routed to the queue
@@ -15,8 +16,9 @@ import { HostRegistry } from '../lib/ssh/hosts.js';
 // Granted_Queue while slots remain (grant-4.lua). Full locations are not watched: their queues
 // stay untouched until a finishing job frees a slot, which signals the manager.
 //
-// It blocks on Signal:manager (new jobs, freed slots) between rounds, or until the next delayed
-// retry is due.
+// It blocks on Signal:manager (new jobs, freed slots, an instance ready) between rounds, or until
+// the next delayed retry is due. Beside that loop runs the EC2 provisioner (lib/ec2/provisioner.ts),
+// which launches, readies and terminates instances; EC2's slowness never holds up a grant.
 
 const INTAKE_BATCH = 500;
 const GRANT_BATCH = 500;
@@ -25,6 +27,7 @@ const IDLE_WAIT_MS = 5000;
 class Manager implements Actor {
   private readonly waiter: BlockingConnection;
   private readonly hosts: HostRegistry;
+  private readonly provisioner: Provisioner;
   private granted = 0;
 
   constructor(
@@ -33,11 +36,13 @@ class Manager implements Actor {
   ) {
     this.waiter = new BlockingConnection(ctx.redisUrl);
     this.hosts = new HostRegistry(ctx.config, store);
+    this.provisioner = new Provisioner(ctx.config, store, ctx.log, () => void store.signal('manager'));
   }
 
   async run(): Promise<void> {
     const { stop, log } = this.ctx;
     log.info(`JobManager: watching Job_Queue (LocalMaxJobs ${this.ctx.config.localMaxJobs})`);
+    const provisioning = this.provisioner.run(stop);
     while (!stop.stopped) {
       await this.hosts.refresh();
       const intake = await this.routeIntake();
@@ -47,6 +52,7 @@ class Manager implements Actor {
       // A host that comes back up (HostState) is noticed within the idle wait.
       await this.waiter.wait([this.store.keys.signal('manager')], nextDueMs ?? IDLE_WAIT_MS, stop);
     }
+    await provisioning;
   }
 
   handle(_message: ToActor): void {
@@ -92,6 +98,7 @@ class Manager implements Actor {
     const placement = locationOf(spec, this.ctx.config);
     if ('reason' in placement) return reject(placement.reason);
     if (placement.adhoc) await this.hosts.register(placement.adhoc);
+    if (placement.location.startsWith('ec2:')) await this.store.redis.sadd(this.store.keys.ec2Locations, placement.location);
     return {
       entry,
       location: placement.location,

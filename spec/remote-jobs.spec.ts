@@ -33,7 +33,7 @@ async function show(ws: Workspace, id: string): Promise<Shown> {
 
 /** The remote job directory of job `id` (default layout). */
 function remoteDir(host: SshHost, ws: Workspace, id: string): string {
-  return join(host.home, '.jobmanager', ws.deployment, 'jobs', id);
+  return join(host.home, '.jobmanager', ws.deployment, host.name, 'jobs', id);
 }
 
 (SshHost.available() ? describe : describe.skip)('remote jobs over SSH', function () {

@@ -11,6 +11,7 @@ import { logsCommand } from './commands/logs.js';
 import { debugCommand, restartCommand, startCommand, statusCommand, stopCommand } from './commands/lifecycle.js';
 import { runCommand } from './commands/run.js';
 import { hostsCommand } from './commands/hosts.js';
+import { instancesCommand } from './commands/instances.js';
 import { EXIT, type Command, type CommandArgs } from './commands/types.js';
 
 // `jobmanager VERB ...`: the command line. Every listing takes --json; exit codes are in
@@ -31,6 +32,7 @@ Usage: jobmanager <command> [options]
   stop | restart          stop (or restart) the supervisor of this state directory
   status                  supervisor, actors, queues and slots
   hosts                   SSH hosts: reachable or not, slots used, jobs running there
+  instances               EC2 instances this deployment launched: state, job, age
 
 Options:
   --config FILE           config file (default: $JM_CONFIG, else ./jobmanager.yaml, else
@@ -55,6 +57,7 @@ const COMMANDS: Record<string, Command> = {
   restart: restartCommand,
   status: statusCommand,
   hosts: hostsCommand,
+  instances: instancesCommand,
   debug: debugCommand,
 };
 

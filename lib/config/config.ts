@@ -34,6 +34,8 @@ export interface Ec2Config {
   key: string | null;
   maxInstances: number;
   idleTimeoutMs: number;
+  readyTimeoutMs: number;
+  port: number;
   tags: Record<string, string>;
   endpoint: string | null;
 }
@@ -58,7 +60,7 @@ export interface Config {
 }
 
 const TOP_KEYS = ['Redis', 'Deployment', 'StateDir', 'LocalMaxJobs', 'RemoteMaxJobsPerHost', 'PollPeriod', 'RetryBackoff', 'KillGrace', 'LogLevel', 'KnownHosts', 'HostKeyPolicy', 'HostDownAfter', 'Hosts', 'EC2'];
-const EC2_KEYS = ['Region', 'ImageId', 'InstanceType', 'KeyName', 'SecurityGroupIds', 'SubnetId', 'Username', 'Key', 'MaxInstances', 'IdleTimeout', 'Tags', 'Endpoint'];
+const EC2_KEYS = ['Region', 'ImageId', 'InstanceType', 'KeyName', 'SecurityGroupIds', 'SubnetId', 'Username', 'Key', 'MaxInstances', 'IdleTimeout', 'ReadyTimeout', 'Port', 'Tags', 'Endpoint'];
 const HOST_KEYS = ['Name', 'Hostname', 'Port', 'Username', 'Key', 'Slots'];
 /** The old tool's config keys, and where they live now. */
 export const LEGACY_EC2_KEYS: Record<string, string> = {
@@ -240,6 +242,8 @@ function compileEc2(raw: unknown, fail: Fail): Ec2Config {
     key: key ? resolve(expandHome(key)) : null,
     maxInstances: optInt(ec2, 'MaxInstances', path, fail, 0, 1000) ?? 4,
     idleTimeoutMs: optDuration(ec2, 'IdleTimeout', path, fail) ?? 600_000,
+    readyTimeoutMs: optDuration(ec2, 'ReadyTimeout', path, fail) ?? 600_000,
+    port: optInt(ec2, 'Port', path, fail, 1, 65535) ?? 22,
     tags: optStringMap(ec2, 'Tags', path, fail) ?? {},
     endpoint: optString(ec2, 'Endpoint', path, fail, 1024) ?? null,
   };

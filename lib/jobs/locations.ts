@@ -8,6 +8,7 @@ import { configuredHosts, type Host, type HostRegistry } from '../ssh/hosts.js';
 //   local         Local and Thread jobs: LocalMaxJobs slots (the set LocalJobs)
 //   host:<name>   Remote jobs for that host: its Slots (the set RemoteJobs:<name>)
 //   any           Remote jobs with Hostname: any: a slot on any configured host that has one
+//   ec2:<image>:<type>   EC2 jobs: the slot of an instance of that image and type (one each)
 
 export type Placement = { location: Location; adhoc?: Host } | { reason: string };
 
@@ -18,8 +19,12 @@ export function locationOf(spec: JobSpec, config: Config): Placement {
       return { location: 'local' };
     case 'Remote':
       return remoteLocation(spec, config);
-    case 'EC2':
-      return { reason: 'ClassType EC2 is not supported by this version yet' };
+    case 'EC2': {
+      const imageId = spec.ec2?.imageId ?? config.ec2.imageId;
+      if (!imageId) return { reason: 'EC2 jobs need an image: set EC2.ImageId in the config (or ImageId in the job file)' };
+      if (!config.ec2.key && !process.env.SSH_AUTH_SOCK) return { reason: 'EC2 jobs need EC2.Key in the config (the private key of EC2.KeyName) or an ssh-agent' };
+      return { location: `ec2:${imageId}:${spec.ec2?.instanceType ?? config.ec2.instanceType}` };
+    }
   }
 }
 
@@ -58,7 +63,7 @@ export function poolsFor(config: Config, keys: Keys, hosts: HostRegistry | null 
   for (const host of hosts?.all() ?? configuredHosts(config)) {
     if (hosts?.isDown(host.name)) continue;
     const location = `host:${host.name}`;
-    pools.push({ location, slotKey: keys.remoteJobs(host.name), limit: host.slots, queues: host.adhoc ? [location] : [location, 'any'] });
+    pools.push({ location, slotKey: keys.remoteJobs(host.name), limit: host.slots, queues: host.queues ?? (host.adhoc ? [location] : [location, 'any']) });
   }
   return pools;
 }

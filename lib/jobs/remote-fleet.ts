@@ -53,7 +53,7 @@ export class RemoteFleet {
 
   private follow(name: string, offset: number): void {
     this.savedOffsets.set(name, offset);
-    const follower = new RemoteLogFollower(name, this.pool.connection(name), remoteRunLog(this.config.deployment), offset, {
+    const follower = new RemoteLogFollower(name, this.pool.connection(name), remoteRunLog(this.config.deployment, name), offset, {
       events: (events, at) => {
         this.buffered.push({ epoch: `host:${name}`, events, host: name, offset: at });
         this.onActivity();
@@ -92,7 +92,7 @@ export class RemoteFleet {
     }
     await Promise.all([...byHost].map(async ([host, list]) => {
       try {
-        const result = await this.pool.connection(host).exec(pollScript(list.map((j) => ({ id: j.id, pid: j.pid!, dir: remoteJobDir(this.config.deployment, j.id, j.spec) }))));
+        const result = await this.pool.connection(host).exec(pollScript(list.map((j) => ({ id: j.id, pid: j.pid!, dir: remoteJobDir(this.config.deployment, host, j.id, j.spec) }))));
         for (const [id, poll] of parsePolls(result.stdout)) this.context.polls.set(id, poll);
         this.reachable(host, true, null);
       } catch (err) {

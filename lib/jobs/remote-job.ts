@@ -39,7 +39,7 @@ export class RemoteJob extends LocalJob {
   }
 
   get remoteDir(): string {
-    return remoteJobDir(this.remote.deployment, this.id, this.info?.spec ?? null);
+    return remoteJobDir(this.remote.deployment, this.hostName ?? '', this.id, this.info?.spec ?? null);
   }
 
   override async isFinished(): Promise<boolean> {

@@ -73,7 +73,7 @@ export class RemoteStarter {
     }
     const withFiles = ready.filter((job) => needsFiles(job.spec));
     if (withFiles.length) {
-      await ssh.exec(`mkdir -p ${withFiles.map((job) => shellPath(`${this.dirOf(job)}/${INTERNAL_DIR}`)).join(' ')}`);
+      await ssh.exec(`mkdir -p ${withFiles.map((job) => shellPath(`${this.dirOf(hostName, job)}/${INTERNAL_DIR}`)).join(' ')}`);
       let sftp: SFTPWrapper;
       try {
         sftp = await ssh.sftp();
@@ -84,7 +84,7 @@ export class RemoteStarter {
       if (withFiles.some((job) => job.spec.order.some((step) => step.kind === 'function'))) await this.ensureRuntime(ssh, facts, sftp);
       for (const job of withFiles) {
         try {
-          await this.upload(sftp, job, facts);
+          await this.upload(sftp, hostName, job, facts);
         } catch (err) {
           if (!ssh.connected) throw err;
           failed.push({ runId: makeRunId(job.id, job.run), reason: `could not copy its files to ${hostName}: ${errorMessage(err)}` });
@@ -93,7 +93,7 @@ export class RemoteStarter {
     }
     const launchable = ready.filter((job) => !failed.some((f) => f.runId === makeRunId(job.id, job.run)));
     if (launchable.length) {
-      const result = await ssh.exec(this.launchScript(launchable, facts));
+      const result = await ssh.exec(this.launchScript(hostName, launchable, facts));
       if (result.code !== 0) throw new Error(`the launch script failed on ${hostName} (exit ${result.code}): ${result.stderr.trim()}`);
     }
     return { failed };
@@ -107,7 +107,7 @@ export class RemoteStarter {
     const ssh = this.pool.connection(hostName);
     const lines = [
       `check() { mkdir -p "$1/${INTERNAL_DIR}" 2>/dev/null; if (set -C; : >"$1/${INTERNAL_DIR}/claim-$2") 2>/dev/null; then echo "N $2"; else echo "Y $2"; fi; }`,
-      ...orphans.map((o) => `check ${shellPath(remoteJobDir(this.deployment, o.id, o.spec))} ${shq(makeRunId(o.id, o.run))}`),
+      ...orphans.map((o) => `check ${shellPath(remoteJobDir(this.deployment, hostName, o.id, o.spec))} ${shq(makeRunId(o.id, o.run))}`),
     ];
     const result = await ssh.exec(lines.join('\n'));
     const started = new Set<string>();
@@ -120,8 +120,8 @@ export class RemoteStarter {
     return { started, neverStarted };
   }
 
-  private dirOf(job: RemoteLaunch): string {
-    return remoteJobDir(this.deployment, job.id, job.spec);
+  private dirOf(host: string, job: RemoteLaunch): string {
+    return remoteJobDir(this.deployment, host, job.id, job.spec);
   }
 
   private hostFacts(ssh: SshConnection): Promise<HostFacts> {
@@ -149,8 +149,8 @@ export class RemoteStarter {
   }
 
   /** Modules, Uploads, and (for Function steps) job.json with the modules' remote paths. */
-  private async upload(sftp: SFTPWrapper, job: RemoteLaunch, facts: HostFacts): Promise<void> {
-    const dir = absoluteRemote(this.dirOf(job), facts.home);
+  private async upload(sftp: SFTPWrapper, host: string, job: RemoteLaunch, facts: HostFacts): Promise<void> {
+    const dir = absoluteRemote(this.dirOf(host, job), facts.home);
     const modules: Record<string, string> = {};
     for (const [key, path] of Object.entries(job.spec.modules)) {
       modules[key] = `${dir}/${INTERNAL_DIR}/modules/${key}${extname(path) || '.mjs'}`;
@@ -167,14 +167,14 @@ export class RemoteStarter {
     }
   }
 
-  private launchScript(jobs: RemoteLaunch[], facts: HostFacts): string {
-    const runLog = remoteRunLog(this.deployment);
+  private launchScript(host: string, jobs: RemoteLaunch[], facts: HostFacts): string {
+    const runLog = remoteRunLog(this.deployment, host);
     const lines = [
       `L=${shellPath(runLog)}`,
       // One clock reading for the batch: each job's start line carries it (no date per job).
       `export JM_LAUNCHED_AT=${facts.clock}`,
       // Every directory in one mkdir: a process per job would cost more than the job.
-      `mkdir -p ${shellPath(remoteBase(this.deployment))} ${jobs.map((job) => shellPath(`${this.dirOf(job)}/${INTERNAL_DIR}`)).join(' ')}`,
+      `mkdir -p ${shellPath(remoteBase(this.deployment, host))} ${jobs.map((job) => shellPath(`${this.dirOf(host, job)}/${INTERNAL_DIR}`)).join(' ')}`,
       'S=; command -v setsid >/dev/null 2>&1 && S=setsid',
       // noclobber: `>` creates exclusively, so the claim below succeeds once per run. `true` is
       // not a special builtin: a failed redirection on it does not end the script.
@@ -192,10 +192,10 @@ export class RemoteStarter {
     for (const job of jobs) {
       const runId = makeRunId(job.id, job.run);
       const script = buildJobScript(job.spec, {
-        runId, runLog, jobId: job.id, run: job.run, attempt: job.attempt, jobDir: this.dirOf(job),
+        runId, runLog, jobId: job.id, run: job.run, attempt: job.attempt, jobDir: this.dirOf(host, job),
         node: 'node', stepRunner: `${absoluteRemote(remoteRuntimeDir(this.deployment), facts.home)}/step-runner.js`, clock: facts.clock, remote: true,
       });
-      lines.push(`start ${shellPath(this.dirOf(job))} ${shq(runId)} ${shq(script)} ${shq(stringify(job.raw ?? {}).trimEnd())}`);
+      lines.push(`start ${shellPath(this.dirOf(host, job))} ${shq(runId)} ${shq(script)} ${shq(stringify(job.raw ?? {}).trimEnd())}`);
     }
     return lines.join('\n') + '\n';
   }

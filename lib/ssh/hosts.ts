@@ -1,16 +1,23 @@
 import type { Config } from '../config/config.js';
 import type { Store } from '../store/store.js';
+import { join } from 'node:path';
 import type { SshTarget } from './connection.js';
+import { instanceHostName, type InstanceRecord } from '../ec2/instances.js';
 
-// The SSH hosts a deployment knows: those in the config's Hosts, and those that job files name
-// with their own connection keys (the old tool's way: Hostname, Username, Key in the job), which
-// the manager registers in Redis when it accepts such a job. Every actor reads the same registry,
-// along with each host's state (a host unreachable for HostDownAfter is down: no new jobs).
+// The SSH hosts a deployment knows: those in the config's Hosts, those that job files name with
+// their own connection keys (the old tool's way: Hostname, Username, Key in the job), which the
+// manager registers in Redis when it accepts such a job, and the EC2 instances this deployment
+// launched once they answer over SSH. Every actor reads the same registry, along with each host's
+// state (a host unreachable for HostDownAfter is down: no new jobs).
 
 export interface Host extends SshTarget {
   slots: number;
   /** Named only by job files (not in the config): takes only jobs that name it. */
   adhoc: boolean;
+  /** Job queues its slots serve (default: host:<name>, and `any` for configured hosts). */
+  queues?: string[];
+  /** Its own known_hosts file (EC2 instances: keys read from their console). */
+  knownHosts?: string;
 }
 
 export interface HostState {
@@ -21,12 +28,33 @@ export interface HostState {
 
 const REFRESH_MS = 2000;
 
+/** An EC2 instance as a host: one slot while ready, none while it is being retired. */
+function instanceHost(record: InstanceRecord, config: Config): Host | null {
+  if (!record.instanceId || !record.address || !['ready', 'retiring'].includes(record.state)) return null;
+  return {
+    name: instanceHostName(record.instanceId),
+    hostname: record.address,
+    port: config.ec2.port,
+    username: config.ec2.username,
+    key: config.ec2.key,
+    slots: record.state === 'ready' ? 1 : 0,
+    adhoc: false,
+    queues: [record.location],
+    knownHosts: ec2KnownHosts(config),
+  };
+}
+
+export function ec2KnownHosts(config: Config): string {
+  return join(config.stateDir, 'ec2_known_hosts');
+}
+
 export function configuredHosts(config: Config): Host[] {
   return config.hosts.map((h) => ({ name: h.name, hostname: h.hostname, port: h.port, username: h.username, key: h.key, slots: h.slots, adhoc: false }));
 }
 
 export class HostRegistry {
   private adhoc = new Map<string, Host>();
+  private instances: Host[] = [];
   private states = new Map<string, HostState>();
   private refreshedAt = 0;
 
@@ -38,14 +66,19 @@ export class HostRegistry {
   /** Re-reads ad-hoc hosts and host states from Redis, at most every 2 s unless forced. */
   async refresh(force = false): Promise<void> {
     if (!force && Date.now() - this.refreshedAt < REFRESH_MS) return;
-    const [adhoc, states] = await Promise.all([this.store.redis.hgetall(this.store.keys.hosts), this.store.redis.hgetall(this.store.keys.hostState)]);
+    const [adhoc, states, instances] = await Promise.all([
+      this.store.redis.hgetall(this.store.keys.hosts),
+      this.store.redis.hgetall(this.store.keys.hostState),
+      this.store.redis.hgetall(this.store.keys.instances),
+    ]);
     this.adhoc = new Map(Object.entries(adhoc).map(([name, json]) => [name, { ...(JSON.parse(json) as Host), name, adhoc: true }]));
+    this.instances = Object.values(instances).map((json) => instanceHost(JSON.parse(json) as InstanceRecord, this.config)).filter((h): h is Host => h !== null);
     this.states = new Map(Object.entries(states).map(([name, json]) => [name, JSON.parse(json) as HostState]));
     this.refreshedAt = Date.now();
   }
 
   all(): Host[] {
-    return [...configuredHosts(this.config), ...this.adhoc.values()];
+    return [...configuredHosts(this.config), ...this.adhoc.values(), ...this.instances];
   }
 
   get(name: string): Host | undefined {

@@ -21,7 +21,7 @@ export class SshPool {
       if (!host) throw new SshUnavailableError(`no host named ${name} is configured or known`);
       // A handshake slower than half of HostDownAfter counts as no answer.
       const connectTimeoutMs = Math.min(10_000, Math.max(1000, this.config.hostDownAfterMs / 2));
-      connection = new SshConnection(host, { knownHosts: this.config.knownHosts, hostKeyPolicy: this.config.hostKeyPolicy, log: this.log, connectTimeoutMs });
+      connection = new SshConnection(host, { knownHosts: host.knownHosts ?? this.config.knownHosts, hostKeyPolicy: this.config.hostKeyPolicy, log: this.log, connectTimeoutMs });
       this.connections.set(name, connection);
     }
     return connection;

@@ -21,6 +21,7 @@
 //   Hosts                hash   host name → connection (JSON) of hosts named only in job files
 //   HostState            hash   host name → {state: up|down, since, reason} (JSON)
 //   RemoteLogs           hash   host name → how far its run log has been read (bytes)
+//   Instances            hash   launch token → EC2 instance record (JSON), see lib/ec2/instances.ts
 
 export type Location = string; // 'local' | `host:${name}` | 'any' | 'ec2'
 
@@ -52,6 +53,9 @@ export class Keys {
   get hosts(): string { return this.k('Hosts'); }
   get hostState(): string { return this.k('HostState'); }
   get remoteLogs(): string { return this.k('RemoteLogs'); }
+  get instances(): string { return this.k('Instances'); }
+  /** The EC2 locations (ec2:<image>:<type>) jobs have been queued for. */
+  get ec2Locations(): string { return this.k('Ec2Locations'); }
   /** The slot set that a location's jobs hold. */
   slotSet(location: Location): string {
     if (location === 'local') return this.localJobs;
