@@ -222,8 +222,11 @@ class Starter implements Actor {
     for (const orphan of orphans) byHost.set(orphan.host.slice(5), [...(byHost.get(orphan.host.slice(5)) ?? []), orphan]);
     for (const [host, list] of byHost) {
       try {
-        const { neverStarted } = await this.remoteStarter.settleOrphans(host, list);
+        const { neverStarted, started } = await this.remoteStarter.settleOrphans(host, list);
         for (const orphan of list) if (neverStarted.has(makeRunId(orphan.id, orphan.run))) await this.relaunch(orphan);
+        // Runs that started: marked running with the pid from their claim, so that the fetcher
+        // polls them even if their start line was never read (a no-op if it was).
+        await this.store.markRunning(list.filter((o) => started.get(makeRunId(o.id, o.run))).map((o) => ({ id: o.id, run: o.run, pid: started.get(makeRunId(o.id, o.run))!, startedAt: Date.now(), epoch: o.host })));
       } catch (err) {
         this.ctx.log.warn(`JobStarter: cannot settle ${list.length} job(s) on ${host} yet: ${errorMessage(err)}`);
         pending.push(...list);

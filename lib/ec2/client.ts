@@ -1,4 +1,4 @@
-import { EC2Client } from '@aws-sdk/client-ec2';
+import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { Ec2Config } from '../config/config.js';
 
 // The EC2 client: credentials from the standard AWS chain (environment, ~/.aws profile, instance
@@ -7,8 +7,15 @@ import type { Ec2Config } from '../config/config.js';
 // need Node.js 22 is silenced, as it concerns no version this project installs.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
-export function createEc2Client(config: Ec2Config): EC2Client {
-  return new EC2Client({ region: config.region, ...(config.endpoint ? { endpoint: config.endpoint } : {}), maxAttempts: 3 });
+export type Ec2Sdk = typeof import('@aws-sdk/client-ec2');
+
+/**
+ * The SDK and a client. Loaded on first use: the SDK takes about a second to load, which every
+ * supervisor start and actor restart would otherwise pay without ever using EC2.
+ */
+export async function loadEc2(config: Ec2Config): Promise<{ sdk: Ec2Sdk; client: EC2Client }> {
+  const sdk = await import('@aws-sdk/client-ec2');
+  return { sdk, client: new sdk.EC2Client({ region: config.region, ...(config.endpoint ? { endpoint: config.endpoint } : {}), maxAttempts: 3 }) };
 }
 
 /** The EC2 error code of a failed call (InsufficientInstanceCapacity, RequestLimitExceeded, …). */

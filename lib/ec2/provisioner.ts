@@ -1,9 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import {
-  DescribeInstancesCommand, GetConsoleOutputCommand, RunInstancesCommand, TerminateInstancesCommand,
-  type EC2Client, type Instance,
-} from '@aws-sdk/client-ec2';
+import type { EC2Client, Instance } from '@aws-sdk/client-ec2';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
@@ -13,7 +10,7 @@ import type { Store } from '../store/store.js';
 import { SshConnection } from '../ssh/connection.js';
 import { ec2KnownHosts } from '../ssh/hosts.js';
 import { knownHostsName } from '../ssh/known-hosts.js';
-import { createEc2Client, errorCode, RETRYABLE } from './client.js';
+import { errorCode, loadEc2, RETRYABLE, type Ec2Sdk } from './client.js';
 import { hostKeysFromConsole } from './console-keys.js';
 import { instanceHostName, InstanceBook, type InstanceRecord } from './instances.js';
 
@@ -43,7 +40,8 @@ interface Backoff {
 }
 
 export class Provisioner {
-  private readonly ec2: EC2Client;
+  private ec2!: EC2Client;
+  private sdk!: Ec2Sdk;
   private readonly book: InstanceBook;
   private readonly readying = new Set<string>();
   private readonly backoff = new Map<string, Backoff>();
@@ -56,7 +54,6 @@ export class Provisioner {
     private readonly log: Logger,
     private readonly wakeManager: () => void,
   ) {
-    this.ec2 = createEc2Client(config.ec2);
     this.book = new InstanceBook(store);
   }
 
@@ -75,6 +72,7 @@ export class Provisioner {
     const locations = await this.store.redis.smembers(this.store.keys.ec2Locations);
     let records = await this.book.all();
     if (records.length === 0 && locations.length === 0) return;
+    if (!this.sdk) ({ sdk: this.sdk, client: this.ec2 } = await loadEc2(this.config.ec2));
     const described = records.length || Date.now() - this.orphansSweptAt >= ORPHAN_SWEEP_MS ? await this.describe() : [];
     // What counts against MaxInstances: this deployment's instances, orphans included.
     this.aliveTagged = described.filter((i) => !['terminated'].includes(i.State?.Name ?? '')).length;
@@ -89,7 +87,7 @@ export class Provisioner {
     const instances: Instance[] = [];
     let NextToken: string | undefined;
     do {
-      const page = await this.ec2.send(new DescribeInstancesCommand({ Filters: [{ Name: `tag:${DEPLOYMENT_TAG}`, Values: [this.config.deployment] }], NextToken }));
+      const page = await this.ec2.send(new this.sdk.DescribeInstancesCommand({ Filters: [{ Name: `tag:${DEPLOYMENT_TAG}`, Values: [this.config.deployment] }], NextToken }));
       for (const reservation of page.Reservations ?? []) instances.push(...(reservation.Instances ?? []));
       NextToken = page.NextToken;
     } while (NextToken);
@@ -157,7 +155,7 @@ export class Provisioner {
   }
 
   private async consoleHostKeys(instanceId: string): Promise<{ type: string; key: string }[]> {
-    const reply = await this.ec2.send(new GetConsoleOutputCommand({ InstanceId: instanceId, Latest: true }));
+    const reply = await this.ec2.send(new this.sdk.GetConsoleOutputCommand({ InstanceId: instanceId, Latest: true }));
     return hostKeysFromConsole(Buffer.from(reply.Output ?? '', 'base64').toString('utf8'));
   }
 
@@ -198,7 +196,7 @@ export class Provisioner {
   private async requestInstance(record: InstanceRecord): Promise<boolean> {
     const ec2 = this.config.ec2;
     try {
-      const reply = await this.ec2.send(new RunInstancesCommand({
+      const reply = await this.ec2.send(new this.sdk.RunInstancesCommand({
         ClientToken: record.token,
         ImageId: record.imageId,
         InstanceType: record.instanceType as never,
@@ -277,7 +275,7 @@ export class Provisioner {
   private async terminate(record: InstanceRecord, why: string): Promise<void> {
     if (!record.instanceId) return;
     try {
-      await this.ec2.send(new TerminateInstancesCommand({ InstanceIds: [record.instanceId] }));
+      await this.ec2.send(new this.sdk.TerminateInstancesCommand({ InstanceIds: [record.instanceId] }));
       this.log.info(`EC2: terminating ${record.instanceId}: ${why}`);
       await this.update(record, { state: 'terminating' });
     } catch (err) {
@@ -299,7 +297,7 @@ export class Provisioner {
     if (orphans.length === 0) return;
     const ids = orphans.map((i) => i.InstanceId!);
     this.log.warn(`EC2: terminating ${ids.length} instance(s) with this deployment's tag that no record explains: ${ids.join(' ')}`);
-    await this.ec2.send(new TerminateInstancesCommand({ InstanceIds: ids }));
+    await this.ec2.send(new this.sdk.TerminateInstancesCommand({ InstanceIds: ids }));
   }
 
   private async forget(record: InstanceRecord): Promise<void> {

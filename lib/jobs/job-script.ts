@@ -69,6 +69,10 @@ export function buildJobScript(spec: JobSpec, ctx: ScriptContext): string {
   if (ctx.remote) {
     lines.push(
       'export JM_JOB_DIR="$PWD"',
+      // The run's claim, made by the detached job itself as its first act (noclobber: exclusive),
+      // holding its pid. A claim that exists means this run started; recovery, finding none,
+      // makes it itself, after which this run can never start (see remote-launch.ts).
+      `set -C; echo $$ 2>/dev/null >"${INTERNAL_DIR}/claim-$R" || exit 0; set +C`,
       'echo "F $R $$ $JM_LAUNCHED_AT" >>"$L"',
       `trap 'rc=$?; echo "X $R $rc${flag}" >>"$L"; echo "$rc" >"$JM_JOB_DIR/${INTERNAL_DIR}/status.tmp" && mv "$JM_JOB_DIR/${INTERNAL_DIR}/status.tmp" "$JM_JOB_DIR/${INTERNAL_DIR}/status"' EXIT`,
     );

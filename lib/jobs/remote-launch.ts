@@ -19,9 +19,11 @@ import { runId as makeRunId } from './run-log.js';
 //  - gets a directory of its own; the job file is written there;
 //  - is started detached: its own session (setsid) and process group, stdio to job.log, so that
 //    neither the SSH channel closing nor the supervisor dying touches it;
-//  - claims its run first: `set -C` (noclobber) makes `: > .jm/claim-<run>` an exclusive create,
-//    so a run can start at most once however often its launch is attempted; recovery claims the
-//    run itself to find out whether a launch already did (see settleOrphans).
+//  - claims its run as the first thing it does once detached: `set -C` (noclobber) makes
+//    `echo $$ > .jm/claim-<run>` an exclusive create, so a run starts at most once however often
+//    its launch is sent, and a launch script cut short (the SSH session dying mid-way) leaves no
+//    claim for a run that did not start. Recovery claims a run itself to learn whether it
+//    started (see settleOrphans).
 // The job's script records its progress in the host's run log, which the fetcher follows.
 
 /** Launching cannot succeed by trying again (no SFTP on the host, say): the jobs are not started. */
@@ -100,22 +102,23 @@ export class RemoteStarter {
   }
 
   /**
-   * For runs a dead starter took but may not have launched: claims each run's claim file. A claim
-   * that succeeds means no launch ever ran (and now none can); one that fails means it ran.
+   * For runs a dead starter took but may not have launched: makes each run's claim. A claim made
+   * here means the run never started (and now never will); one already there was made by the
+   * run itself, and holds its pid.
    */
-  async settleOrphans(hostName: string, orphans: { id: string; run: number; spec: JobSpec | null }[]): Promise<{ started: Set<string>; neverStarted: Set<string> }> {
+  async settleOrphans(hostName: string, orphans: { id: string; run: number; spec: JobSpec | null }[]): Promise<{ started: Map<string, number>; neverStarted: Set<string> }> {
     const ssh = this.pool.connection(hostName);
     const lines = [
-      `check() { mkdir -p "$1/${INTERNAL_DIR}" 2>/dev/null; if (set -C; : >"$1/${INTERNAL_DIR}/claim-$2") 2>/dev/null; then echo "N $2"; else echo "Y $2"; fi; }`,
+      `check() { mkdir -p "$1/${INTERNAL_DIR}" 2>/dev/null; if (set -C; echo recovery >"$1/${INTERNAL_DIR}/claim-$2") 2>/dev/null; then echo "N $2"; else echo "Y $2 $(cat "$1/${INTERNAL_DIR}/claim-$2")"; fi; }`,
       ...orphans.map((o) => `check ${shellPath(remoteJobDir(this.deployment, hostName, o.id, o.spec))} ${shq(makeRunId(o.id, o.run))}`),
     ];
     const result = await ssh.exec(lines.join('\n'));
-    const started = new Set<string>();
+    const started = new Map<string, number>();
     const neverStarted = new Set<string>();
     for (const line of result.stdout.trim().split('\n')) {
-      const [verdict, runId] = line.split(' ');
+      const [verdict, runId, pid] = line.split(' ');
       if (verdict === 'N') neverStarted.add(runId);
-      else if (verdict === 'Y') started.add(runId);
+      else if (verdict === 'Y') started.set(runId, Number(pid) || 0);
     }
     return { started, neverStarted };
   }
@@ -176,16 +179,11 @@ export class RemoteStarter {
       // Every directory in one mkdir: a process per job would cost more than the job.
       `mkdir -p ${shellPath(remoteBase(this.deployment, host))} ${jobs.map((job) => shellPath(`${this.dirOf(host, job)}/${INTERNAL_DIR}`)).join(' ')}`,
       'S=; command -v setsid >/dev/null 2>&1 && S=setsid',
-      // noclobber: `>` creates exclusively, so the claim below succeeds once per run. `true` is
-      // not a special builtin: a failed redirection on it does not end the script.
-      'set -C',
-      // dir, run, script, job file text
+      // dir, run, script, job file text. A run that already started exits at its claim.
       'start() {',
       `  cd "$1" || { echo "K $2 cannot enter the job directory $1 on $(hostname)" >>"$L"; return; }`,
-      `  if true 2>/dev/null >"${INTERNAL_DIR}/claim-$2"; then`,
-      '    printf "%s\\n" "$4" >|job.yaml',
-      '    $S sh -c "$3" </dev/null >>job.log 2>&1 &',
-      '  fi',
+      `  [ -e "${INTERNAL_DIR}/claim-$2" ] || printf "%s\\n" "$4" >job.yaml`,
+      '  $S sh -c "$3" </dev/null >>job.log 2>&1 &',
       '  cd /',
       '}',
     ];

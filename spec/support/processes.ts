@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { processAlive } from '../../lib/process.js';
 
 // Finding the processes a spec left behind: job processes carry JM_JOB_DIR in their environment,
 // so everything started under a workspace's state directory can be found and stopped by pid.
@@ -27,11 +28,7 @@ export function killAll(pids: number[]): void {
   }
 }
 
+/** Alive and not a zombie waiting to be reaped. */
 export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+  return processAlive(pid);
 }

@@ -1,6 +1,6 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { removeDir, tempDir } from './temp.js';
 import { waitFor } from './wait-for.js';
@@ -9,14 +9,38 @@ import { waitFor } from './wait-for.js';
 // client key made for it in a temporary directory. Each "host" logs in as a user of its own
 // (jmhostN, created on first use, shell /bin/sh) so that hosts do not share a home directory and
 // no heavy rc file runs on every command (see shared/TESTING.md). Stopped by pid.
+//
+// The loopback EC2 server (ec2-server.ts) starts its instances through the same class with a
+// given port, login user and authorized key: those hosts share one user, so they are stopped by
+// their own process tree plus every process carrying their SetEnv marker, never by user name.
+
+export type HostKeyType = 'ed25519' | 'ecdsa' | 'rsa';
 
 export interface SshdOptions {
   /** The N of 127.0.0.N (2 and up). */
   index: number;
   maxSessions?: number;
+  /** Listen on this port. @defaultValue a free port on 127.0.0.N */
+  port?: number;
+  /**
+   * Log in as this user (created if missing). It may be shared with other hosts.
+   * @defaultValue jmhost<index>, a user of this host's own
+   */
+  username?: string;
+  /**
+   * Authorize this OpenSSH public key line instead of making a client key; `clientKey` then
+   * names no file. @defaultValue a fresh ed25519 client key in the host's directory
+   */
+  authorizedKey?: string;
+  /** Host key types; the first is the one `knownHostsLine` gives. @defaultValue ['ed25519'] */
+  hostKeyTypes?: HostKeyType[];
+  /** Comment on the host keys (cloud-init prints `root@ip-…`). @defaultValue ssh-keygen's user@host */
+  hostKeyComment?: string;
 }
 
 const SSHD = '/usr/sbin/sshd';
+/** Set by sshd in every session of a host (SetEnv), so detached processes can be found by pid. */
+const MARKER = 'JM_SSHD_DIR';
 
 export class SshHost {
   private child: ChildProcess | null = null;
@@ -49,10 +73,15 @@ export class SshHost {
     return `/home/${this.username}`;
   }
 
-  /** The known_hosts line for this host's key. */
+  /** The known_hosts line for this host's (first) key. */
   get knownHostsLine(): string {
     const [type, key] = readFileSync(join(this.dir, 'host_key.pub'), 'utf8').trim().split(/\s+/);
     return `[${this.address}]:${this.port} ${type} ${key}`;
+  }
+
+  /** Every host public key as an OpenSSH line (`type base64 comment`), first key first. */
+  get hostPublicKeys(): string[] {
+    return this.hostKeyFiles().map((file) => readFileSync(`${file}.pub`, 'utf8').trim());
   }
 
   /** The config's Hosts entry for it. */
@@ -65,25 +94,44 @@ export class SshHost {
   }
 
   static async start(options: SshdOptions): Promise<SshHost> {
-    const username = ensureUser(`jmhost${options.index}`);
+    const username = ensureUser(options.username ?? `jmhost${options.index}`);
     const dir = tempDir('jm-sshd-');
     chmodSync(dir, 0o755);
-    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_key')]);
-    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'client_key')]);
-    writeFileSync(join(dir, 'authorized_keys'), readFileSync(join(dir, 'client_key.pub')));
+    if (options.authorizedKey === undefined) {
+      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'client_key')]);
+      writeFileSync(join(dir, 'authorized_keys'), readFileSync(join(dir, 'client_key.pub')));
+    } else {
+      writeFileSync(join(dir, 'authorized_keys'), `${options.authorizedKey.trim()}\n`);
+    }
     chmodSync(join(dir, 'authorized_keys'), 0o644);
-    const host = new SshHost(options.index, dir, await freePort(`127.0.0.${options.index}`), username, options);
+    const port = options.port ?? (await freePort(`127.0.0.${options.index}`));
+    const host = new SshHost(options.index, dir, port, username, options);
+    host.makeHostKeys();
     host.writeConfig();
     await host.launch();
     return host;
   }
 
+  private hostKeyFiles(): string[] {
+    const types = this.options.hostKeyTypes ?? ['ed25519'];
+    return types.map((type, i) => join(this.dir, i === 0 ? 'host_key' : `host_key_${type}`));
+  }
+
+  private makeHostKeys(): void {
+    const types = this.options.hostKeyTypes ?? ['ed25519'];
+    const comment = this.options.hostKeyComment === undefined ? [] : ['-C', this.options.hostKeyComment];
+    this.hostKeyFiles().forEach((file, i) => {
+      execFileSync('ssh-keygen', ['-q', '-t', types[i], '-N', '', ...comment, '-f', file]);
+    });
+  }
+
   private writeConfig(): void {
     writeFileSync(join(this.dir, 'sshd_config'), [
       `ListenAddress ${this.address}:${this.port}`,
-      `HostKey ${join(this.dir, 'host_key')}`,
+      ...this.hostKeyFiles().map((file) => `HostKey ${file}`),
       `PidFile ${join(this.dir, 'sshd.pid')}`,
       `AuthorizedKeysFile ${join(this.dir, 'authorized_keys')}`,
+      `SetEnv ${MARKER}=${this.dir}`,
       'StrictModes no',
       'UsePAM no',
       'PasswordAuthentication no',
@@ -98,8 +146,21 @@ export class SshHost {
 
   private async launch(): Promise<void> {
     mkdirSync('/run/sshd', { recursive: true });
-    this.child = spawn(SSHD, ['-D', '-e', '-f', join(this.dir, 'sshd_config')], { stdio: ['ignore', 'ignore', 'ignore'] });
-    await waitFor(`sshd on ${this.address}:${this.port}`, () => banner(this.address, this.port));
+    const child = spawn(SSHD, ['-D', '-e', '-f', join(this.dir, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.child = child;
+    // Kept only to explain an sshd that exits at once (port taken, bad config) instead of
+    // waiting out the deadline.
+    let stderr = '';
+    child.stderr!.on('data', (data: Buffer) => {
+      if (stderr.length < 4096) stderr += data.toString();
+    });
+    (child.stderr as Socket).unref();
+    await waitFor(`sshd on ${this.address}:${this.port}`, () => {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(`sshd on ${this.address}:${this.port} exited (${child.exitCode ?? child.signalCode}): ${stderr.trim()}`);
+      }
+      return sshBanner(this.address, this.port);
+    });
   }
 
   /** kill -9 of the listening sshd (connections it already forked stay, as on a real host). */
@@ -112,8 +173,13 @@ export class SshHost {
 
   /** Kill every sshd process of this host, the per-connection ones too: the host is gone. */
   async killAll(): Promise<void> {
-    spawnSync('pkill', ['-9', '-f', join(this.dir, 'sshd_config')]);
-    spawnSync('pkill', ['-9', '-u', this.username, '-f', 'sshd:']);
+    if (this.options.username === undefined) {
+      spawnSync('pkill', ['-9', '-f', join(this.dir, 'sshd_config')]);
+      spawnSync('pkill', ['-9', '-u', this.username, '-f', 'sshd:']);
+    } else {
+      // Before the listener dies: its children would be reparented and lost from its tree.
+      killProcesses(this.child?.pid, this.dir);
+    }
     await this.kill9();
   }
 
@@ -122,11 +188,13 @@ export class SshHost {
     await this.launch();
   }
 
-  /** Replace the host key (a man in the middle, as far as a client can tell). */
+  /** Replace the host keys (a man in the middle, as far as a client can tell). */
   async changeHostKey(): Promise<void> {
-    removeDir(join(this.dir, 'host_key'));
-    removeDir(join(this.dir, 'host_key.pub'));
-    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(this.dir, 'host_key')]);
+    for (const file of this.hostKeyFiles()) {
+      removeDir(file);
+      removeDir(`${file}.pub`);
+    }
+    this.makeHostKeys();
     await this.restart();
   }
 
@@ -135,9 +203,15 @@ export class SshHost {
     return execFileSync('su', ['-s', '/bin/sh', this.username, '-c', command], { encoding: 'utf8' });
   }
 
+  /**
+   * Everything of this host ends: its sshd, its sessions and whatever they left running. A host
+   * with a user of its own ends every process of that user; a host sharing its user ends only
+   * its own process tree and the processes carrying its SetEnv marker.
+   */
   async stop(): Promise<void> {
     await this.killAll();
-    spawnSync('pkill', ['-9', '-u', this.username]);
+    if (this.options.username === undefined) spawnSync('pkill', ['-9', '-u', this.username]);
+    else killProcesses(undefined, this.dir);
     removeDir(this.dir);
   }
 }
@@ -145,9 +219,82 @@ export class SshHost {
 function ensureUser(name: string): string {
   if (spawnSync('id', [name], { stdio: 'ignore' }).status !== 0) {
     // Password '*': no password login, but not "locked" (sshd without PAM refuses locked accounts).
-    execFileSync('useradd', ['-m', '-s', '/bin/sh', '-p', '*', name]);
+    const made = spawnSync('useradd', ['-m', '-s', '/bin/sh', '-p', '*', name], { encoding: 'utf8' });
+    // Another process may have made it in the meantime: only a user still missing is an error.
+    if (made.status !== 0 && spawnSync('id', [name], { stdio: 'ignore' }).status !== 0) {
+      throw new Error(`useradd ${name} failed: ${made.stderr}`);
+    }
   }
   return name;
+}
+
+/** A user for SSH logins (shell /bin/sh, no password, not locked), made if missing. */
+export function ensureLoginUser(name: string): string {
+  return ensureUser(name);
+}
+
+/**
+ * SIGKILL, by pid, `root` and its descendants (the per-connection sshd processes and their
+ * sessions) and every process whose environment carries this host's marker (jobs that detached
+ * with setsid and were reparented). The tree is read in one snapshot before anything dies;
+ * marked processes are looked for again until none is left, since a session may fork while its
+ * siblings die.
+ */
+function killProcesses(root: number | undefined, dir: string): void {
+  for (let round = 0; round < 20; round++) {
+    const table = processTable();
+    const doomed = new Set<number>();
+    if (root !== undefined && round === 0) {
+      if (table.has(root)) doomed.add(root);
+      const queue = [root];
+      while (queue.length > 0) {
+        const parent = queue.pop()!;
+        for (const [pid, ppid] of table) {
+          if (ppid === parent && !doomed.has(pid)) {
+            doomed.add(pid);
+            queue.push(pid);
+          }
+        }
+      }
+    }
+    for (const pid of table.keys()) {
+      if (pid !== process.pid && hasEnv(pid, `${MARKER}=${dir}`)) doomed.add(pid);
+    }
+    if (doomed.size === 0) return;
+    for (const pid of doomed) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+}
+
+/** pid → parent pid of every process. */
+function processTable(): Map<number, number> {
+  const table = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // The command name (2nd field) is in parentheses and may hold spaces: read after it.
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // fields[0] is the state; a zombie is already dead and cannot be killed again.
+      if (fields[0] !== 'Z') table.set(Number(entry), Number(fields[1]));
+    } catch {
+      // gone
+    }
+  }
+  return table;
+}
+
+function hasEnv(pid: number, entry: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(entry);
+  } catch {
+    return false;
+  }
 }
 
 async function freePort(address: string): Promise<number> {
@@ -162,7 +309,7 @@ async function freePort(address: string): Promise<number> {
 }
 
 /** True once something on address:port speaks SSH. */
-function banner(address: string, port: number): Promise<boolean> {
+export function sshBanner(address: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(port, address);
     socket.setTimeout(1000);

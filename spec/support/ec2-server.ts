@@ -1,0 +1,903 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTcpServer } from 'node:net';
+import { ensureLoginUser, SshHost } from './sshd.js';
+
+// A loopback server that speaks the EC2 Query API for the calls JobManager makes, so EC2 specs
+// run the real @aws-sdk/client-ec2 with no client mock. Its "instances" are real OpenSSH sshd
+// hosts on 127.0.0.<firstIndex>, <firstIndex+1>, … that all listen on one port (sshPort), log in
+// one user and authorize one client key, each with fresh host keys it prints to its console the
+// way cloud-init does.
+//
+//   RunInstances ──▶ pending ──bootDelayMs──▶ sshd up ──▶ running ──▶ (console: host keys)
+//                                   (sshReadyDelayMs > 0: running first, sshd that much later)
+//   TerminateInstances ──▶ shutting-down ──sshd and its sessions killed, shutdownDelayMs──▶ terminated
+//
+// What real EC2 does and this server copies, because client code must cope with it:
+// - RunInstances is idempotent per ClientToken: the same token with the same parameters returns
+//   the same reservation (current states) and creates nothing; other parameters are
+//   IdempotentParameterMismatch. The SDK fills ClientToken itself when the caller gives none.
+// - A new instance is invisible for visibilityDelayMs: DescribeInstances does not list it, and
+//   every call naming its id (DescribeInstances, CreateTags, TerminateInstances,
+//   GetConsoleOutput) fails with InvalidInstanceID.NotFound, as in EC2's eventual consistency.
+// - Terminated instances stay listed (code 48) without private address; empty tag sets and empty
+//   console output are left out of the XML, so the SDK returns `undefined` for them.
+// - Errors are `<Response><Errors><Error><Code>` bodies with EC2's HTTP status. The SDK retries
+//   500 and 503 (InsufficientInstanceCapacity, RequestLimitExceeded) itself, 3 attempts by default:
+//   failNext() counts requests received, so `times` must cover the SDK's own retries.
+
+const NAMESPACE = 'http://ec2.amazonaws.com/doc/2016-11-15/';
+const OWNER_ID = '123456789012';
+const ZONE = 'us-east-1a';
+const DEFAULT_SUBNET = 'subnet-0123456789abcdef0';
+const DEFAULT_VPC = 'vpc-0123456789abcdef0';
+const DEFAULT_GROUP = 'sg-0123456789abcdef0';
+const LAST_INDEX = 254;
+
+export type InstanceStateName = 'pending' | 'running' | 'shutting-down' | 'terminated';
+
+const STATE_CODES: Record<InstanceStateName, number> = { pending: 0, running: 16, 'shutting-down': 32, terminated: 48 };
+
+const MOVES: Record<InstanceStateName, InstanceStateName[]> = {
+  pending: ['running', 'shutting-down'],
+  running: ['shutting-down'],
+  'shutting-down': ['terminated'],
+  terminated: [],
+};
+
+/** HTTP status that EC2 answers an error code with; anything not listed is a 400. */
+const STATUS: Record<string, number> = {
+  InsufficientInstanceCapacity: 500,
+  InternalError: 500,
+  RequestLimitExceeded: 503,
+  Unavailable: 503,
+  ServiceUnavailable: 503,
+  AuthFailure: 401,
+  UnauthorizedOperation: 403,
+  DryRunOperation: 412,
+};
+
+const MESSAGES: Record<string, string> = {
+  InsufficientInstanceCapacity:
+    'We currently do not have sufficient capacity in the Availability Zone you requested (us-east-1a). Our system will be working on provisioning additional capacity.',
+  RequestLimitExceeded: 'Request limit exceeded.',
+  VcpuLimitExceeded:
+    'You have requested more vCPU capacity than your current vCPU limit of 32 allows for the instance bucket that the specified instance type belongs to. Please visit http://aws.amazon.com/contact-us/ec2-request to request an adjustment to this limit.',
+  InstanceLimitExceeded: 'Your quota allows for 0 more running instance(s). You requested at least 1.',
+  InternalError: 'An internal error has occurred',
+  Unavailable: 'The service is unavailable. Please try again shortly.',
+  UnauthorizedOperation: 'You are not authorized to perform this operation.',
+};
+
+export function ec2ErrorStatus(code: string): number {
+  return STATUS[code] ?? 400;
+}
+
+export interface LoopbackEc2Options {
+  /** An OpenSSH public key line; every instance's sshd authorizes it for `username`. */
+  clientPublicKey: string;
+  /** The login user of every instance (made if missing: shell /bin/sh, no password). */
+  username: string;
+  /** The port every instance's sshd listens on. @defaultValue a free port */
+  sshPort?: number;
+  /** Instances live on 127.0.0.<firstIndex>, <firstIndex+1>, … @defaultValue 20 */
+  firstIndex?: number;
+  /** pending → running (its sshd started and answering). @defaultValue 300 */
+  bootDelayMs?: number;
+  /**
+   * When above 0, an instance turns running at bootDelayMs but its sshd starts only this much
+   * later (connections refused meanwhile, console without host keys), as on real EC2.
+   * @defaultValue 0
+   */
+  sshReadyDelayMs?: number;
+  /** shutting-down → terminated, counted once its sshd is dead. @defaultValue 200 */
+  shutdownDelayMs?: number;
+  /** A new instance is known to no call but RunInstances for this long. @defaultValue 0 */
+  visibilityDelayMs?: number;
+  /** GetConsoleOutput includes cloud-init's SSH HOST KEY KEYS block. @defaultValue true */
+  consoleHostKeys?: boolean;
+}
+
+type CompiledOptions = Required<LoopbackEc2Options>;
+
+/** An instance as a spec sees it (a snapshot). */
+export interface LoopbackInstance {
+  id: string;
+  reservationId: string;
+  state: InstanceStateName;
+  tags: Record<string, string>;
+  clientToken: string;
+  /** 127.0.0.N, kept after termination (EC2 no longer reports it then). */
+  address: string;
+  imageId: string;
+  instanceType: string;
+  keyName: string | undefined;
+  launchedAt: Date;
+  /** The pid of its listening sshd while it has one. */
+  sshdPid: number | undefined;
+  /** Why its sshd did not start (or stop), if it did not. */
+  sshdError: string | undefined;
+}
+
+interface Instance {
+  id: string;
+  reservationId: string;
+  index: number;
+  launchIndex: number;
+  imageId: string;
+  instanceType: string;
+  keyName: string | undefined;
+  subnetId: string;
+  securityGroupIds: string[];
+  clientToken: string;
+  tags: Map<string, string>;
+  state: InstanceStateName;
+  launchedAt: Date;
+  visibleAt: number;
+  transitionReason: string;
+  stateReason: { code: string; message: string } | null;
+  host: SshHost | null;
+  /** Starting its sshd; awaited before stopping it. */
+  booting: Promise<void> | null;
+  /** Stopping its sshd after TerminateInstances. */
+  shuttingDown: Promise<void> | null;
+  timers: Set<NodeJS.Timeout>;
+  console: string[];
+  consoleAt: Date;
+  sshdError: string | undefined;
+}
+
+interface Reservation {
+  id: string;
+  instanceIds: string[];
+  /** The RunInstances parameters, to tell a repeated request from a mismatched one. */
+  fingerprint: string;
+}
+
+interface Fault {
+  code: string;
+  message: string;
+  remaining: number;
+}
+
+class Ec2Error extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The form parameters of one request, with EC2's flattened lists. */
+class QueryParams {
+  constructor(private readonly map: Map<string, string>) {}
+
+  get(name: string): string | undefined {
+    return this.map.get(name);
+  }
+
+  required(name: string): string {
+    const value = this.map.get(name);
+    if (value === undefined || value === '') throw new Ec2Error('MissingParameter', `The request must contain the parameter ${name}`);
+    return value;
+  }
+
+  integer(name: string): number {
+    const text = this.required(name);
+    const value = Number(text);
+    if (!Number.isInteger(value)) throw new Ec2Error('InvalidParameterValue', `Value (${text}) for parameter ${name} is invalid. Expected an integer.`);
+    return value;
+  }
+
+  /** `Prefix.1`, `Prefix.2`, … in numeric order (the SDK numbers from 1; gaps are tolerated). */
+  list(prefix: string): string[] {
+    const found: [number, string][] = [];
+    const pattern = new RegExp(`^${escapeRegExp(prefix)}\\.(\\d+)$`);
+    for (const [key, value] of this.map) {
+      const match = pattern.exec(key);
+      if (match) found.push([Number(match[1]), value]);
+    }
+    return found.sort((a, b) => a[0] - b[0]).map(([, value]) => value);
+  }
+
+  /** `Prefix.N.Rest` grouped by N, each group with its `Rest` keys. */
+  groups(prefix: string): QueryParams[] {
+    const groups = new Map<number, Map<string, string>>();
+    const pattern = new RegExp(`^${escapeRegExp(prefix)}\\.(\\d+)\\.(.+)$`);
+    for (const [key, value] of this.map) {
+      const match = pattern.exec(key);
+      if (!match) continue;
+      const n = Number(match[1]);
+      if (!groups.has(n)) groups.set(n, new Map());
+      groups.get(n)!.set(match[2], value);
+    }
+    return [...groups.entries()].sort((a, b) => a[0] - b[0]).map(([, map]) => new QueryParams(map));
+  }
+
+  /** Every parameter but those named, in a stable order. */
+  fingerprint(except: string[]): string {
+    return JSON.stringify([...this.map].filter(([key]) => !except.includes(key)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  }
+
+  toRecord(): Record<string, string> {
+    return Object.fromEntries(this.map);
+  }
+}
+
+export class LoopbackEc2 {
+  readonly endpoint: string;
+  private readonly byId = new Map<string, Instance>();
+  private readonly order: Instance[] = [];
+  private readonly reservations = new Map<string, Reservation>();
+  private readonly byToken = new Map<string, Reservation>();
+  private readonly faults = new Map<string, Fault[]>();
+  private readonly received = new Map<string, Record<string, string>[]>();
+  private readonly usedIndexes = new Set<number>();
+  private nextIndex: number;
+  private alivePeak = 0;
+  private stopping = false;
+  private stopped: Promise<void> | null = null;
+
+  private constructor(
+    private readonly server: Server,
+    port: number,
+    private readonly options: CompiledOptions,
+  ) {
+    this.endpoint = `http://127.0.0.1:${port}`;
+    this.nextIndex = options.firstIndex;
+  }
+
+  get sshPort(): number {
+    return this.options.sshPort;
+  }
+
+  get username(): string {
+    return this.options.username;
+  }
+
+  /** The most instances that were at once pending, running or shutting-down. */
+  get maxAlive(): number {
+    return this.alivePeak;
+  }
+
+  static async start(options: LoopbackEc2Options): Promise<LoopbackEc2> {
+    if (!SshHost.available()) throw new Error('LoopbackEc2 needs /usr/sbin/sshd and root (apt-get install -y openssh-server)');
+    const firstIndex = options.firstIndex ?? 20;
+    if (!Number.isInteger(firstIndex) || firstIndex < 2 || firstIndex > LAST_INDEX) throw new Error(`firstIndex must be 2..${LAST_INDEX}, not ${firstIndex}`);
+    ensureLoginUser(options.username);
+    const compiled: CompiledOptions = {
+      clientPublicKey: options.clientPublicKey.trim(),
+      username: options.username,
+      sshPort: options.sshPort ?? (await freeSharedPort()),
+      firstIndex,
+      bootDelayMs: options.bootDelayMs ?? 300,
+      sshReadyDelayMs: options.sshReadyDelayMs ?? 0,
+      shutdownDelayMs: options.shutdownDelayMs ?? 200,
+      visibilityDelayMs: options.visibilityDelayMs ?? 0,
+      consoleHostKeys: options.consoleHostKeys ?? true,
+    };
+    const server = createHttpServer();
+    // 127.0.0.1, never `localhost`: that may resolve to ::1 (shared/TESTING.md).
+    const port = await new Promise<number>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port));
+    });
+    const ec2 = new LoopbackEc2(server, port, compiled);
+    server.on('request', (req, res) => void ec2.handle(req, res));
+    return ec2;
+  }
+
+  // ---- fault injection and introspection ------------------------------------------------
+
+  /**
+   * The next `times` requests of `action` fail with `code`, with EC2's status for it (500 for
+   * InsufficientInstanceCapacity, 503 for RequestLimitExceeded, 400 for most others). `times`
+   * counts requests received: the SDK retries 500 and 503 by itself (3 attempts by default), so
+   * one failed SDK call of those codes takes `times: 3`, or a client with `maxAttempts: 1`.
+   */
+  failNext(action: string, code: string, times = 1, message = MESSAGES[code] ?? `Injected ${code}`): void {
+    const queue = this.faults.get(action) ?? [];
+    queue.push({ code, message, remaining: times });
+    this.faults.set(action, queue);
+  }
+
+  /** Every instance ever launched, oldest first. */
+  instances(): LoopbackInstance[] {
+    return this.order.map((i) => ({
+      id: i.id,
+      reservationId: i.reservationId,
+      state: i.state,
+      tags: Object.fromEntries(i.tags),
+      clientToken: i.clientToken,
+      address: addressOf(i.index),
+      imageId: i.imageId,
+      instanceType: i.instanceType,
+      keyName: i.keyName,
+      launchedAt: i.launchedAt,
+      sshdPid: i.host?.pid,
+      sshdError: i.sshdError,
+    }));
+  }
+
+  /** How many requests of `action` were received (failed and injected ones included). */
+  calls(action: string): number {
+    return this.received.get(action)?.length ?? 0;
+  }
+
+  /** The form parameters of each request of `action` received, oldest first. */
+  requests(action: string): Record<string, string>[] {
+    return [...(this.received.get(action) ?? [])];
+  }
+
+  /** The sshd host behind an instance while it has one (to run checks on it, or kill it). */
+  host(id: string): SshHost | undefined {
+    return this.byId.get(id)?.host ?? undefined;
+  }
+
+  /** Terminate an instance from outside the API (the console, a spot reclaim). */
+  terminate(id: string): void {
+    const instance = this.byId.get(id);
+    if (!instance) throw new Error(`no instance ${id}`);
+    this.beginTermination(instance, 'Service initiated', 'Server.SpotInstanceTermination', 'Server.SpotInstanceTermination: Spot instance termination');
+  }
+
+  /** Stops every instance's sshd (by pid) and the HTTP server. Idempotent. */
+  stop(): Promise<void> {
+    this.stopped ??= this.close();
+    return this.stopped;
+  }
+
+  private async close(): Promise<void> {
+    this.stopping = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeAllConnections();
+    for (const instance of this.order) {
+      for (const timer of instance.timers) clearTimeout(timer);
+      instance.timers.clear();
+    }
+    // One failing step does not keep the others from running.
+    await Promise.allSettled(this.order.map((i) => i.booting));
+    await Promise.allSettled(this.order.map((i) => i.shuttingDown));
+    await Promise.allSettled(this.order.map(async (i) => {
+      const host = i.host;
+      i.host = null;
+      await host?.stop();
+    }));
+    await closed;
+  }
+
+  // ---- HTTP ------------------------------------------------------------------------------
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const requestId = randomUUID();
+    let status = 200;
+    let body: string;
+    try {
+      const params = await readParams(req);
+      const action = params.get('Action') ?? '';
+      const log = this.received.get(action) ?? [];
+      log.push(params.toRecord());
+      this.received.set(action, log);
+      if (this.stopping) throw new Ec2Error('Unavailable', MESSAGES.Unavailable);
+      this.takeFault(action);
+      body = `<?xml version="1.0" encoding="UTF-8"?>\n<${action}Response xmlns="${NAMESPACE}">${el('requestId', requestId)}${this.dispatch(action, params)}</${action}Response>`;
+    } catch (error) {
+      const known = error instanceof Ec2Error ? error : new Ec2Error('InternalError', `${(error as Error).message}`);
+      status = ec2ErrorStatus(known.code);
+      body = `<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>${el('Code', known.code)}${el('Message', known.message)}</Error></Errors>${el('RequestID', requestId)}</Response>`;
+    }
+    res.writeHead(status, { 'Content-Type': 'text/xml;charset=UTF-8', 'x-amzn-RequestId': requestId, 'Content-Length': Buffer.byteLength(body) });
+    res.end(body);
+  }
+
+  private takeFault(action: string): void {
+    const queue = this.faults.get(action);
+    const fault = queue?.[0];
+    if (!fault) return;
+    fault.remaining -= 1;
+    if (fault.remaining <= 0) queue.shift();
+    throw new Ec2Error(fault.code, fault.message);
+  }
+
+  private dispatch(action: string, params: QueryParams): string {
+    if (action === '') throw new Ec2Error('MissingAction', 'The request must contain the parameter Action');
+    const handlers: Record<string, (params: QueryParams) => string> = {
+      RunInstances: (p) => this.runInstances(p),
+      DescribeInstances: (p) => this.describeInstances(p),
+      TerminateInstances: (p) => this.terminateInstances(p),
+      CreateTags: (p) => this.createTags(p),
+      GetConsoleOutput: (p) => this.getConsoleOutput(p),
+    };
+    const handler = handlers[action];
+    if (!handler) throw new Ec2Error('InvalidAction', `The action ${action} is not valid for this web service.`);
+    if (params.get('DryRun') === 'true') throw new Ec2Error('DryRunOperation', 'Request would have succeeded, but DryRun flag is set.');
+    return handler(params);
+  }
+
+  // ---- actions ---------------------------------------------------------------------------
+
+  private runInstances(p: QueryParams): string {
+    const imageId = p.required('ImageId');
+    if (!/^ami-[0-9a-f]{8,17}$/.test(imageId)) throw new Ec2Error('InvalidAMIID.Malformed', `Invalid id: "${imageId}" (expecting "ami-...")`);
+    const minCount = p.integer('MinCount');
+    const maxCount = p.integer('MaxCount');
+    if (minCount < 1 || maxCount < minCount) throw new Ec2Error('InvalidParameterValue', `Invalid counts: MinCount ${minCount}, MaxCount ${maxCount}`);
+    const token = p.get('ClientToken') ?? '';
+    if (token.length > 64) throw new Ec2Error('InvalidParameterValue', 'Value for parameter clientToken is invalid. Length exceeds 64 characters.');
+    const fingerprint = p.fingerprint(['Action', 'Version']);
+    const earlier = token ? this.byToken.get(token) : undefined;
+    if (earlier) {
+      if (earlier.fingerprint !== fingerprint) {
+        throw new Ec2Error('IdempotentParameterMismatch', 'Arguments on this idempotent request are inconsistent with arguments used in previous request(s).');
+      }
+      return this.reservationXml(earlier);
+    }
+    const instanceType = p.get('InstanceType') ?? 'm1.small';
+    const tags = new Map<string, string>();
+    for (const spec of p.groups('TagSpecification')) {
+      const resourceType = spec.required('ResourceType');
+      for (const tag of spec.groups('Tag')) {
+        const key = tag.required('Key');
+        if (key.toLowerCase().startsWith('aws:')) throw new Ec2Error('InvalidParameterValue', `Tag keys starting with 'aws:' are reserved for internal use`);
+        if (resourceType === 'instance') tags.set(key, tag.get('Value') ?? '');
+      }
+    }
+    const indexes: number[] = [];
+    for (let n = 0; n < maxCount; n++) {
+      const index = this.allocateIndex();
+      if (index === null) break;
+      indexes.push(index);
+    }
+    if (indexes.length < minCount) {
+      for (const index of indexes) this.usedIndexes.delete(index);
+      throw new Ec2Error('InsufficientInstanceCapacity', `We currently do not have sufficient ${instanceType} capacity in the Availability Zone you requested (${ZONE}).`);
+    }
+    const reservation: Reservation = { id: `r-${hexId()}`, instanceIds: [], fingerprint };
+    const now = Date.now();
+    const launchedAt = new Date(Math.floor(now / 1000) * 1000);
+    indexes.forEach((index, launchIndex) => {
+      const instance: Instance = {
+        id: `i-${hexId()}`,
+        reservationId: reservation.id,
+        index,
+        launchIndex,
+        imageId,
+        instanceType,
+        keyName: p.get('KeyName'),
+        subnetId: p.get('SubnetId') ?? DEFAULT_SUBNET,
+        securityGroupIds: p.list('SecurityGroupId').length > 0 ? p.list('SecurityGroupId') : [DEFAULT_GROUP],
+        clientToken: token,
+        tags: new Map(tags),
+        state: 'pending',
+        launchedAt,
+        visibleAt: now + this.options.visibilityDelayMs,
+        transitionReason: '',
+        stateReason: { code: 'pending', message: 'pending' },
+        host: null,
+        booting: null,
+        shuttingDown: null,
+        timers: new Set(),
+        console: [],
+        consoleAt: launchedAt,
+        sshdError: undefined,
+      };
+      this.byId.set(instance.id, instance);
+      this.order.push(instance);
+      reservation.instanceIds.push(instance.id);
+      this.schedule(instance, this.options.bootDelayMs, () => this.boot(instance));
+    });
+    this.countAlive();
+    this.reservations.set(reservation.id, reservation);
+    if (token) this.byToken.set(token, reservation);
+    return this.reservationXml(reservation);
+  }
+
+  private describeInstances(p: QueryParams): string {
+    const ids = p.list('InstanceId');
+    const filters = p.groups('Filter').map((f) => ({ name: f.required('Name'), values: f.list('Value') }));
+    for (const filter of filters) checkFilterName(filter.name);
+    const maxResultsText = p.get('MaxResults');
+    if (maxResultsText !== undefined && ids.length > 0) {
+      throw new Ec2Error('InvalidParameterCombination', 'The parameter instancesSet cannot be used with the parameter maxResults');
+    }
+    const maxResults = maxResultsText === undefined ? Infinity : Number(maxResultsText);
+    if (maxResultsText !== undefined && (!Number.isInteger(maxResults) || maxResults < 5 || maxResults > 1000)) {
+      throw new Ec2Error('InvalidParameterValue', `Value ( ${maxResultsText} ) for parameter maxResults is invalid. Expecting a value between 5 and 1000.`);
+    }
+    const candidates = ids.length > 0 ? this.lookUp(ids) : this.order.filter((i) => this.visible(i));
+    const matched = candidates.filter((i) => filters.every((f) => matchesFilter(i, f.name, f.values)));
+    const offset = p.get('NextToken') === undefined ? 0 : parseToken(p.get('NextToken')!);
+    const page = matched.slice(offset, offset + maxResults);
+    const nextToken = offset + page.length < matched.length ? el('nextToken', makeToken(offset + page.length)) : '';
+    // Grouped by reservation, in order of first appearance, as EC2 lists them.
+    const groups = new Map<string, Instance[]>();
+    for (const instance of page) {
+      if (!groups.has(instance.reservationId)) groups.set(instance.reservationId, []);
+      groups.get(instance.reservationId)!.push(instance);
+    }
+    const items = [...groups].map(([id, instances]) => node('item', this.reservationBody(id, instances)));
+    return node('reservationSet', items.join('')) + nextToken;
+  }
+
+  private terminateInstances(p: QueryParams): string {
+    const ids = p.list('InstanceId');
+    if (ids.length === 0) throw new Ec2Error('MissingParameter', 'The request must contain the parameter InstanceId');
+    const instances = this.lookUp(ids);
+    const items = instances.map((instance) => {
+      const previous = instance.state;
+      this.beginTermination(instance, 'User initiated', 'Client.UserInitiatedShutdown', 'Client.UserInitiatedShutdown: User initiated shutdown');
+      return node('item', el('instanceId', instance.id) + stateXml('currentState', instance.state) + stateXml('previousState', previous));
+    });
+    return node('instancesSet', items.join(''));
+  }
+
+  private createTags(p: QueryParams): string {
+    const ids = p.list('ResourceId');
+    if (ids.length === 0) throw new Ec2Error('MissingParameter', 'The request must contain the parameter ResourceId');
+    const tags = p.groups('Tag').map((t) => [t.required('Key'), t.get('Value') ?? ''] as const);
+    if (tags.length === 0) throw new Ec2Error('MissingParameter', 'The request must contain the parameter Tag');
+    for (const id of ids) {
+      if (!id.startsWith('i-')) throw new Ec2Error('InvalidID', `The ID '${id}' is not valid`);
+    }
+    for (const instance of this.lookUp(ids)) {
+      for (const [key, value] of tags) instance.tags.set(key, value);
+    }
+    return el('return', 'true');
+  }
+
+  private getConsoleOutput(p: QueryParams): string {
+    const [instance] = this.lookUp([p.required('InstanceId')]);
+    const output = instance.console.length === 0 ? '' : el('output', Buffer.from(instance.console.join('\n') + '\n').toString('base64'));
+    return el('instanceId', instance.id) + el('timestamp', instance.consoleAt.toISOString()) + output;
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------
+
+  /** Every lifecycle move goes through here; an illegal one is a bug in this server. */
+  private setState(instance: Instance, next: InstanceStateName): void {
+    if (!MOVES[instance.state].includes(next)) throw new Error(`${instance.id}: illegal move ${instance.state} → ${next}`);
+    instance.state = next;
+    if (next === 'running') instance.stateReason = null;
+    if (next === 'terminated') this.usedIndexes.delete(instance.index);
+    this.countAlive();
+  }
+
+  private countAlive(): void {
+    const alive = this.order.filter((i) => i.state !== 'terminated').length;
+    this.alivePeak = Math.max(this.alivePeak, alive);
+  }
+
+  /** A timer that stop() can cut short; it does nothing once the server is stopping. */
+  private schedule(instance: Instance, ms: number, fn: () => void): void {
+    const timer = setTimeout(() => {
+      instance.timers.delete(timer);
+      if (!this.stopping) fn();
+    }, ms);
+    instance.timers.add(timer);
+  }
+
+  private boot(instance: Instance): void {
+    if (instance.state !== 'pending') return;
+    this.appendConsole(instance, kernelLines(instance));
+    if (this.options.sshReadyDelayMs > 0) {
+      this.setState(instance, 'running');
+      this.schedule(instance, this.options.sshReadyDelayMs, () => this.startSshd(instance));
+    } else {
+      this.startSshd(instance);
+    }
+  }
+
+  private startSshd(instance: Instance): void {
+    instance.booting = (async () => {
+      try {
+        const host = await SshHost.start({
+          index: instance.index,
+          port: this.options.sshPort,
+          username: this.options.username,
+          authorizedKey: this.options.clientPublicKey,
+          hostKeyTypes: ['ed25519', 'ecdsa'],
+          hostKeyComment: `root@${hostnameOf(instance.index)}`,
+        });
+        if (this.stopping || (instance.state !== 'pending' && instance.state !== 'running')) {
+          await host.stop();
+          return;
+        }
+        instance.host = host;
+        this.appendConsole(instance, cloudInitLines(host.hostPublicKeys, this.options.consoleHostKeys));
+      } catch (error) {
+        instance.sshdError = (error as Error).message;
+        this.appendConsole(instance, [`[FAILED] Failed to start OpenSSH server daemon: ${instance.sshdError}`]);
+      }
+      if (instance.state === 'pending') this.setState(instance, 'running');
+    })();
+  }
+
+  private beginTermination(instance: Instance, by: string, code: string, message: string): void {
+    if (instance.state !== 'pending' && instance.state !== 'running') return;
+    for (const timer of instance.timers) clearTimeout(timer);
+    instance.timers.clear();
+    this.setState(instance, 'shutting-down');
+    instance.transitionReason = `${by} (${new Date().toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' GMT')})`;
+    instance.stateReason = { code, message };
+    instance.shuttingDown = (async () => {
+      // A boot in progress ends first, or its sshd would outlive the instance.
+      await instance.booting;
+      const host = instance.host;
+      instance.host = null;
+      try {
+        await host?.stop();
+      } catch (error) {
+        instance.sshdError = (error as Error).message;
+      }
+      this.appendConsole(instance, ['[  OK  ] Stopped OpenSSH server daemon.', 'reboot: Power down']);
+      this.schedule(instance, this.options.shutdownDelayMs, () => this.setState(instance, 'terminated'));
+    })();
+  }
+
+  private appendConsole(instance: Instance, lines: string[]): void {
+    instance.console.push(...lines);
+    instance.consoleAt = new Date();
+  }
+
+  private allocateIndex(): number | null {
+    // Fresh addresses first; then those of terminated instances (EC2 reuses private addresses).
+    while (this.nextIndex <= LAST_INDEX) {
+      const index = this.nextIndex++;
+      if (!this.usedIndexes.has(index)) {
+        this.usedIndexes.add(index);
+        return index;
+      }
+    }
+    for (let index = this.options.firstIndex; index <= LAST_INDEX; index++) {
+      if (!this.usedIndexes.has(index)) {
+        this.usedIndexes.add(index);
+        return index;
+      }
+    }
+    return null;
+  }
+
+  private visible(instance: Instance): boolean {
+    return Date.now() >= instance.visibleAt;
+  }
+
+  /** The instances named, all or nothing, as EC2 answers: unknown or not yet visible ids fail. */
+  private lookUp(ids: string[]): Instance[] {
+    for (const id of ids) {
+      if (!/^i-[0-9a-f]{8,17}$/.test(id)) throw new Ec2Error('InvalidInstanceID.Malformed', `Invalid id: "${id}"`);
+    }
+    const missing = ids.filter((id) => {
+      const instance = this.byId.get(id);
+      return !instance || !this.visible(instance);
+    });
+    if (missing.length === 1) throw new Ec2Error('InvalidInstanceID.NotFound', `The instance ID '${missing[0]}' does not exist`);
+    if (missing.length > 1) throw new Ec2Error('InvalidInstanceID.NotFound', `The instance IDs '${missing.join(', ')}' do not exist`);
+    const wanted = new Set(ids);
+    return this.order.filter((i) => wanted.has(i.id));
+  }
+
+  // ---- XML -------------------------------------------------------------------------------
+
+  private reservationXml(reservation: Reservation): string {
+    return this.reservationBody(reservation.id, reservation.instanceIds.map((id) => this.byId.get(id)!));
+  }
+
+  private reservationBody(id: string, instances: Instance[]): string {
+    return el('reservationId', id) + el('ownerId', OWNER_ID) + node('groupSet', '') + node('instancesSet', instances.map((i) => instanceXml(i)).join(''));
+  }
+}
+
+function instanceXml(i: Instance): string {
+  // A terminated instance has given its addresses back: EC2 no longer reports them.
+  const addressed = i.state !== 'terminated';
+  const address = addressOf(i.index);
+  const tags = [...i.tags].map(([key, value]) => node('item', el('key', key) + el('value', value))).join('');
+  return node('item', [
+    el('instanceId', i.id),
+    el('imageId', i.imageId),
+    stateXml('instanceState', i.state),
+    el('privateDnsName', addressed ? `${hostnameOf(i.index)}.ec2.internal` : ''),
+    el('dnsName', ''),
+    el('reason', i.transitionReason),
+    i.keyName === undefined ? '' : el('keyName', i.keyName),
+    el('amiLaunchIndex', String(i.launchIndex)),
+    node('productCodes', ''),
+    el('instanceType', i.instanceType),
+    el('launchTime', i.launchedAt.toISOString()),
+    node('placement', el('availabilityZone', ZONE) + el('groupName', '') + el('tenancy', 'default')),
+    node('monitoring', el('state', 'disabled')),
+    el('subnetId', i.subnetId),
+    el('vpcId', DEFAULT_VPC),
+    addressed ? el('privateIpAddress', address) : '',
+    addressed ? el('ipAddress', address) : '',
+    el('sourceDestCheck', 'true'),
+    node('groupSet', i.securityGroupIds.map((g) => node('item', el('groupId', g) + el('groupName', 'default'))).join('')),
+    i.stateReason ? node('stateReason', el('code', i.stateReason.code) + el('message', i.stateReason.message)) : '',
+    el('architecture', 'x86_64'),
+    el('rootDeviceType', 'ebs'),
+    el('rootDeviceName', '/dev/xvda'),
+    node('blockDeviceMapping', ''),
+    el('virtualizationType', 'hvm'),
+    i.clientToken ? el('clientToken', i.clientToken) : '',
+    tags ? node('tagSet', tags) : '',
+    el('hypervisor', 'xen'),
+    el('ebsOptimized', 'false'),
+    el('enaSupport', 'true'),
+  ].join(''));
+}
+
+function stateXml(name: string, state: InstanceStateName): string {
+  return node(name, el('code', String(STATE_CODES[state])) + el('name', state));
+}
+
+/** An element holding text. */
+function el(name: string, text: string): string {
+  return text === '' ? `<${name}/>` : `<${name}>${escapeXml(text)}</${name}>`;
+}
+
+/** An element holding elements. */
+function node(name: string, children: string): string {
+  return children === '' ? `<${name}/>` : `<${name}>${children}</${name}>`;
+}
+
+function escapeXml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!);
+}
+
+// ---- filters ---------------------------------------------------------------------------
+
+const FILTERS: Record<string, (i: Instance) => string[]> = {
+  'tag-key': (i) => [...i.tags.keys()],
+  'tag-value': (i) => [...i.tags.values()],
+  'instance-state-name': (i) => [i.state],
+  'instance-state-code': (i) => [String(STATE_CODES[i.state])],
+  'client-token': (i) => (i.clientToken ? [i.clientToken] : []),
+  'instance-id': (i) => [i.id],
+  'image-id': (i) => [i.imageId],
+  'instance-type': (i) => [i.instanceType],
+  'key-name': (i) => (i.keyName === undefined ? [] : [i.keyName]),
+  'reservation-id': (i) => [i.reservationId],
+  'subnet-id': (i) => [i.subnetId],
+  'private-ip-address': (i) => (i.state === 'terminated' ? [] : [addressOf(i.index)]),
+};
+
+function checkFilterName(name: string): void {
+  if (!name.startsWith('tag:') && !(name in FILTERS)) throw new Ec2Error('InvalidParameterValue', `The filter '${name}' is invalid`);
+}
+
+/** Values OR'ed within a filter, each a pattern with EC2's `*` and `?` wildcards. */
+function matchesFilter(instance: Instance, name: string, values: string[]): boolean {
+  const actual = name.startsWith('tag:')
+    ? (instance.tags.has(name.slice(4)) ? [instance.tags.get(name.slice(4))!] : [])
+    : FILTERS[name](instance);
+  const patterns = values.map(wildcard);
+  return actual.some((value) => patterns.some((pattern) => pattern.test(value)));
+}
+
+function wildcard(pattern: string): RegExp {
+  let source = '';
+  for (let n = 0; n < pattern.length; n++) {
+    const c = pattern[n];
+    if (c === '\\' && n + 1 < pattern.length) source += escapeRegExp(pattern[++n]);
+    else if (c === '*') source += '.*';
+    else if (c === '?') source += '.';
+    else source += escapeRegExp(c);
+  }
+  return new RegExp(`^${source}$`, 's');
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+function makeToken(offset: number): string {
+  return Buffer.from(JSON.stringify({ offset })).toString('base64');
+}
+
+function parseToken(token: string): number {
+  try {
+    const { offset } = JSON.parse(Buffer.from(token, 'base64').toString()) as { offset: unknown };
+    if (typeof offset === 'number' && Number.isInteger(offset) && offset >= 0) return offset;
+  } catch {
+    // falls through to the error below
+  }
+  throw new Ec2Error('InvalidParameterValue', `Invalid value '${token}' for nextToken`);
+}
+
+// ---- console ---------------------------------------------------------------------------
+
+function kernelLines(instance: Instance): string[] {
+  const address = addressOf(instance.index);
+  return [
+    '[    0.000000] Linux version 6.1.0-loopback (builder@loopback) (gcc 12.2.0) #1 SMP PREEMPT_DYNAMIC',
+    '[    0.000000] Command line: BOOT_IMAGE=/boot/vmlinuz root=LABEL=/ console=tty0 console=ttyS0,115200n8 nvme_core.io_timeout=4294967295',
+    '[    0.412345] Hypervisor detected: Xen HVM',
+    `[    2.345678] cloud-init[612]: Cloud-init v. 22.2.2 running 'init' at ${new Date().toUTCString()}. Up 2.35 seconds.`,
+    '[    2.356789] cloud-init[612]: ci-info: ++++++++++++++++++++++++++++++++++++++Net device info++++++++++++++++++++++++++++++++++++++',
+    `[    2.356789] cloud-init[612]: ci-info: |  eth0  | True | ${address} | 255.0.0.0 | global | 0a:00:00:00:00:${instance.index.toString(16).padStart(2, '0')} |`,
+  ];
+}
+
+/** What cloud-init prints once sshd has its keys: fingerprints, then the keys themselves. */
+function cloudInitLines(publicKeys: string[], withKeys: boolean): string[] {
+  // cloud-init lists /etc/ssh/ssh_host_*_key.pub in file name order: ecdsa, ed25519, rsa.
+  const keys = [...publicKeys].sort((a, b) => keyFileName(a).localeCompare(keyFileName(b)));
+  const lines = [`Cloud-init v. 22.2.2 running 'modules:final' at ${new Date().toUTCString()}. Up 9.87 seconds.`];
+  if (withKeys) {
+    lines.push(
+      'ec2: ',
+      'ec2: #############################################################',
+      'ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----',
+      ...keys.map((line) => `ec2: ${fingerprintLine(line)}`),
+      'ec2: -----END SSH HOST KEY FINGERPRINTS-----',
+      'ec2: #############################################################',
+      '-----BEGIN SSH HOST KEY KEYS-----',
+      ...keys,
+      '-----END SSH HOST KEY KEYS-----',
+    );
+  }
+  lines.push(`Cloud-init v. 22.2.2 finished at ${new Date().toUTCString()}. Datasource DataSourceEc2Local.  Up 10.12 seconds`);
+  return lines;
+}
+
+function keyFileName(line: string): string {
+  const type = line.split(' ')[0];
+  return type.startsWith('ecdsa') ? 'ecdsa' : type === 'ssh-ed25519' ? 'ed25519' : 'rsa';
+}
+
+/** As `ssh-keygen -l` prints it: bits, SHA256 of the key blob without padding, comment, type. */
+function fingerprintLine(line: string): string {
+  const [type, blob, comment] = line.split(/\s+/);
+  const hash = createHash('sha256').update(Buffer.from(blob, 'base64')).digest('base64').replace(/=+$/, '');
+  const bits = type === 'ssh-ed25519' ? 256 : type.startsWith('ecdsa-sha2-nistp') ? Number(type.slice('ecdsa-sha2-nistp'.length)) : 3072;
+  const label = type === 'ssh-ed25519' ? 'ED25519' : type.startsWith('ecdsa') ? 'ECDSA' : 'RSA';
+  return `${bits} SHA256:${hash} ${comment ?? ''} (${label})`;
+}
+
+// ---- small helpers ---------------------------------------------------------------------
+
+function addressOf(index: number): string {
+  return `127.0.0.${index}`;
+}
+
+function hostnameOf(index: number): string {
+  return `ip-127-0-0-${index}`;
+}
+
+function hexId(): string {
+  return randomBytes(9).toString('hex').slice(0, 17);
+}
+
+async function readParams(req: IncomingMessage): Promise<QueryParams> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > 1 << 20) throw new Ec2Error('InvalidParameterValue', 'Request body too large');
+    chunks.push(chunk as Buffer);
+  }
+  const map = new Map<string, string>();
+  // EC2 takes parameters in the query string (GET) or the form body (POST, what the SDK sends).
+  const query = new URL(req.url ?? '/', 'http://127.0.0.1').searchParams;
+  for (const [key, value] of query) map.set(key, value);
+  for (const [key, value] of new URLSearchParams(Buffer.concat(chunks).toString('utf8'))) map.set(key, value);
+  return new QueryParams(map);
+}
+
+/**
+ * A port free on every loopback address at once (bound on 0.0.0.0 to check), below the
+ * kernel's ephemeral range so that no outgoing connection takes it later.
+ */
+async function freeSharedPort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createTcpServer();
+      server.once('error', () => resolve(false));
+      server.listen(port, '0.0.0.0', () => server.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  throw new Error('no free port for the instances\' sshd');
+}
