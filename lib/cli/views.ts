@@ -14,6 +14,8 @@ export interface JobView {
   attempt: number;
   retries: number;
   location: string | null;
+  /** Where its current (or last) run got its slot: local, or host:<name>. */
+  host: string | null;
   file: string;
   queuedAt: number | null;
   startedAt: number | null;
@@ -33,6 +35,7 @@ export function jobView(record: JobRecord): JobView {
     attempt: record.attempt,
     retries: record.retries,
     location: record.location,
+    host: record.host,
     file: record.file,
     queuedAt: record.queuedAt,
     startedAt: record.startedAt,
@@ -84,7 +87,7 @@ export function showJob(r: JobRecord, runs: RunEntry[], dir: string | null): str
   const field = (name: string, value: string) => lines.push(`  ${name.padEnd(9)} ${value}`);
   field('file', r.file || '-');
   if (dir) field('directory', dir);
-  field('location', r.location ?? '-');
+  field('location', r.host && r.host !== r.location ? `${r.location} → ${r.host}` : r.location ?? '-');
   field('attempt', `${r.attempt} of ${r.retries + 1}${r.run ? `, run ${r.run}` : ''}`);
   field('queued', timestamp(r.queuedAt));
   if (r.startedAt) field('started', `${timestamp(r.startedAt)}  (waited ${took(r.queuedAt, r.startedAt)})`);

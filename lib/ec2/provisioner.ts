@@ -71,7 +71,8 @@ export class Provisioner {
   private async step(): Promise<void> {
     const locations = await this.store.redis.smembers(this.store.keys.ec2Locations);
     let records = await this.book.all();
-    if (records.length === 0 && locations.length === 0) return;
+    // Without EC2 in the config and nothing launched, EC2 is not asked anything (nor loaded).
+    if (records.length === 0 && locations.length === 0 && !this.config.ec2.imageId) return;
     if (!this.sdk) ({ sdk: this.sdk, client: this.ec2 } = await loadEc2(this.config.ec2));
     const described = records.length || Date.now() - this.orphansSweptAt >= ORPHAN_SWEEP_MS ? await this.describe() : [];
     // What counts against MaxInstances: this deployment's instances, orphans included.

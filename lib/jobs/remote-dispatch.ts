@@ -62,6 +62,8 @@ export class RemoteDispatch {
     const jobs = this.pending.get(host) ?? [];
     this.pending.delete(host);
     if (jobs.length === 0) return;
+    // A host just made known (an EC2 instance that became ready) may be newer than the registry.
+    if (!this.hosts.get(host)) await this.hosts.refresh(true);
     if (this.hosts.isDown(host)) {
       for (const job of jobs) this.notStarted(makeRunId(job.id, job.run), `host ${host} is down: ${this.hosts.state(host)?.reason ?? 'unreachable'}`);
       return;

@@ -233,6 +233,15 @@ export class LoopbackEc2 {
   private readonly byToken = new Map<string, Reservation>();
   private readonly faults = new Map<string, Fault[]>();
   private readonly received = new Map<string, Record<string, string>[]>();
+
+  /** How long a new instance stays pending (changeable between calls). */
+  get bootDelayMs(): number {
+    return this.options.bootDelayMs;
+  }
+
+  set bootDelayMs(ms: number) {
+    this.options.bootDelayMs = ms;
+  }
   private readonly usedIndexes = new Set<number>();
   private nextIndex: number;
   private alivePeak = 0;
@@ -373,9 +382,10 @@ export class LoopbackEc2 {
     const requestId = randomUUID();
     let status = 200;
     let body: string;
+    let action = '';
     try {
       const params = await readParams(req);
-      const action = params.get('Action') ?? '';
+      action = params.get('Action') ?? '';
       const log = this.received.get(action) ?? [];
       log.push(params.toRecord());
       this.received.set(action, log);
@@ -387,9 +397,32 @@ export class LoopbackEc2 {
       status = ec2ErrorStatus(known.code);
       body = `<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>${el('Code', known.code)}${el('Message', known.message)}</Error></Errors>${el('RequestID', requestId)}</Response>`;
     }
+    const held = this.held.get(action);
+    if (held) await new Promise<void>((resolve) => held.push(resolve));
     res.writeHead(status, { 'Content-Type': 'text/xml;charset=UTF-8', 'x-amzn-RequestId': requestId, 'Content-Length': Buffer.byteLength(body) });
     res.end(body);
   }
+
+  /**
+   * From now on the answers to `action` are held back (the work is done: an instance launched
+   * exists) until release(): a client can be killed while its call is in flight.
+   */
+  hold(action: string): void {
+    if (!this.held.has(action)) this.held.set(action, []);
+  }
+
+  release(action: string): void {
+    const waiting = this.held.get(action) ?? [];
+    this.held.delete(action);
+    for (const resolve of waiting) resolve();
+  }
+
+  /** Drops every injected failure not used yet. */
+  clearFaults(): void {
+    this.faults.clear();
+  }
+
+  private readonly held = new Map<string, (() => void)[]>();
 
   private takeFault(action: string): void {
     const queue = this.faults.get(action);
