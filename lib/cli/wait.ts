@@ -1,21 +1,44 @@
 import type { Redis } from 'ioredis';
 import { createRedis } from '../store/connect.js';
-import { isFinal, type JobRecord } from '../store/job-record.js';
+import { isFinal, parseJobRecord, type JobRecord } from '../store/job-record.js';
+import { sleep } from '../stop-signal.js';
 import type { Store } from '../store/store.js';
 import { ProgressLine } from './output.js';
 
 // Waiting for jobs follows the Events stream (every state change is written there in the same
-// step that makes it), so a finished job is seen the moment it finishes, without polling. A full
-// re-read every few seconds covers events trimmed from the stream. Work per event is constant:
-// waiting for 5,000 jobs must not cost more than the jobs.
+// step that makes it), so a finished job is seen the moment it finishes, without polling. A
+// re-read of the jobs not yet ended, every few seconds, covers events trimmed from the stream.
+// Work per event is constant: waiting for 5,000 jobs must not cost more than the jobs, which
+// share the machine with it.
 
 const BLOCK_MS = 5000;
+/**
+ * After a read, the next one waits until this long after it, so that events that come close
+ * together (5,000 jobs ending within seconds) are taken in batches rather than waking this
+ * process for each: a job's end is seen at most this much later.
+ */
+const READ_GAP_MS = 20;
 const SUMMARY_ORDER = ['succeeded', 'failed', 'cancelled', 'rejected', 'running', 'granted', 'queued', 'unknown'];
+/** What the jobs table shows of a job that has ended (views.ts: timeOf, detailOf). */
+const TABLE_FIELDS = ['id', 'name', 'classType', 'state', 'reason', 'queuedAt', 'startedAt', 'endedAt', 'result'];
 
 export interface WaitOptions {
   progress: boolean;
   /** Give up after this long; null: wait as long as it takes. */
   timeoutMs: number | null;
+  /**
+   * An Events stream id taken before the jobs were queued (see eventsPosition): every change of
+   * their states is in the stream after it, so they start as queued and are not read first.
+   */
+  queuedAfter?: string;
+  /** Read the whole records at the end (for --json); else what the jobs table shows. */
+  fullRecords?: boolean;
+}
+
+/** The id of the newest entry of the Events stream ('0-0' when it is empty). */
+export async function eventsPosition(store: Store): Promise<string> {
+  const newest = await store.redis.xrevrange(store.keys.events, '+', '-', 'COUNT', 1);
+  return newest[0]?.[0] ?? '0-0';
 }
 
 /** States of a set of jobs with counts kept up to date as they change. */
@@ -52,18 +75,31 @@ export async function waitForJobs(store: Store, ids: string[], options: WaitOpti
   const progress = new ProgressLine(options.progress);
   const deadline = options.timeoutMs === null ? Infinity : Date.now() + options.timeoutMs;
   try {
-    const newest = await store.redis.xrevrange(store.keys.events, '+', '-', 'COUNT', 1);
-    let lastId = newest[0]?.[0] ?? '0-0';
-    let refreshAt = 0;
+    let lastId: string;
+    let refreshAt: number;
+    if (options.queuedAfter !== undefined) {
+      lastId = options.queuedAfter;
+      for (const id of ids) tally.set(id, 'queued');
+      refreshAt = Date.now() + BLOCK_MS;
+    } else {
+      lastId = await eventsPosition(store);
+      refreshAt = 0;
+    }
+    let readAt = 0;
     while (true) {
       if (Date.now() >= refreshAt) {
-        const rows = await store.getFields(ids, ['state']);
-        ids.forEach((id, i) => tally.set(id, rows[i][0] ?? 'unknown'));
+        // An ended job stays ended: only the others can have changed unseen.
+        const open = ids.filter((id) => !isFinal(tally.states.get(id)));
+        const rows = await store.getFields(open, ['state']);
+        open.forEach((id, i) => tally.set(id, rows[i][0] ?? 'unknown'));
         refreshAt = Date.now() + BLOCK_MS;
       }
       progress.update(tally.summary());
       if (tally.open === 0 || Date.now() >= deadline) break;
-      const wait = Math.min(BLOCK_MS, Math.max(1, deadline - Date.now()));
+      const gap = readAt + READ_GAP_MS - Date.now();
+      if (gap > 0) await sleep(Math.min(gap, deadline - Date.now()));
+      readAt = Date.now();
+      const wait = Math.min(BLOCK_MS, Math.max(1, deadline - readAt));
       const reply = (await blocking.xread('COUNT', 10_000, 'BLOCK', wait, 'STREAMS', store.keys.events, lastId)) as [string, [string, string[]][]][] | null;
       for (const [, entries] of reply ?? []) {
         for (const [id, fields] of entries) {
@@ -77,6 +113,29 @@ export async function waitForJobs(store: Store, ids: string[], options: WaitOpti
     progress.done();
     blocking.disconnect();
   }
-  const records = (await store.getJobs(ids)).filter((r): r is JobRecord => r !== null);
+  const records = (await readRecords(store, ids, options.fullRecords ?? true)).filter((r): r is JobRecord => r !== null);
   return { records, timedOut: records.some((r) => !isFinal(r.state)) };
+}
+
+/**
+ * The jobs' records; unless `full`, only the fields the jobs table shows of an ended job (the
+ * stored definition and steps are most of a record). A job that has not ended is read whole:
+ * its row shows the step it is at.
+ */
+async function readRecords(store: Store, ids: string[], full: boolean): Promise<(JobRecord | null)[]> {
+  if (full) return store.getJobs(ids);
+  const rows = await store.getFields(ids, TABLE_FIELDS);
+  const records = rows.map((values) => {
+    const hash: Record<string, string> = {};
+    TABLE_FIELDS.forEach((field, i) => {
+      if (values[i] !== null) hash[field] = values[i];
+    });
+    return parseJobRecord(hash);
+  });
+  const unended = ids.filter((_, i) => records[i] !== null && !isFinal(records[i].state));
+  if (unended.length) {
+    const whole = new Map((await store.getJobs(unended)).map((record, i) => [unended[i], record]));
+    return records.map((record, i) => (whole.has(ids[i]) ? whole.get(ids[i])! : record));
+  }
+  return records;
 }

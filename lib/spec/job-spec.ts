@@ -10,8 +10,7 @@ import type { YamlPath } from './yaml.js';
 export const CLASS_TYPES = ['Local', 'Thread', 'Remote', 'EC2'] as const;
 export type ClassType = (typeof CLASS_TYPES)[number];
 
-/** The special input value that passes the job's own definition (the old tool's `self.yaml`). */
-export const SELF_YAML = 'self.yaml';
+export { SELF_YAML } from '../jobs/layout.js';
 
 export interface InputSpec {
   name: string;

@@ -1,5 +1,5 @@
 import { readFileSync, statSync } from 'node:fs';
-import { Lexer, LineCounter, parseDocument, isMap, isNode, isScalar, isSeq, type Document } from 'yaml';
+import { Lexer, LineCounter, parseDocument, isMap, isNode, isScalar, isSeq, type Document, type DocumentOptions, type ParseOptions, type SchemaOptions } from 'yaml';
 
 // Safe YAML: the core schema only (no custom tags: `!!python/object` and friends are refused, not
 // turned into anything), unique keys, a cap on aliases (a "billion laughs" file is refused before it
@@ -29,6 +29,11 @@ export class YamlProblem extends Error {
 }
 
 export function readYamlFile(file: string, maxBytes: number): ParsedYaml {
+  return parseYaml(readYamlText(file, maxBytes));
+}
+
+/** The file's text, refused (before it is read) when it is over `maxBytes`. */
+export function readYamlText(file: string, maxBytes: number): string {
   let size: number;
   try {
     size = statSync(file).size;
@@ -38,19 +43,57 @@ export function readYamlFile(file: string, maxBytes: number): ParsedYaml {
   if (size > maxBytes) {
     throw new YamlProblem(null, `the file is ${formatBytes(size)}; files over ${formatBytes(maxBytes)} are refused (keep data out of job files: pass a path instead)`);
   }
-  return parseYaml(readFileSync(file, 'utf8'));
+  return readFileSync(file, 'utf8');
 }
 
 const TOO_DEEP = `refused: nested more than ${MAX_DEPTH} levels deep`;
+
+/** The safe parse options (a fresh object for each parse, as before). */
+const parseOptions = (): ParseOptions & DocumentOptions & SchemaOptions => ({ uniqueKeys: true, strict: true, schema: 'core', customTags: [], prettyErrors: false });
 
 export function parseYaml(text: string): ParsedYaml {
   // The parser builds its tree by recursion and needs seconds and hundreds of MB for a 1 MiB file
   // of `[[[[…`: count flow nesting with the (iterative) lexer first and refuse before parsing.
   if (flowDepth(text) > MAX_DEPTH) throw new YamlProblem(null, TOO_DEEP);
+  // Most files are valid, and lines are only needed to report a problem: parse without counting
+  // lines and keep no syntax tree. Anything unusual takes the full path below, which parses
+  // again with lines and so reports exactly what it always did; `lineOf` does the same on demand.
+  const value = quickValue(text);
+  return value === undefined ? parseWithLines(text) : withLines(text, value);
+}
+
+/** `value`, parsed from `text`, with its lines found (by parsing it again) when asked. */
+function withLines(text: string, value: unknown): ParsedYaml {
+  let full: ParsedYaml | null = null;
+  return { value, lineOf: (path) => (full ??= parseWithLines(text)).lineOf(path) };
+}
+
+/**
+ * The value of a valid document, or undefined when the full parse must say what is wrong. Nesting
+ * too deep is refused here at once (as the full parse would: the refusal names no line), so that
+ * the expensive case is not parsed twice.
+ */
+function quickValue(text: string): unknown {
+  try {
+    const doc = parseDocument(text, parseOptions());
+    const problem = doc.errors[0] ?? doc.warnings[0];
+    if (problem?.code === 'RESOURCE_EXHAUSTION') throw new YamlProblem(null, TOO_DEEP);
+    if (problem) return undefined;
+    const value = doc.toJS({ maxAliasCount: MAX_ALIASES });
+    if (depthOf(value) > MAX_DEPTH) throw new YamlProblem(null, TOO_DEEP);
+    return value;
+  } catch (err) {
+    if (err instanceof RangeError) throw new YamlProblem(null, TOO_DEEP);
+    if (err instanceof YamlProblem) throw err;
+    return undefined;
+  }
+}
+
+function parseWithLines(text: string): ParsedYaml {
   const lines = new LineCounter();
   let doc: Document;
   try {
-    doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, strict: true, schema: 'core', customTags: [], prettyErrors: false });
+    doc = parseDocument(text, { ...parseOptions(), lineCounter: lines });
   } catch (err) {
     // Deep block nesting (indentation) still overflows the stack: that is the same refusal.
     if (err instanceof RangeError) throw new YamlProblem(null, TOO_DEEP);

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -130,13 +131,32 @@ export class Store {
   // ---- transitions -------------------------------------------------------------------------
 
   async addJobs(jobs: NewJob[], now = Date.now()): Promise<string[]> {
+    const SHARE = 250;
     const k = this.keys;
-    const add = this.script('addJob');
-    return Promise.all(
-      jobs.map((job) =>
-        add(k.jobQueue, k.jobs, k.nextId, k.events, k.signal('manager'), k.prefix, job.token, now, job.name, job.classType, job.file, job.baseDir, JSON.stringify(job.raw)).then(String),
-      ),
-    );
+    const signal = k.signal('manager');
+    // One addJob script per job (each one atomic, and idempotent by its token), sent in pipelines
+    // of SHARE jobs with a turn of the event loop after each: the first jobs reach Redis (and the
+    // manager starts on them) while the rest are still being encoded, rather than after all 5,000.
+    const shares: Promise<[Error | null, unknown][] | null>[] = [];
+    for (let start = 0; start < jobs.length; start += SHARE) {
+      if (start > 0) await new Promise((resolve) => setImmediate(resolve));
+      const pipeline = this.redis.pipeline();
+      const add = (pipeline as unknown as Record<'addJob', Script>).addJob.bind(pipeline);
+      for (const job of jobs.slice(start, start + SHARE)) {
+        void add(k.jobQueue, k.jobs, k.nextId, k.events, signal, k.prefix, job.token, now, job.name, job.classType, job.file, job.baseDir, JSON.stringify(job.raw));
+      }
+      const replies = pipeline.exec();
+      replies.catch(() => {}); // handled below, once every share is sent
+      shares.push(replies);
+    }
+    const ids: string[] = [];
+    for (const replies of await Promise.all(shares)) {
+      for (const [err, id] of replies ?? []) {
+        if (err) throw err;
+        ids.push(String(id));
+      }
+    }
+    return ids;
   }
 
   /** The oldest `max` entries of Job_Queue, oldest first (the manager is their only reader). */
@@ -231,6 +251,18 @@ export class Store {
   async runsOf(id: string): Promise<RunEntry[]> {
     const entries = await this.redis.lrange(this.keys.jobRuns(id), 0, -1);
     return entries.map((e) => JSON.parse(e) as RunEntry);
+  }
+
+  /**
+   * This Redis's id: made by whoever asks first (SET NX, so all agree), kept as long as the data.
+   * A Redis that replaces another starts counting jobs from 1 again; its id tells its jobs' files
+   * on the hosts from those the old one's jobs left there.
+   */
+  async storeId(): Promise<string> {
+    await this.redis.set(this.keys.storeId, randomBytes(6).toString('hex'), 'NX');
+    const id = await this.redis.get(this.keys.storeId);
+    if (!id) throw new Error(`${this.keys.storeId} vanished as it was read`);
+    return id;
   }
 
   async signal(actor: 'manager' | 'starter' | 'fetcher'): Promise<void> {

@@ -4,7 +4,7 @@ import { readConfig, openStore } from '../context.js';
 import { loadJobFiles, type LoadedJob } from '../job-files.js';
 import { jobsTable, jobView } from '../views.js';
 import { table } from '../output.js';
-import { waitForJobs } from '../wait.js';
+import { eventsPosition, waitForJobs } from '../wait.js';
 import type { Store } from '../../store/store.js';
 import { EXIT, type CommandArgs } from './types.js';
 
@@ -27,13 +27,14 @@ export async function queueCommand(args: CommandArgs): Promise<number> {
   }
   const handle = await openStore(config, 'cli', (text) => out.error(text));
   try {
+    const queuedAfter = args.wait ? await eventsPosition(handle.store) : undefined;
     const ids = await submit(handle.store, loaded.jobs);
     if (!args.wait) {
       if (out.json) out.data({ queued: ids.map((id, i) => ({ id, name: loaded.jobs[i].spec.name, file: loaded.jobs[i].file })) });
       else out.line(table(['ID', 'NAME', 'FILE'], ids.map((id, i) => [id, loaded.jobs[i].spec.name, loaded.jobs[i].file])));
       return EXIT.ok;
     }
-    return await waitAndReport(handle.store, ids, args);
+    return await waitAndReport(handle.store, ids, args, queuedAfter);
   } finally {
     await handle.release();
   }
@@ -45,14 +46,17 @@ export async function submit(store: Store, jobs: LoadedJob[]): Promise<string[]>
   );
 }
 
-/** Wait for `ids`, print their table (or JSON); exit 0 only if every one succeeded. */
-export async function waitAndReport(store: Store, ids: string[], args: CommandArgs): Promise<number> {
+/**
+ * Wait for `ids`, print their table (or JSON); exit 0 only if every one succeeded. `queuedAfter`:
+ * the Events stream position taken before this command queued them (see waitForJobs).
+ */
+export async function waitAndReport(store: Store, ids: string[], args: CommandArgs, queuedAfter?: string): Promise<number> {
   const timeoutMs = args.timeout ? parseDuration(args.timeout) : null;
   if (args.timeout && timeoutMs === null) {
     args.out.error(`--timeout ${args.timeout}: not a duration (e.g. 30s, 10m)`);
     return EXIT.usage;
   }
-  const { records, timedOut } = await waitForJobs(store, ids, { progress: !args.out.json, timeoutMs });
+  const { records, timedOut } = await waitForJobs(store, ids, { progress: !args.out.json, timeoutMs, queuedAfter, fullRecords: args.out.json });
   if (args.out.json) args.out.data({ jobs: records.map(jobView), timedOut });
   else args.out.line(jobsTable(records));
   if (timedOut) args.out.error(`gave up waiting after ${args.timeout}; the jobs go on`);

@@ -1,6 +1,7 @@
 import { Supervisor } from '../../../actors/supervisor.js';
 import { readConfig, openStore } from '../context.js';
 import { loadJobFiles } from '../job-files.js';
+import { eventsPosition } from '../wait.js';
 import { lockOwner } from '../../state-lock.js';
 import { submit, waitAndReport } from './queue.js';
 import { EXIT, type CommandArgs } from './types.js';
@@ -34,9 +35,10 @@ export async function runCommand(args: CommandArgs): Promise<number> {
   try {
     const handle = await openStore(config);
     try {
+      const queuedAfter = await eventsPosition(handle.store);
       const ids = await submit(handle.store, loaded.jobs);
       if (!out.json) out.error(`queued ${ids.length} job${ids.length > 1 ? 's' : ''}: ${ids.join(' ')}`);
-      return await waitAndReport(handle.store, ids, args);
+      return await waitAndReport(handle.store, ids, args, queuedAfter);
     } finally {
       await handle.release();
     }
