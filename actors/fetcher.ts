@@ -45,7 +45,7 @@ const MARK_RUNNING_AFTER_MS = 50;
  * often lets one read take several jobs' lines at thousands of jobs a second, for at most this
  * much delay.
  */
-const MIN_INGEST_GAP_MS = 5;
+const MIN_INGEST_GAP_MS = 3;
 
 class Fetcher implements Actor {
   private readonly blocking: BlockingConnection;
@@ -68,10 +68,11 @@ class Fetcher implements Actor {
   constructor(
     private readonly ctx: ActorContext,
     private readonly store: Store,
+    storeId: string,
   ) {
     this.blocking = new BlockingConnection(ctx.redisUrl);
     this.epoch = ctx.epoch;
-    this.fleet = new RemoteFleet(ctx.config, store, ctx.log, () => this.wakeup.trigger());
+    this.fleet = new RemoteFleet(ctx.config, store, ctx.log, () => this.wakeup.trigger(), { deployment: ctx.config.deployment, storeId });
     this.pools = poolsFor(ctx.config, store.keys);
     this.jobCtx = {
       stateDir: ctx.config.stateDir,
@@ -369,5 +370,5 @@ class Fetcher implements Actor {
 
 runActor('fetcher', async (ctx) => {
   const store = await Store.open(ctx.redisUrl, ctx.config.deployment, 'actor');
-  return new Fetcher(ctx, store);
+  return new Fetcher(ctx, store, await store.storeId());
 });

@@ -63,11 +63,12 @@ class Starter implements Actor {
   constructor(
     private readonly ctx: ActorContext,
     private readonly store: Store,
+    storeId: string,
   ) {
     this.blocking = new BlockingConnection(ctx.redisUrl);
     this.hosts = new HostRegistry(ctx.config, store);
     this.ssh = new SshPool(this.hosts, ctx.config, ctx.log);
-    this.remoteStarter = new RemoteStarter(this.ssh, ctx.config.deployment, ctx.log);
+    this.remoteStarter = new RemoteStarter(this.ssh, { deployment: ctx.config.deployment, storeId }, ctx.log);
     this.remote = new RemoteDispatch(this.remoteStarter, this.hosts, store, (rid, reason) => this.record(`K ${rid} ${oneLine(reason)}`), () => ctx.send('fetcher', { type: 'wake' }), ctx.log);
     this.epoch = ctx.epoch;
     mkdirSync(join(ctx.config.stateDir, 'runs'), { recursive: true, mode: 0o700 });
@@ -280,5 +281,5 @@ function oneLine(text: string): string {
 
 runActor('starter', async (ctx) => {
   const store = await Store.open(ctx.redisUrl, ctx.config.deployment, 'actor');
-  return new Starter(ctx, store);
+  return new Starter(ctx, store, await store.storeId());
 });

@@ -32,8 +32,9 @@ async function show(ws: Workspace, id: string): Promise<Shown> {
 }
 
 /** The remote job directory of job `id` (default layout). */
-function remoteDir(host: SshHost, ws: Workspace, id: string): string {
-  return join(host.home, '.jobmanager', ws.deployment, host.name, 'jobs', id);
+async function remoteDir(host: SshHost, ws: Workspace, id: string): Promise<string> {
+  const storeId = await (await ws.store()).storeId();
+  return join(host.home, '.jobmanager', ws.deployment, storeId, host.name, 'jobs', id);
 }
 
 (SshHost.available() ? describe : describe.skip)('remote jobs over SSH', function () {
@@ -81,7 +82,7 @@ function remoteDir(host: SshHost, ws: Workspace, id: string): string {
     expect(shown.steps.map((s) => s.state)).to.deep.equal(['succeeded', 'succeeded', 'succeeded']);
     expect(readFileSync(join(ws.dir, 'out', 'sorted.txt'), 'utf8')).to.equal('a\nb\nc\n');
     expect((await ws.cli('logs', id, '--step', '1')).stdout).to.equal(`sorted on ${host2.username}\n`);
-    expect(host2.run(`cat ${remoteDir(host2, ws, id)}/job.yaml`)).to.contain('Hostname: host2');
+    expect(host2.run(`cat ${await remoteDir(host2, ws, id)}/job.yaml`)).to.contain('Hostname: host2');
   });
 
   it('keeps to each host\'s Slots and spreads Hostname: any over the hosts', async function () {
@@ -115,15 +116,15 @@ function remoteDir(host: SshHost, ws: Workspace, id: string): string {
     const timed = ws.write('remote-timeout.yaml', ['ClassType: Remote', 'Hostname: host3', 'Timeout: 1s', 'Order:', '  - Run: sleep 300 & echo $! > child.pid; wait'].join('\n'));
     const long = ws.write('remote-long.yaml', ['ClassType: Remote', 'Hostname: host3', 'Order:', '  - Run: sleep 300 & echo $! > child.pid; wait'].join('\n'));
     const [timedId, longId] = await queue(ws, timed, long);
-    const childPid = (id: string) => Number(host3.run(`cat ${remoteDir(host3, ws, id)}/child.pid 2>/dev/null || true`).trim());
-    await waitFor('the long job to start', () => childPid(longId) > 0);
+    const childPid = async (id: string) => Number(host3.run(`cat ${await remoteDir(host3, ws, id)}/child.pid 2>/dev/null || true`).trim());
+    await waitFor('the long job to start', async () => (await childPid(longId)) > 0);
     await ws.cli('cancel', longId);
     const jobs = await waitJobs(ws, timedId, longId);
     expect(jobs[timedId].state).to.equal('failed');
     expect(jobs[timedId].reason).to.equal('timed out after 1.0s');
     expect(jobs[longId].state).to.equal('cancelled');
     for (const id of [timedId, longId]) {
-      const pid = childPid(id);
+      const pid = await childPid(id);
       expect(pid).to.be.greaterThan(0);
       // Gone, or a zombie waiting for init to reap it (its parent shell was killed too).
       await waitFor(`the child of job ${id} to be gone`, () => host3.run(`s=$(ps -o stat= -p ${pid}); case "$s" in ""|Z*) echo gone;; *) echo alive;; esac`).trim() === 'gone');
@@ -155,6 +156,32 @@ function remoteDir(host: SshHost, ws: Workspace, id: string): string {
     expect(Object.values(jobs).map((j) => j.state)).to.deep.equal(ids.map(() => 'succeeded'));
     const lines = readFileSync(shared, 'utf8').trim().split('\n').sort();
     expect(lines).to.deep.equal(ids.map((id) => `${id} 1`).sort());
+  });
+
+  it('does not take the job files an earlier Redis left on a host for its own jobs\'', async function () {
+    // Two deployments of one name, each with a Redis of its own (as after wiping the state
+    // directory): both number their jobs from 1. The first one's job 1 leaves its claim, exit
+    // status and run log lines on host2; the second one's job 1 must still run, and end as it does.
+    const ledger = `/tmp/jm-reuse-ledger-${ws.deployment}`;
+    writeFileSync(ledger, '');
+    chmodSync(ledger, 0o666);
+    const deployment = `${ws.deployment}r`;
+    const runOne = async (run: string): Promise<JobView> => {
+      const other = await Workspace.create();
+      try {
+        other.writeConfig({ ...FAST_CONFIG, Deployment: deployment, KnownHosts: knownHosts, Hosts: [host2.hostEntry(2)] });
+        await other.startSupervisor();
+        const [id] = await queue(other, other.write('j.yaml', ['ClassType: Remote', 'Hostname: host2', 'Order:', `  - Run: ${JSON.stringify(run)}`].join('\n')));
+        expect(id).to.equal('1');
+        return (await waitJobs(other, id))[id];
+      } finally {
+        await other.dispose();
+      }
+    };
+    expect((await runOne('exit 4')).state).to.equal('failed');
+    const job = await runOne(`echo "$JM_JOB_ID $JM_RUN" >> ${ledger}`);
+    expect(job.state, job.reason ?? '').to.equal('succeeded');
+    expect(readFileSync(ledger, 'utf8')).to.equal('1 1\n');
   });
 });
 

@@ -59,9 +59,25 @@ export function allSteps(record: JobRecord): StepState[] {
 export function jobsTable(records: JobRecord[], now = Date.now()): string {
   return table(
     ['ID', 'NAME', 'TYPE', 'STATE', 'TIME', 'DETAIL'],
-    records.map((r) => [r.id, r.name, r.classType, r.state, timeOf(r, now), detailOf(r)]),
+    records.map((r) => [r.id, r.name, r.classType, r.state, timeOf(r, now), detailOf(r)].map(shown)),
     [8, 28, 7, 10, 9, 70],
   );
+}
+
+/**
+ * Text from a job record as a terminal may print it: control characters (C0 but the line break,
+ * which tables turn into a space; DEL; C1) written as \uXXXX. Names, step labels, reasons and
+ * results come from job files, job output and Redis, and an escape sequence in them must not act
+ * on the terminal of whoever lists the jobs (found by spec/fuzz.spec.ts).
+ */
+function shown(value: string | number | null | undefined): string | number | null | undefined {
+  if (typeof value !== 'string') return value;
+  return value.replace(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029]/g, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** One line of text from a job record (line breaks escaped too). */
+function shownLine(value: string): string {
+  return String(shown(value)).replace(/\n/g, '\\n');
 }
 
 function timeOf(r: JobRecord, now: number): string {
@@ -83,8 +99,8 @@ function detailOf(r: JobRecord): string {
 
 export function showJob(r: JobRecord, runs: RunEntry[], dir: string | null): string {
   const lines: string[] = [];
-  lines.push(`Job ${r.id}  ${r.name}  (${r.classType})  ${r.state}${r.reason ? `: ${r.reason}` : ''}`);
-  const field = (name: string, value: string) => lines.push(`  ${name.padEnd(9)} ${value}`);
+  lines.push(shownLine(`Job ${r.id}  ${r.name}  (${r.classType})  ${r.state}${r.reason ? `: ${r.reason}` : ''}`));
+  const field = (name: string, value: string) => lines.push(`  ${name.padEnd(9)} ${shownLine(value)}`);
   field('file', r.file || '-');
   if (dir) field('directory', dir);
   field('location', r.host && r.host !== r.location ? `${r.location} → ${r.host}` : r.location ?? '-');
@@ -98,11 +114,11 @@ export function showJob(r: JobRecord, runs: RunEntry[], dir: string | null): str
   const steps = allSteps(r);
   if (steps.length) {
     lines.push('', 'Steps');
-    lines.push(indent(table(['#', 'STEP', 'STATE', 'STARTED', 'TOOK', 'EXIT'], steps.map((s, i) => [i + 1, s.label, s.state, s.startedAt ? timestamp(s.startedAt).slice(11) : '-', took(s.startedAt, s.endedAt), s.exitCode]), [3, 40])));
+    lines.push(indent(table(['#', 'STEP', 'STATE', 'STARTED', 'TOOK', 'EXIT'], steps.map((s, i) => [i + 1, s.label, s.state, s.startedAt ? timestamp(s.startedAt).slice(11) : '-', took(s.startedAt, s.endedAt), s.exitCode].map(shown)), [3, 40])));
   }
   if (runs.length) {
     lines.push('', 'Runs');
-    lines.push(indent(table(['RUN', 'ATTEMPT', 'OUTCOME', 'STARTED', 'TOOK', 'REASON'], runs.map((run) => [run.run, run.attempt, run.outcome, run.startedAt ? timestamp(run.startedAt) : '-', took(run.startedAt, run.endedAt), run.reason || '']), [4, 8, 12, 24, 9, 70])));
+    lines.push(indent(table(['RUN', 'ATTEMPT', 'OUTCOME', 'STARTED', 'TOOK', 'REASON'], runs.map((run) => [run.run, run.attempt, run.outcome, run.startedAt ? timestamp(run.startedAt) : '-', took(run.startedAt, run.endedAt), run.reason || ''].map(shown)), [4, 8, 12, 24, 9, 70])));
   }
   return lines.join('\n');
 }

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
 import { DEFAULT_CONFIG_FILE, expandHome } from '../paths.js';
-import { checkKeys, describeType, expectMap, optDuration, optInt, optString, optStringList, optStringMap, type Fail } from '../spec/fields.js';
+import { checkKeys, describeType, expectMap, optDuration, optInt, optString, optStringList, optStringMap, printable, looksLikeKey, type Fail } from '../spec/fields.js';
 import { readYamlFile, YamlProblem, type ParsedYaml, type YamlPath } from '../spec/yaml.js';
 
 // Configuration: config/default.yaml documents every key and holds its default; a user file
@@ -71,6 +71,11 @@ export const LEGACY_EC2_KEYS: Record<string, string> = {
   securityGroups: 'SecurityGroupIds',
   sshKeyName: 'KeyName',
 };
+/**
+ * A key pasted where its path belongs would be echoed by every "cannot read the key" error, into
+ * logs, job records and `hosts --json` (found by spec/security.spec.ts).
+ */
+const KEY_NOT_PATH = 'must be the path of a private key file, not the key itself: save the key in a file (mode 600) and give its path';
 /** Old keys that are understood and deliberately ignored. */
 const LEGACY_IGNORED = ['InstPollPeriod'];
 
@@ -104,7 +109,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   const where = file ?? DEFAULT_CONFIG_FILE;
   const fail: Fail = (path, reason) => {
     const line = user?.lineOf(path);
-    throw new ConfigError(line ? `${where}:${line}` : where, path.join('.'), reason);
+    throw new ConfigError(line ? `${where}:${line}` : where, keyPath(path), printable(reason));
   };
   return compile(merged, file, env, fail);
 }
@@ -115,7 +120,7 @@ function read(file: string): ParsedYaml {
     if (parsed.value === null || parsed.value === undefined) return { value: {}, lineOf: () => null };
     return parsed;
   } catch (err) {
-    if (err instanceof YamlProblem) throw new ConfigError(err.line ? `${file}:${err.line}` : file, err.path ? err.path.join('.') : null, err.reason);
+    if (err instanceof YamlProblem) throw new ConfigError(err.line ? `${file}:${err.line}` : file, err.path ? keyPath(err.path) : null, err.reason);
     throw err;
   }
 }
@@ -123,7 +128,7 @@ function read(file: string): ParsedYaml {
 function normaliseLegacy(value: unknown, file: string, parsed: ParsedYaml): Record<string, unknown> {
   const fail: Fail = (path, reason) => {
     const line = parsed.lineOf(path);
-    throw new ConfigError(line ? `${file}:${line}` : file, path.join('.'), reason);
+    throw new ConfigError(line ? `${file}:${line}` : file, keyPath(path), printable(reason));
   };
   const top = { ...expectMap(value, [], fail, 'the config file') };
   if ('awsIDs' in top) {
@@ -144,11 +149,18 @@ function normaliseLegacy(value: unknown, file: string, parsed: ParsedYaml): Reco
 function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
   for (const [key, value] of Object.entries(over)) {
-    const prior = base[key];
+    // Own keys only, set as own keys: `__proto__: {...}` in a file must stay a key (and be
+    // refused as unknown), not become the prototype of the config (found by spec/fuzz.spec.ts).
+    const prior = Object.hasOwn(base, key) ? base[key] : undefined;
     const bothMaps = isMap(prior) && isMap(value) && key !== 'Tags';
-    out[key] = bothMaps ? merge(prior, value) : value;
+    Object.defineProperty(out, key, { value: bothMaps ? merge(prior, value) : value, enumerable: true, writable: true, configurable: true });
   }
   return out;
+}
+
+/** `Hosts.0.Key`: how a config key is named in messages (control characters escaped). */
+function keyPath(path: YamlPath): string {
+  return printable(path.join('.'));
 }
 
 function isMap(value: unknown): value is Record<string, unknown> {
@@ -158,7 +170,10 @@ function isMap(value: unknown): value is Record<string, unknown> {
 function compile(raw: Record<string, unknown>, file: string | null, env: NodeJS.ProcessEnv, fail: Fail): Config {
   checkKeys(raw, TOP_KEYS, [], fail, 'the config');
   // `Redis: redis://…` is an easy slip; the message must not quote the URL's password.
-  if (typeof raw.Redis === 'string') fail(['Redis'], `must be a mapping: write Redis: {Url: ${redactUrl(raw.Redis)}}`);
+  if (typeof raw.Redis === 'string') {
+    const shown = printable(redactUrl(raw.Redis));
+    fail(['Redis'], `must be a mapping: write Redis: {Url: ${shown.length > 200 ? 'the URL' : shown}}`);
+  }
   const redis = expectMap(raw.Redis ?? {}, ['Redis'], fail, 'Redis');
   checkKeys(redis, ['Url'], ['Redis'], fail, 'Redis');
   const fileUrl = optString(redis, 'Url', ['Redis'], fail) || null;
@@ -215,6 +230,7 @@ function compileHosts(raw: unknown, defaultSlots: number, fail: Fail): HostConfi
     if (names.has(name)) fail([...path, 'Name'], `${name} is listed twice`);
     names.add(name);
     const key = optString(host, 'Key', path, fail, 1024);
+    if (key && looksLikeKey(key)) fail([...path, 'Key'], KEY_NOT_PATH);
     return {
       name,
       hostname,
@@ -231,6 +247,7 @@ function compileEc2(raw: unknown, fail: Fail): Ec2Config {
   checkKeys(ec2, EC2_KEYS, ['EC2'], fail, 'EC2');
   const path = ['EC2'];
   const key = optString(ec2, 'Key', path, fail, 1024);
+  if (key && looksLikeKey(key)) fail([...path, 'Key'], KEY_NOT_PATH);
   return {
     region: optString(ec2, 'Region', path, fail, 64) ?? 'us-east-1',
     imageId: optString(ec2, 'ImageId', path, fail, 64) ?? null,

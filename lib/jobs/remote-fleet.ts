@@ -8,7 +8,7 @@ import { SshPool } from '../ssh/pool.js';
 import type { JobInfo } from './job.js';
 import { RemoteLogFollower } from './remote-follower.js';
 import { parsePolls, pollScript, type RemoteContext, type RemotePoll } from './remote-job.js';
-import { remoteJobDir, remoteRunLog } from './remote-paths.js';
+import { remoteJobDir, remoteRunLog, type RemoteScope } from './remote-paths.js';
 import type { RunLogEvent } from './run-log.js';
 
 // The fetcher's view of the SSH hosts: one run log follower per host that has jobs, the batched
@@ -29,10 +29,11 @@ export class RemoteFleet {
     private readonly store: Store,
     private readonly log: Logger,
     private readonly onActivity: () => void,
+    private readonly scope: RemoteScope,
   ) {
     this.hosts = new HostRegistry(config, store);
     this.pool = new SshPool(this.hosts, config, log);
-    this.context = { pool: this.pool, deployment: config.deployment, polls: new Map() };
+    this.context = { pool: this.pool, scope, polls: new Map() };
   }
 
   /** Follows the run log of every host that has a slot taken (a job granted or running there). */
@@ -53,7 +54,7 @@ export class RemoteFleet {
 
   private follow(name: string, offset: number): void {
     this.savedOffsets.set(name, offset);
-    const follower = new RemoteLogFollower(name, this.pool.connection(name), remoteRunLog(this.config.deployment, name), offset, {
+    const follower = new RemoteLogFollower(name, this.pool.connection(name), remoteRunLog(this.scope, name), offset, {
       events: (events, at) => {
         this.buffered.push({ epoch: `host:${name}`, events, host: name, offset: at });
         this.onActivity();
@@ -92,7 +93,7 @@ export class RemoteFleet {
     }
     await Promise.all([...byHost].map(async ([host, list]) => {
       try {
-        const result = await this.pool.connection(host).exec(pollScript(list.map((j) => ({ id: j.id, pid: j.pid!, dir: remoteJobDir(this.config.deployment, host, j.id, j.spec) }))));
+        const result = await this.pool.connection(host).exec(pollScript(list.map((j) => ({ id: j.id, pid: j.pid!, dir: remoteJobDir(this.scope, host, j.id, j.spec) }))));
         for (const [id, poll] of parsePolls(result.stdout)) this.context.polls.set(id, poll);
         this.reachable(host, true, null);
       } catch (err) {

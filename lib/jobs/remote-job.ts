@@ -8,7 +8,7 @@ import { stepLabels, type FetchContext, type JobInfo, type RunResult } from './j
 import { LocalJob } from './local-job.js';
 import { jobDir } from './local-paths.js';
 import { outputFile } from './layout.js';
-import { absoluteRemote, remoteJobDir } from './remote-paths.js';
+import { absoluteRemote, remoteJobDir, type RemoteScope } from './remote-paths.js';
 import { stepStates } from './run-table.js';
 
 // ClassType Remote: the job runs detached on an SSH host and writes its progress to the host's run
@@ -21,7 +21,7 @@ export type RemotePoll = { kind: 'alive' } | { kind: 'exited'; exitCode: number 
 
 export interface RemoteContext {
   pool: SshPool;
-  deployment: string;
+  scope: RemoteScope;
   /** Poll results of this round, by job id. */
   polls: Map<string, RemotePoll>;
 }
@@ -39,7 +39,7 @@ export class RemoteJob extends LocalJob {
   }
 
   get remoteDir(): string {
-    return remoteJobDir(this.remote.deployment, this.hostName ?? '', this.id, this.info?.spec ?? null);
+    return remoteJobDir(this.remote.scope, this.hostName ?? '', this.id, this.info?.spec ?? null);
   }
 
   override async isFinished(): Promise<boolean> {

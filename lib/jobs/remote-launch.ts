@@ -11,11 +11,13 @@ import type { SshConnection } from '../ssh/connection.js';
 import type { SshPool } from '../ssh/pool.js';
 import { buildJobScript, GNU_CLOCK } from './job-script.js';
 import { INTERNAL_DIR } from './layout.js';
-import { absoluteRemote, remoteBase, remoteJobDir, remoteRunLog, remoteRuntimeDir, RUNTIME_FILES } from './remote-paths.js';
+import { absoluteRemote, remoteBase, remoteJobDir, remoteRunLog, remoteRuntimeDir, RUNTIME_FILES, type RemoteScope } from './remote-paths.js';
 import { runId as makeRunId } from './run-log.js';
+import { LaunchShell } from './launch-shell.js';
 
-// Starting Remote jobs on a host, for the starter. A batch of jobs for one host costs one SSH
-// exec (plus SFTP for the files some jobs bring: modules, Uploads). Each job:
+// Starting Remote jobs on a host, for the starter. A batch of jobs for one host costs one write to
+// the host's launch shell (launch-shell.ts), plus SFTP for the files some jobs bring (modules,
+// Uploads). Each job:
 //  - gets a directory of its own; the job file is written there;
 //  - is started detached: its own session (setsid) and process group, stdio to job.log, so that
 //    neither the SSH channel closing nor the supervisor dying touches it;
@@ -55,10 +57,11 @@ interface HostFacts {
 export class RemoteStarter {
   private readonly facts = new Map<SshConnection, Promise<HostFacts>>();
   private readonly runtimeReady = new Set<SshConnection>();
+  private readonly shells = new Map<SshConnection, LaunchShell>();
 
   constructor(
     private readonly pool: SshPool,
-    private readonly deployment: string,
+    private readonly scope: RemoteScope,
     private readonly log: Logger,
   ) {}
 
@@ -94,10 +97,7 @@ export class RemoteStarter {
       }
     }
     const launchable = ready.filter((job) => !failed.some((f) => f.runId === makeRunId(job.id, job.run)));
-    if (launchable.length) {
-      const result = await ssh.exec(this.launchScript(hostName, launchable, facts));
-      if (result.code !== 0) throw new Error(`the launch script failed on ${hostName} (exit ${result.code}): ${result.stderr.trim()}`);
-    }
+    if (launchable.length) await this.shellFor(ssh).run(this.launchScript(hostName, launchable, facts));
     return { failed };
   }
 
@@ -110,7 +110,7 @@ export class RemoteStarter {
     const ssh = this.pool.connection(hostName);
     const lines = [
       `check() { mkdir -p "$1/${INTERNAL_DIR}" 2>/dev/null; if (set -C; echo recovery >"$1/${INTERNAL_DIR}/claim-$2") 2>/dev/null; then echo "N $2"; else echo "Y $2 $(cat "$1/${INTERNAL_DIR}/claim-$2")"; fi; }`,
-      ...orphans.map((o) => `check ${shellPath(remoteJobDir(this.deployment, hostName, o.id, o.spec))} ${shq(makeRunId(o.id, o.run))}`),
+      ...orphans.map((o) => `check ${shellPath(remoteJobDir(this.scope, hostName, o.id, o.spec))} ${shq(makeRunId(o.id, o.run))}`),
     ];
     const result = await ssh.exec(lines.join('\n'));
     const started = new Map<string, number>();
@@ -123,8 +123,17 @@ export class RemoteStarter {
     return { started, neverStarted };
   }
 
+  private shellFor(ssh: SshConnection): LaunchShell {
+    let shell = this.shells.get(ssh);
+    if (!shell) {
+      shell = new LaunchShell(ssh);
+      this.shells.set(ssh, shell);
+    }
+    return shell;
+  }
+
   private dirOf(host: string, job: RemoteLaunch): string {
-    return remoteJobDir(this.deployment, host, job.id, job.spec);
+    return remoteJobDir(this.scope, host, job.id, job.spec);
   }
 
   private hostFacts(ssh: SshConnection): Promise<HostFacts> {
@@ -142,7 +151,7 @@ export class RemoteStarter {
 
   private async ensureRuntime(ssh: SshConnection, facts: HostFacts, sftp: SFTPWrapper): Promise<void> {
     if (this.runtimeReady.has(ssh)) return;
-    const dir = absoluteRemote(remoteRuntimeDir(this.deployment), facts.home);
+    const dir = absoluteRemote(remoteRuntimeDir(this.scope.deployment), facts.home);
     const present = await ssh.exec(`test -f ${shq(`${dir}/step-runner.js`)} && echo yes || mkdir -p ${shq(dir)}`);
     if (!present.stdout.includes('yes')) {
       await put(sftp, JSON.stringify({ type: 'module' }), `${dir}/package.json`);
@@ -171,19 +180,22 @@ export class RemoteStarter {
   }
 
   private launchScript(host: string, jobs: RemoteLaunch[], facts: HostFacts): string {
-    const runLog = remoteRunLog(this.deployment, host);
+    const runLog = remoteRunLog(this.scope, host);
     const lines = [
       `L=${shellPath(runLog)}`,
-      // One clock reading for the batch: each job's start line carries it (no date per job).
-      `export JM_LAUNCHED_AT=${facts.clock}`,
+      // The batch's launch time, by the supervisor's clock (the one all the job's other times
+      // use): each job's start line carries it, and no process is spent reading the host's clock.
+      `export JM_LAUNCHED_AT=${Date.now()}`,
       // Every directory in one mkdir: a process per job would cost more than the job.
-      `mkdir -p ${shellPath(remoteBase(this.deployment, host))} ${jobs.map((job) => shellPath(`${this.dirOf(host, job)}/${INTERNAL_DIR}`)).join(' ')}`,
+      `mkdir -p ${shellPath(remoteBase(this.scope, host))} ${jobs.map((job) => shellPath(`${this.dirOf(host, job)}/${INTERNAL_DIR}`)).join(' ')}`,
       'S=; command -v setsid >/dev/null 2>&1 && S=setsid',
       // dir, run, script, job file text. A run that already started exits at its claim.
       'start() {',
       `  cd "$1" || { echo "K $2 cannot enter the job directory $1 on $(hostname)" >>"$L"; return; }`,
       `  [ -e "${INTERNAL_DIR}/claim-$2" ] || printf "%s\\n" "$4" >job.yaml`,
-      '  $S sh -c "$3" </dev/null >>job.log 2>&1 &',
+      // In a subshell that exits at once, so the job's parent is init, which reaps it: the launch
+      // shell lives on and would leave it a zombie (alive, to kill -0) until it next waits.
+      '  ( $S sh -c "$3" </dev/null >>job.log 2>&1 & )',
       '  cd /',
       '}',
     ];
@@ -191,7 +203,7 @@ export class RemoteStarter {
       const runId = makeRunId(job.id, job.run);
       const script = buildJobScript(job.spec, {
         runId, runLog, jobId: job.id, run: job.run, attempt: job.attempt, jobDir: this.dirOf(host, job),
-        node: 'node', stepRunner: `${absoluteRemote(remoteRuntimeDir(this.deployment), facts.home)}/step-runner.js`, clock: facts.clock, remote: true,
+        node: 'node', stepRunner: `${absoluteRemote(remoteRuntimeDir(this.scope.deployment), facts.home)}/step-runner.js`, clock: facts.clock, remote: true,
       });
       lines.push(`start ${shellPath(this.dirOf(host, job))} ${shq(runId)} ${shq(script)} ${shq(stringify(job.raw ?? {}).trimEnd())}`);
     }

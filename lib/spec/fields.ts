@@ -10,8 +10,26 @@ export function describeType(value: unknown): string {
   if (value === null || value === undefined) return 'nothing';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
-  if (typeof value === 'string') return `the text ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)}`;
+  if (typeof value === 'string') {
+    // A password in a URL is not echoed, wherever the URL was written (found by spec/fuzz.spec.ts).
+    const text = value.replace(/(\w+:\/\/[^:/@\s]*:)[^@\s]+@/g, '$1***@');
+    return `the text ${printable(JSON.stringify(text.length > 40 ? text.slice(0, 40) + '…' : text))}`;
+  }
   return `${typeof value} ${String(value)}`;
+}
+
+/**
+ * `text` with control characters (C0, DEL, C1) and line separators written as \uXXXX: messages
+ * quote keys and values from the file, and a terminal must not act on an escape sequence in a
+ * hostile file, nor an error take more than its one line (found by spec/fuzz.spec.ts).
+ */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** Key material rather than a path: a PEM or OpenSSH block, or anything over several lines. */
+export function looksLikeKey(value: string): boolean {
+  return /PRIVATE KEY|[\r\n]/.test(value);
 }
 
 export function expectMap(value: unknown, path: YamlPath, fail: Fail, what: string): Record<string, unknown> {
@@ -83,6 +101,9 @@ export function optStringMap(map: Record<string, unknown>, key: string, path: Ya
   const out: Record<string, string> = {};
   for (const [name, item] of Object.entries(entries)) {
     if (keyPattern && !keyPattern.test(name)) fail([...path, key, name], `is not a valid name (letters, digits and _ only, not starting with a digit)`);
+    // `out[name] =` would set the map's prototype and drop the entry without a word (found by
+    // spec/fuzz.spec.ts).
+    if (name === '__proto__') fail([...path, key, name], 'is not a usable name; choose another');
     if (item !== null && typeof item === 'object') fail([...path, key, name], `must be text, not ${describeType(item)}`);
     const text = String(item ?? '');
     if (text.includes('\0')) fail([...path, key, name], 'must not contain a NUL character');

@@ -1,6 +1,6 @@
 import { basename, extname, isAbsolute, join, normalize, resolve } from 'node:path';
 import { JobSpecError } from '../errors.js';
-import { checkKeys, describeType, expectMap, optDuration, optInt, optString, optStringList, optStringMap, type Fail } from './fields.js';
+import { checkKeys, describeType, expectMap, optDuration, optInt, optString, optStringList, optStringMap, printable, looksLikeKey, type Fail } from './fields.js';
 import type { YamlPath } from './yaml.js';
 
 // The job file, validated and normalised. Keys keep the old tool's spelling (ClassType, Modules,
@@ -75,6 +75,10 @@ const STEP_KEYS = ['Run', 'Function', 'Module', 'Inputs', 'Outputs', 'Log', 'Nam
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const MAX_STEPS = 1000;
 const MAX_COMMAND = 64 * 1024;
+/** As deep as a job file may nest (lib/spec/yaml.ts); a definition read from Redis is held to it too. */
+const MAX_DEPTH = 64;
+/** Control characters (C0, DEL, C1) and line separators: never in a name that tables show. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 
 export interface SpecSource {
   file: string;
@@ -84,9 +88,14 @@ export interface SpecSource {
 
 export function validateJobSpec(raw: unknown, source: SpecSource): JobSpec {
   const file = source.file;
+  // Reasons quote values from the file: control characters in them are escaped (printable).
   const fail: Fail = (path, reason) => {
-    throw new JobSpecError(file || '(job)', source.lineOf?.(path) ?? null, keyName(path), reason);
+    throw new JobSpecError(file || '(job)', source.lineOf?.(path) ?? null, keyName(path), printable(reason));
   };
+  // A definition from Redis (the manager validates raw JSON) was never limited by the YAML
+  // parser: one nested too deep could not even be stored again, and would stop the manager
+  // (found by spec/fuzz.spec.ts).
+  if (deeperThan(raw, MAX_DEPTH)) fail([], `refused: nested more than ${MAX_DEPTH} levels deep`);
   const top = expectMap(raw, [], fail, 'a job file');
   const baseDir = source.baseDir ?? (file ? resolve(file, '..') : process.cwd());
 
@@ -109,7 +118,7 @@ export function validateJobSpec(raw: unknown, source: SpecSource): JobSpec {
   checkKeys(top, allowed, [], fail, 'the job file');
 
   const name = optString(top, 'Name', [], fail, 200) ?? (file ? basename(file, extname(file)) : 'job');
-  if (/[\x00-\x1f\x7f]/.test(name)) fail(['Name'], 'must not contain control characters');
+  if (CONTROL.test(name)) fail(['Name'], 'must not contain control characters');
 
   const modules: Record<string, string> = {};
   for (const [key, path] of Object.entries(optStringMap(top, 'Modules', [], fail, IDENTIFIER) ?? {})) {
@@ -133,6 +142,11 @@ export function validateJobSpec(raw: unknown, source: SpecSource): JobSpec {
   });
 
   const env = optStringMap(top, 'Env', [], fail, IDENTIFIER) ?? {};
+  // JobManager sets JM_JOB_DIR and the rest itself; a job that replaced them would have its
+  // Function steps read and write in another directory (found by spec/fuzz.spec.ts).
+  for (const key of Object.keys(env)) {
+    if (key.startsWith('JM_')) fail(['Env', key], 'JM_ names are JobManager\'s own (it sets JM_JOB_ID, JM_JOB_NAME, JM_RUN, JM_ATTEMPT and JM_JOB_DIR for every job); choose another name');
+  }
   const timeoutMs = optDuration(top, 'Timeout', [], fail) ?? null;
   if (timeoutMs === 0) fail(['Timeout'], 'must be longer than 0s (leave it out for no limit)');
   const retries = optInt(top, 'Retries', [], fail, 0, 100) ?? 0;
@@ -146,11 +160,15 @@ export function validateJobSpec(raw: unknown, source: SpecSource): JobSpec {
     if (hostname && !/^[A-Za-z0-9._:-]+$/.test(hostname)) fail(['Hostname'], 'must be a host name, an address or `any`');
     const username = optString(top, 'Username', [], fail, 64) ?? null;
     if (username && !/^[A-Za-z0-9._][A-Za-z0-9._-]*$/.test(username)) fail(['Username'], 'must be a user name (letters, digits, ., _ and -)');
+    const key = optString(top, 'Key', [], fail, 1024) ?? null;
+    // A key pasted in place of its path would be echoed by every "cannot read the key" error:
+    // into job records, events and --json output (found by spec/security.spec.ts).
+    if (key !== null && looksLikeKey(key)) fail(['Key'], 'must be the path of a private key file, not the key itself: save the key in a file (mode 600) and give its path');
     remote = {
       hostname,
       username,
       port: optInt(top, 'Port', [], fail, 1, 65535) ?? null,
-      key: optString(top, 'Key', [], fail, 1024) ?? null,
+      key,
       remoteWorkingDir: optString(top, 'RemoteWorkingDir', [], fail, 1024) ?? null,
       uploads: (optStringList(top, 'Uploads', [], fail) ?? []).map((p, i) => relativeInside(p, ['Uploads', i], fail, 'Uploads', true)),
       downloads: (optStringList(top, 'Downloads', [], fail) ?? []).map((p, i) => relativeInside(p, ['Downloads', i], fail, 'Downloads', false)),
@@ -168,10 +186,13 @@ function readStep(raw: unknown, path: YamlPath, fail: Fail, modules: Record<stri
   const step = expectMap(raw, path, fail, 'a step');
   checkKeys(step, STEP_KEYS, path, fail, 'a step');
   const label = optString(step, 'Name', path, fail, 200);
+  if (label !== undefined && CONTROL.test(label)) fail([...path, 'Name'], 'must not contain control characters');
   const log = optString(step, 'Log', path, fail, 255) ?? null;
   if (log !== null && (!/^[^/\\]+$/.test(log) || log === '.' || log === '..' || log.startsWith('.jm'))) {
     fail([...path, 'Log'], 'must be a file name in the job\'s directory, such as zip.log (no / and no ..)');
   }
+  // 255 characters can be more bytes than a file name may have: the step could never write it.
+  if (log !== null && Buffer.byteLength(log) > 255) fail([...path, 'Log'], `is ${Buffer.byteLength(log)} bytes long; a file name has at most 255`);
   const outputs = (optStringList(step, 'Outputs', path, fail, 100) ?? []).map((name, i) => {
     if (!IDENTIFIER.test(name)) fail([...path, 'Outputs', i], 'must be a name (letters, digits and _)');
     return name;
@@ -195,7 +216,8 @@ function readStep(raw: unknown, path: YamlPath, fail: Fail, modules: Record<stri
     if (moduleKeys.length !== 1) fail([...path, 'Module'], moduleKeys.length ? `is missing: name one of the Modules (${moduleKeys.join(', ')})` : 'is missing, and the job has no Modules; add Modules: {name: file.mjs}');
     module = moduleKeys[0];
   }
-  if (!(module in modules)) fail([...path, 'Module'], `names no entry of Modules${moduleKeys.length ? ` (${moduleKeys.join(', ')})` : '; add Modules: {' + module + ': file.mjs}'}`);
+  // Own keys only: `Module: constructor` is not an entry of every Modules (found by spec/fuzz.spec.ts).
+  if (!Object.hasOwn(modules, module)) fail([...path, 'Module'], `names no entry of Modules${moduleKeys.length ? ` (${moduleKeys.join(', ')})` : '; add Modules: {' + module + ': file.mjs}'}`);
   const inputs = readInputs(step.Inputs, [...path, 'Inputs'], fail, earlierOutputs);
   return { kind: 'function', label: label ?? fn, function: fn, module, inputs, outputs, log };
 }
@@ -229,14 +251,26 @@ function relativeInside(path: string, at: YamlPath, fail: Fail, what: string, al
   return clean;
 }
 
-/** `Order[0].Run`: how a path is named in messages. */
+/** `Order[0].Run`: how a path is named in messages (control characters in keys escaped). */
 export function keyName(path: YamlPath): string | null {
   if (path.length === 0) return null;
-  return path.map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? part : `.${part}`)).join('');
+  return printable(path.map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? part : `.${part}`)).join(''));
 }
 
+/** Whether `value` nests deeper than `max` levels; iterative, since it may be too deep to recurse. */
+function deeperThan(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [item, depth] = stack.pop()!;
+    if (depth > max) return true;
+    if (item !== null && typeof item === 'object') for (const child of Object.values(item)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
+/** A Run step's label: its first line, short, and without control characters (tables show it). */
 function firstLine(text: string): string {
-  const line = text.trim().split('\n')[0];
+  const line = printable(text.trim().split('\n')[0]);
   return line.length > 60 ? line.slice(0, 57) + '...' : line;
 }
 

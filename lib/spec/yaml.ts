@@ -1,5 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { Lexer, LineCounter, parseDocument, isMap, isNode, isScalar, isSeq, type Document, type DocumentOptions, type ParseOptions, type SchemaOptions } from 'yaml';
+import { printable } from './fields.js';
 
 // Safe YAML: the core schema only (no custom tags: `!!python/object` and friends are refused, not
 // turned into anything), unique keys, a cap on aliases (a "billion laughs" file is refused before it
@@ -18,13 +19,16 @@ export interface ParsedYaml {
 }
 
 export class YamlProblem extends Error {
+  /** Control characters quoted from the file are escaped (see printable). */
+  readonly reason: string;
   constructor(
     readonly line: number | null,
-    readonly reason: string,
+    reason: string,
     /** The key the problem is at, when the parser can tell (a duplicate key, a custom tag). */
     readonly path: YamlPath | null = null,
   ) {
-    super(reason);
+    super(printable(reason));
+    this.reason = this.message;
   }
 }
 
@@ -49,7 +53,9 @@ export function readYamlText(file: string, maxBytes: number): string {
 const TOO_DEEP = `refused: nested more than ${MAX_DEPTH} levels deep`;
 
 /** The safe parse options (a fresh object for each parse, as before). */
-const parseOptions = (): ParseOptions & DocumentOptions & SchemaOptions => ({ uniqueKeys: true, strict: true, schema: 'core', customTags: [], prettyErrors: false });
+// logLevel 'error': the parser's warnings (a mapping used as a key) would go to stderr as process
+// warnings; such keys are refused as unknown keys anyway.
+const parseOptions = (): ParseOptions & DocumentOptions & SchemaOptions => ({ uniqueKeys: true, strict: true, schema: 'core', customTags: [], prettyErrors: false, logLevel: 'error' });
 
 export function parseYaml(text: string): ParsedYaml {
   // The parser builds its tree by recursion and needs seconds and hundreds of MB for a 1 MiB file

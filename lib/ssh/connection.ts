@@ -88,23 +88,35 @@ export class SshConnection {
 
   /** Runs `script` and hands its output to `onData` as it comes, until it ends or is closed. */
   async stream(script: string, onData: (chunk: Buffer) => void): Promise<{ close(): void; ended: Promise<void> }> {
+    const session = await this.session(onData);
+    session.write(script);
+    session.endInput();
+    return { close: session.close, ended: session.ended };
+  }
+
+  /**
+   * A long-lived `sh -s` on the host: what is written is run as it arrives (a shell reading its
+   * script from a pipe runs each complete command as soon as it has read it), its output goes to
+   * `onData`. It holds one channel until closed or the connection ends.
+   */
+  async session(onData: (chunk: Buffer) => void): Promise<{ write(text: string): boolean; endInput(): void; close(): void; ended: Promise<void> }> {
     const client = await this.connection();
     await this.acquire();
     let channel: ClientChannel;
     try {
       channel = await openChannel((cb) => client.exec('sh -s', cb));
-      channel.end(script);
     } catch (err) {
       this.release();
       throw this.unavailable(err);
     }
     channel.on('data', onData);
     channel.stderr.resume();
+    channel.on('error', () => {});
     const ended = new Promise<void>((resolve) => channel.once('close', () => {
       this.release();
       resolve();
     }));
-    return { close: () => channel.close(), ended };
+    return { write: (text) => channel.write(text), endInput: () => channel.end(), close: () => channel.close(), ended };
   }
 
   async sftp(): Promise<SFTPWrapper> {

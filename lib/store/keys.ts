@@ -22,6 +22,8 @@
 //   HostState            hash   host name → {state: up|down, since, reason} (JSON)
 //   RemoteLogs           hash   host name → how far its run log has been read (bytes)
 //   Instances            hash   launch token → EC2 instance record (JSON), see lib/ec2/instances.ts
+//   StoreId              string this Redis's random id, set once: keeps the files its jobs leave
+//                               on hosts apart from another Redis's (lib/jobs/remote-paths.ts)
 
 export type Location = string; // 'local' | `host:${name}` | 'any' | 'ec2'
 
@@ -54,6 +56,7 @@ export class Keys {
   get hostState(): string { return this.k('HostState'); }
   get remoteLogs(): string { return this.k('RemoteLogs'); }
   get instances(): string { return this.k('Instances'); }
+  get storeId(): string { return this.k('StoreId'); }
   /** The EC2 locations (ec2:<image>:<type>) jobs have been queued for. */
   get ec2Locations(): string { return this.k('Ec2Locations'); }
   /** The slot set that a location's jobs hold. */

@@ -95,7 +95,7 @@ async function remoteLogs(config: Config, store: Store, record: JobRecord, name:
   await hosts.refresh(true);
   const pool = new SshPool(hosts, config, silentLogger);
   const host = record.host!.slice(5);
-  const path = `${remoteJobDir(config.deployment, host, record.id, record.spec)}/${name}`;
+  const path = `${remoteJobDir({ deployment: config.deployment, storeId: await store.storeId() }, host, record.id, record.spec)}/${name}`;
   try {
     const ssh = pool.connection(host);
     if (!args.follow) {

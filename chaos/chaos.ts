@@ -1,0 +1,89 @@
+import { StopSignal } from '../lib/stop-signal.js';
+import { seededRandom } from '../spec/support/random.js';
+import { World } from './world.js';
+import { Workload, KINDS, type JobKind } from './workload.js';
+import { FaultInjector, FAULT_KINDS, type FaultKind } from './faults.js';
+import { settle } from './settle.js';
+import { gatherEvidence, runChecks, type Check } from './checks.js';
+
+// One chaos run, start to end, for `npm run chaos` (chaos/run.ts) and the test suite
+// (spec/chaos.spec.ts):
+//
+//   set up the world ─▶ workload waves ┐ until the --minutes budget is spent (setup included)
+//                       fault injector ┘
+//   ─▶ calm (every fault ended) ─▶ settle (bounded by SETTLE_MS) ─▶ checks ─▶ tear down
+//
+// The workload and the injector draw from two generators seeded from one seed, so a seed replays
+// the same schedule of jobs and faults (their timing against the system's own is not replayed).
+
+/** The most the run waits, after the faults stop, for every job to end and every instance to go. */
+export const SETTLE_MS = 180_000;
+/** Tearing down (supervisor stop, sshd and redis-server kills) and slack for a slow machine. */
+export const TEARDOWN_MS = 60_000;
+
+export interface ChaosOptions {
+  seed: number;
+  minutes: number;
+  log: (text: string) => void;
+  /** Interrupts the run (Ctrl-C): it tears down what it started and rejects. */
+  signal?: AbortSignal;
+}
+
+export interface ChaosReport {
+  seed: number;
+  minutes: number;
+  elapsedMs: number;
+  queued: Map<JobKind, number>;
+  queueFailures: number;
+  byState: Map<string, number>;
+  runs: Map<string, number>;
+  ledgerLines: number;
+  faults: Map<FaultKind, number>;
+  settled: boolean;
+  checks: Check[];
+  ok: boolean;
+}
+
+export async function runChaos({ seed, minutes, log, signal }: ChaosOptions): Promise<ChaosReport> {
+  const started = Date.now();
+  const world = await World.create(log);
+  try {
+    const { ws } = world;
+    await ws.startSupervisor();
+    const stop = new StopSignal();
+    const workload = new Workload({ ws, ledger: world.ledger, random: seededRandom(seed ^ 0x5bd1e995), hostNames: world.hostNames, log });
+    const faults = new FaultInjector(world, seededRandom(seed), log);
+    const budget = setTimeout(() => stop.stop(), Math.max(0, started + minutes * 60_000 - Date.now()));
+    signal?.addEventListener('abort', () => stop.stop(), { once: true });
+    log(`chaos: workload and faults for ${Math.round((started + minutes * 60_000 - Date.now()) / 1000)}s`);
+    try {
+      await Promise.all([workload.run(stop), faults.run(stop)]);
+    } finally {
+      clearTimeout(budget);
+    }
+    log(`chaos: faults stopped after ${workload.total} jobs queued; ending every fault still in effect`);
+    await faults.calm();
+    if (signal?.aborted) throw new Error('interrupted');
+    if (!ws.supervisor?.running) await ws.startSupervisor();
+    const store = await ws.store();
+    const settled = await settle(world, store, Date.now() + SETTLE_MS, log, signal);
+    if (signal?.aborted) throw new Error('interrupted');
+    const evidence = await gatherEvidence(store, world.ledger.read());
+    const crashes = faults.counts.get('actor crash') ?? 0;
+    const checks = await runChecks(world, store, evidence, faults.errors, crashes);
+    const byState = new Map<string, number>();
+    for (const job of evidence.jobs) byState.set(job.state, (byState.get(job.state) ?? 0) + 1);
+    const runs = new Map<string, number>();
+    for (const entries of evidence.runs.values()) for (const r of entries) runs.set(r.outcome, (runs.get(r.outcome) ?? 0) + 1);
+    return {
+      seed, minutes, elapsedMs: Date.now() - started,
+      queued: new Map(KINDS.map((k) => [k, workload.queued.get(k) ?? 0])), queueFailures: workload.queueFailures,
+      byState, runs, ledgerLines: [...evidence.ledger.values()].reduce((n, lines) => n + lines.length, 0),
+      faults: new Map(FAULT_KINDS.map((k) => [k, faults.counts.get(k) ?? 0])),
+      settled, checks, ok: checks.every((c) => c.ok),
+    };
+  } finally {
+    log('chaos: tearing down');
+    await world.dispose();
+  }
+}

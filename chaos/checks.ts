@@ -1,0 +1,178 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { isFinal, type JobRecord, type RunEntry } from '../lib/store/job-record.js';
+import type { Store } from '../lib/store/store.js';
+import type { LedgerLine } from './ledger.js';
+import { EC2_MAX_INSTANCES, type World } from './world.js';
+import { doomedExitCode, parseJobName } from './workload.js';
+
+// The invariants a chaos run must leave true, each checked against what Redis, the ledger, the
+// loopback EC2 and the supervisor's log say once everything has settled. A check lists what
+// broke it (at most a few lines each, with job ids to look up with `jobmanager show`).
+
+export interface Check {
+  name: string;
+  ok: boolean;
+  problems: string[];
+}
+
+export interface Evidence {
+  jobs: JobRecord[];
+  runs: Map<string, RunEntry[]>;
+  ledger: Map<string, LedgerLine[]>;
+}
+
+/** The exit code an injected `jobmanager debug crash-actor` ends an actor thread with. */
+const INJECTED_CRASH_CODE = 70;
+
+export async function gatherEvidence(store: Store, lines: LedgerLine[]): Promise<Evidence> {
+  const ids = await store.jobIds(0, 1_000_000);
+  const jobs = (await store.getJobs(ids)).filter((r): r is JobRecord => r !== null).sort((a, b) => Number(a.id) - Number(b.id));
+  const runs = new Map<string, RunEntry[]>();
+  for (const job of jobs) runs.set(job.id, await store.runsOf(job.id));
+  const ledger = new Map<string, LedgerLine[]>();
+  for (const line of lines) ledger.set(line.id, [...(ledger.get(line.id) ?? []), line]);
+  return { jobs, runs, ledger };
+}
+
+export async function runChecks(world: World, store: Store, evidence: Evidence, faultErrors: string[], injectedCrashes: number): Promise<Check[]> {
+  return [
+    finalStates(evidence),
+    outcomes(evidence),
+    noRunTwice(evidence),
+    succeededOnce(evidence),
+    ledgerRunsRecorded(evidence),
+    await noSlotTaken(store),
+    noInstanceLeft(world),
+    actorExits(world, injectedCrashes),
+    check('every fault was recovered from (restarts worked)', faultErrors),
+  ];
+}
+
+function check(name: string, problems: string[]): Check {
+  const shown = problems.length > 8 ? [...problems.slice(0, 8), `... and ${problems.length - 8} more`] : problems;
+  return { name, ok: problems.length === 0, problems: shown };
+}
+
+function describe(job: JobRecord): string {
+  return `job ${job.id} (${job.name})`;
+}
+
+function finalStates({ jobs }: Evidence): Check {
+  return check(`every job in a final state (${jobs.length} jobs)`, jobs.filter((j) => !isFinal(j.state)).map((j) => `${describe(j)} is ${j.state}`));
+}
+
+/**
+ * Each job ended as its intent says. The one other end the design allows: a job bound to one
+ * host (Hostname: <name>) fails, with the reason, when that host is given up on (HostDownAfter).
+ */
+function outcomes({ jobs }: Evidence): Check {
+  const problems: string[] = [];
+  for (const job of jobs) {
+    if (!isFinal(job.state)) continue; // reported by finalStates
+    const meant = parseJobName(job.name);
+    if (!meant) {
+      problems.push(`${describe(job)} is not a job of the workload (state ${job.state}: ${job.reason ?? ''})`);
+      continue;
+    }
+    const hostGivenUp = meant.kind === 'remote-named' && job.state === 'failed' && /unreachable for|is down/.test(job.reason ?? '');
+    if (hostGivenUp) continue;
+    if (meant.intent === 'doomed') {
+      const code = doomedExitCode(meant.kind);
+      if (job.state !== 'failed' || job.exitCode !== code || job.attempt !== 2) {
+        problems.push(`${describe(job)} should have failed with exit code ${code} on attempt 2; it is ${job.state} on attempt ${job.attempt} (exit ${job.exitCode ?? '-'}: ${job.reason ?? ''})`);
+      }
+    } else if (job.state !== 'succeeded') {
+      problems.push(`${describe(job)} should have succeeded; it is ${job.state} on attempt ${job.attempt} (${job.reason ?? ''})`);
+    } else if (meant.intent === 'flaky' && job.attempt !== 2) {
+      problems.push(`${describe(job)} should have succeeded on attempt 2 (its first fails on purpose); it did on attempt ${job.attempt}`);
+    }
+  }
+  return check('every job ended as its job file intends (or failed because its one host was given up on)', problems);
+}
+
+function countBy<T>(items: T[], key: (item: T) => string | number): Map<string | number, number> {
+  const counts = new Map<string | number, number>();
+  for (const item of items) counts.set(key(item), (counts.get(key(item)) ?? 0) + 1);
+  return counts;
+}
+
+function noRunTwice({ jobs, ledger }: Evidence): Check {
+  const problems: string[] = [];
+  for (const job of jobs) {
+    for (const [run, n] of countBy(ledger.get(job.id) ?? [], (l) => l.run)) {
+      if (n > 1) problems.push(`${describe(job)}: run ${run} executed ${n} times`);
+    }
+  }
+  return check('no run executed twice (no run number twice in the ledger)', problems);
+}
+
+function succeededOnce({ jobs, runs, ledger }: Evidence): Check {
+  const problems: string[] = [];
+  for (const job of jobs.filter((j) => j.state === 'succeeded')) {
+    const won = (runs.get(job.id) ?? []).filter((r) => r.outcome === 'succeeded');
+    if (won.length !== 1) {
+      problems.push(`${describe(job)}: ${won.length} succeeded runs in job:${job.id}:runs`);
+      continue;
+    }
+    const seen = (ledger.get(job.id) ?? []).filter((l) => l.run === won[0].run).length;
+    if (seen !== 1) problems.push(`${describe(job)}: its succeeded run ${won[0].run} is in the ledger ${seen} times`);
+  }
+  return check('the run that succeeded is in the ledger exactly once', problems);
+}
+
+function ledgerRunsRecorded({ jobs, runs, ledger }: Evidence): Check {
+  const problems: string[] = [];
+  const known = new Set(jobs.map((j) => j.id));
+  for (const [id, lines] of ledger) {
+    if (!known.has(id)) {
+      problems.push(`job ${id} is in the ledger but not in Redis`);
+      continue;
+    }
+    const recorded = runs.get(id) ?? [];
+    for (const line of lines) {
+      const entry = recorded.find((r) => r.run === line.run);
+      if (!entry) problems.push(`job ${id}: run ${line.run} (attempt ${line.attempt}) executed, but job:${id}:runs records runs ${recorded.map((r) => r.run).join(',') || 'none'}`);
+      else if (entry.attempt !== line.attempt) problems.push(`job ${id}: run ${line.run} executed as attempt ${line.attempt}; job:${id}:runs says attempt ${entry.attempt}`);
+    }
+  }
+  return check('every run in the ledger is a run that job:<id>:runs records, with its attempt', problems);
+}
+
+async function noSlotTaken(store: Store): Promise<Check> {
+  const k = store.keys;
+  const keys = await store.redis.keys(`${k.prefix}*`);
+  const problems: string[] = [];
+  const slotSets = keys.filter((key) => key === k.localJobs || key.startsWith(`${k.prefix}RemoteJobs:`) || key.startsWith(`${k.prefix}Slots:`));
+  for (const key of slotSets) {
+    const members = await store.redis.smembers(key);
+    if (members.length) problems.push(`${key.slice(k.prefix.length)} still holds ${members.join(' ')}`);
+  }
+  const lists = keys.filter((key) => key === k.grantedQueue || key === k.jobQueue || key.startsWith(`${k.prefix}Job_Queue:`));
+  for (const key of lists) {
+    const n = await store.redis.llen(key);
+    if (n) problems.push(`${key.slice(k.prefix.length)} holds ${n} entries`);
+  }
+  for (const key of [k.runningQueue, k.delayed]) {
+    const ids = await store.redis.zrange(key, 0, -1);
+    if (ids.length) problems.push(`${key.slice(k.prefix.length)} holds ${ids.join(' ')}`);
+  }
+  return check('no slot left taken (LocalJobs, RemoteJobs:*, Granted_Queue, Running_Queue and the queues empty)', problems);
+}
+
+function noInstanceLeft(world: World): Check {
+  const problems = world.ec2.instances().filter((i) => i.state !== 'terminated').map((i) => `${i.id} (${i.address}) is ${i.state}`);
+  if (world.ec2.maxAlive > EC2_MAX_INSTANCES) problems.push(`${world.ec2.maxAlive} instances were alive at once; MaxInstances is ${EC2_MAX_INSTANCES}`);
+  return check(`no EC2 instance left running (${world.ec2.instances().length} launched, at most ${world.ec2.maxAlive} at once)`, problems);
+}
+
+/** Actor threads die only when told to; any other exit is a crash the run found. */
+function actorExits(world: World, injected: number): Check {
+  const log = join(world.ws.stateDir, 'supervisor.log');
+  const text = existsSync(log) ? readFileSync(log, 'utf8') : '';
+  const exits = [...text.matchAll(/the (\w+) actor exited \(code (\d+)\)/g)];
+  const problems = exits.filter((m) => Number(m[2]) !== INJECTED_CRASH_CODE).map((m) => `the ${m[1]} actor exited with code ${m[2]} (see ${log})`);
+  const told = exits.length - problems.length;
+  if (told > injected) problems.push(`${told} actors exited as if told to crash, but only ${injected} crashes were injected`);
+  return check('no actor thread died but those the injector crashed', problems);
+}

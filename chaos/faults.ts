@@ -1,0 +1,124 @@
+import { errorMessage } from '../lib/errors.js';
+import { sleep, type StopSignal } from '../lib/stop-signal.js';
+import type { World } from './world.js';
+import { HOST_DOWN_AFTER_MS } from './world.js';
+import { pick } from './workload.js';
+
+// The fault injector: at seeded random moments (every 1-4 s), one fault, chosen by weight.
+// Faults that end by themselves (a restart) are awaited before the next one; a host cut off
+// stays cut off in the background for a while (sometimes past HostDownAfter, so that the host is
+// given up on) while other faults go on. `calm()` ends every fault still in effect.
+
+export type FaultKind =
+  | 'supervisor kill -9'
+  | 'actor crash'
+  | 'redis-server kill -9'
+  | 'sshd kill -9'
+  | 'host cut off'
+  | 'EC2 capacity error'
+  | 'EC2 throttling';
+
+export const FAULT_KINDS: readonly FaultKind[] = ['supervisor kill -9', 'actor crash', 'redis-server kill -9', 'sshd kill -9', 'host cut off', 'EC2 capacity error', 'EC2 throttling'];
+
+const WEIGHTS: [FaultKind, number][] = [
+  ['supervisor kill -9', 3],
+  ['actor crash', 3],
+  ['redis-server kill -9', 2],
+  ['sshd kill -9', 2],
+  ['host cut off', 1],
+  ['EC2 capacity error', 1],
+  ['EC2 throttling', 1],
+];
+
+const ACTORS = ['manager', 'starter', 'fetcher'] as const;
+
+export class FaultInjector {
+  readonly counts = new Map<FaultKind, number>(FAULT_KINDS.map((k) => [k, 0]));
+  /** Faults the world did not recover from (a supervisor that would not start, say). */
+  readonly errors: string[] = [];
+  private cutOff: Promise<void> | null = null;
+  private readonly healed = new AbortController();
+
+  constructor(
+    private readonly world: World,
+    private readonly random: () => number,
+    private readonly log: (text: string) => void,
+  ) {}
+
+  async run(stop: StopSignal): Promise<void> {
+    while (await stop.sleep(1000 + this.random() * 3000)) {
+      const kind = pick(this.random, WEIGHTS);
+      try {
+        const what = await this.inject(kind);
+        this.counts.set(kind, this.counts.get(kind)! + 1);
+        this.log(`fault: ${kind}${what ? ` (${what})` : ''}`);
+      } catch (err) {
+        this.errors.push(`${kind}: ${errorMessage(err)}`);
+        this.log(`fault: ${kind} FAILED: ${errorMessage(err)}`);
+      }
+    }
+  }
+
+  private async inject(kind: FaultKind): Promise<string> {
+    const { ws, hosts, proxy, ec2 } = this.world;
+    switch (kind) {
+      case 'supervisor kill -9': {
+        await ws.supervisor?.kill9();
+        await sleep(this.random() * 1000);
+        await ws.startSupervisor();
+        return `pid ${ws.supervisor!.pid} now`;
+      }
+      case 'actor crash': {
+        const actor = ACTORS[Math.floor(this.random() * ACTORS.length)];
+        const result = await ws.cli('debug', 'crash-actor', actor);
+        if (result.code !== 0) throw new Error(`jobmanager debug crash-actor ${actor} exited ${result.code}: ${result.stderr.trim()}`);
+        return actor;
+      }
+      case 'redis-server kill -9': {
+        const down = Math.round(this.random() * 3000);
+        await ws.redis!.kill9();
+        await sleep(down);
+        await ws.redis!.restart();
+        return `down ${down}ms`;
+      }
+      case 'sshd kill -9': {
+        const host = hosts[Math.floor(this.random() * hosts.length)];
+        const down = Math.round(this.random() * 3000);
+        await host.killAll();
+        await sleep(down);
+        await host.restart();
+        return `${host.name}, down ${down}ms`;
+      }
+      case 'host cut off': {
+        if (this.cutOff) return 'host33 is cut off already';
+        // Mostly shorter than HostDownAfter; one in three long enough for host33 to be given up on.
+        const ms = Math.round(this.random() < 0.33 ? HOST_DOWN_AFTER_MS + 2000 + this.random() * 8000 : 1000 + this.random() * 8000);
+        proxy.cutOff();
+        this.cutOff = sleep(ms, this.healed.signal).then(() => {
+          proxy.restore();
+          this.cutOff = null;
+          this.log(`fault: host33 is reachable again after ${ms}ms`);
+        });
+        return `host33 for ${ms}ms`;
+      }
+      case 'EC2 capacity error': {
+        const times = 1 + Math.floor(this.random() * 6);
+        ec2.failNext('RunInstances', 'InsufficientInstanceCapacity', times);
+        return `next ${times} RunInstances`;
+      }
+      case 'EC2 throttling': {
+        const action = (['RunInstances', 'DescribeInstances', 'TerminateInstances'] as const)[Math.floor(this.random() * 3)];
+        const times = 1 + Math.floor(this.random() * 6);
+        ec2.failNext(action, 'RequestLimitExceeded', times);
+        return `next ${times} ${action}`;
+      }
+    }
+  }
+
+  /** Ends every fault still in effect: the host reachable again, no EC2 errors to come. */
+  async calm(): Promise<void> {
+    this.healed.abort();
+    await this.cutOff;
+    this.world.ec2.clearFaults();
+  }
+}

@@ -1,0 +1,91 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Workspace } from '../spec/support/workspace.js';
+import { SshHost } from '../spec/support/sshd.js';
+import { LoopbackEc2 } from '../spec/support/ec2-server.js';
+import { removeDir, tempDir } from '../spec/support/temp.js';
+import { CutoffProxy } from './proxy.js';
+import { Ledger } from './ledger.js';
+
+// Everything a chaos run runs against, all real: a workspace with its own append-only
+// redis-server, three sshd hosts on loopback (the third reached through a proxy that can cut it
+// off), and a loopback EC2 whose instances are sshd hosts too. Loopback addresses and login
+// users are the chaos run's own (127.0.0.31-33, jmhost31-33; instances from 127.0.0.60 as
+// jmchaos), so specs running beside it are never touched by its kills.
+
+const IMAGE = 'ami-0c4a05c0a05c0a05c';
+export const EC2_MAX_INSTANCES = 2;
+export const HOST_DOWN_AFTER = '12s';
+/** A host that cannot be reached is given up on after this; cut-offs last up to a little more. */
+export const HOST_DOWN_AFTER_MS = 12_000;
+
+export class World {
+  private constructor(
+    readonly ws: Workspace,
+    /** host31, host32 reached directly; host33 through `proxy`. */
+    readonly hosts: SshHost[],
+    readonly proxy: CutoffProxy,
+    readonly ec2: LoopbackEc2,
+    readonly ledger: Ledger,
+    private readonly shared: string,
+  ) {}
+
+  get hostNames(): string[] {
+    return this.hosts.map((h) => h.name);
+  }
+
+  static async create(log: (text: string) => void): Promise<World> {
+    if (!SshHost.available()) throw new Error('the chaos run needs /usr/sbin/sshd and root (apt-get install -y openssh-server; run as root)');
+    // The EC2 calls go to the loopback server, but the SDK still wants credentials to sign with.
+    process.env.AWS_ACCESS_KEY_ID ??= 'AKIDCHAOSLOOPBACK';
+    process.env.AWS_SECRET_ACCESS_KEY ??= 'chaos-loopback-secret';
+    const ws = await Workspace.create({ appendOnly: true });
+    const hosts = await Promise.all([31, 32, 33].map((index) => SshHost.start({ index })));
+    const proxy = await CutoffProxy.start(hosts[2].address, { host: hosts[2].address, port: hosts[2].port });
+    const key = join(ws.dir, 'ec2_key');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+    const ec2 = await LoopbackEc2.start({ clientPublicKey: readFileSync(`${key}.pub`, 'utf8'), username: 'jmchaos', firstIndex: 60, bootDelayMs: 500 });
+    const shared = tempDir('jm-chaos-');
+    const ledger = new Ledger(shared);
+    const [type, blob] = hosts[2].knownHostsLine.split(' ').slice(1);
+    const knownHosts = ws.write('known_hosts', [hosts[0].knownHostsLine, hosts[1].knownHostsLine, `[${proxy.address}]:${proxy.port} ${type} ${blob}`].join('\n') + '\n');
+    ws.writeConfig({
+      Deployment: 'chaos',
+      LocalMaxJobs: 4,
+      RetryBackoff: '200ms',
+      KillGrace: '1s',
+      PollPeriod: '2s',
+      LogLevel: 'info',
+      KnownHosts: knownHosts,
+      HostDownAfter: HOST_DOWN_AFTER,
+      Hosts: [hosts[0].hostEntry(2), hosts[1].hostEntry(2), { ...hosts[2].hostEntry(2), Port: proxy.port }],
+      EC2: {
+        Region: 'us-east-1', ImageId: IMAGE, InstanceType: 't3.micro', KeyName: 'jm-chaos', Username: 'jmchaos', Key: key,
+        MaxInstances: EC2_MAX_INSTANCES, IdleTimeout: '3s', ReadyTimeout: '45s', Port: ec2.sshPort, Endpoint: ec2.endpoint,
+      },
+    });
+    log(`world: workspace ${ws.dir}, redis ${ws.redisUrl} (append-only), hosts ${hosts.map((h) => `${h.name}=${h.address}:${h.port}`).join(' ')} (host33 via proxy :${proxy.port}), EC2 ${ec2.endpoint}, ledger ${ledger.path}`);
+    return new World(ws, hosts, proxy, ec2, ledger, shared);
+  }
+
+  /** Stops everything it started, by pid; each step runs even if one before it fails. */
+  async dispose(): Promise<void> {
+    const steps: (() => Promise<unknown>)[] = [
+      () => this.ws.dispose(),
+      () => this.proxy.close(),
+      () => this.ec2.stop(),
+      ...this.hosts.map((h) => () => h.stop()),
+      // What the jobs left in the hosts' homes (the hosts' users are the chaos run's own).
+      async () => [...this.hosts.map((h) => h.home), `/home/${this.ec2.username}`].forEach((home) => removeDir(join(home, '.jobmanager'))),
+      async () => removeDir(this.shared),
+    ];
+    for (const step of steps) {
+      try {
+        await step();
+      } catch {
+        // the next step still runs
+      }
+    }
+  }
+}
