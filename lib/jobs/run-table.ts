@@ -141,14 +141,15 @@ export class RunTable {
 
   /**
    * The fetcher recorded this run's end. It is kept until its R line has been read (so late
-   * lines are recognised and ignored), unless no R line will come (a thread job's run, a run
-   * that never started, or one already reaped).
+   * lines are recognised and ignored), unless no R line will come (a thread job's run, a remote
+   * run, a run that never started, or one already reaped).
    */
   recorded(runId: string): void {
     const run = this.runs.get(runId);
     if (!run) return;
     run.recorded = true;
-    if (run.waitStatus !== null || run.pid === 0 || run.notStarted !== null) this.forget(runId);
+    // Remote runs get no R line (no launcher reaps them): their X line was their last.
+    if (run.waitStatus !== null || run.pid === 0 || run.notStarted !== null || run.epoch.startsWith('host:')) this.forget(runId);
   }
 
   forget(runId: string): void {
