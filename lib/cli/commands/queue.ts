@@ -6,6 +6,8 @@ import { jobsTable, jobView } from '../views.js';
 import { table } from '../output.js';
 import { eventsPosition, waitForJobs } from '../wait.js';
 import type { Store } from '../../store/store.js';
+import type { JobSpecError } from '../../errors.js';
+import type { Output } from '../output.js';
 import { EXIT, type CommandArgs } from './types.js';
 
 // `jobmanager queue FILE|DIR... [--wait]`: validate every job file, then queue them all (or, if
@@ -19,12 +21,7 @@ export async function queueCommand(args: CommandArgs): Promise<number> {
   }
   const config = readConfig(args.config);
   const loaded = await loadJobFiles(args.positionals);
-  if (loaded.errors.length) {
-    for (const err of loaded.errors) out.error(`error: ${err.message}`);
-    out.error(`nothing was queued: ${loaded.errors.length} job file${loaded.errors.length > 1 ? 's have' : ' has'} problems`);
-    if (out.json) out.data({ queued: [], errors: loaded.errors.map((e) => ({ code: e.code, file: e.file, line: e.line, key: e.key, reason: e.reason })) });
-    return EXIT.usage;
-  }
+  if (loaded.errors.length) return refuse(loaded.errors, out, 'queued');
   const handle = await openStore(config, 'cli', (text) => out.error(text));
   try {
     const queuedAfter = args.wait ? await eventsPosition(handle.store) : undefined;
@@ -38,6 +35,14 @@ export async function queueCommand(args: CommandArgs): Promise<number> {
   } finally {
     await handle.release();
   }
+}
+
+/** Bad job files: each error, then that nothing was done (bad input changes nothing). */
+export function refuse(errors: JobSpecError[], out: Output, what: 'queued' | 'run'): number {
+  for (const err of errors) out.error(`error: ${err.message}`);
+  out.error(`nothing was ${what}: ${errors.length} job file${errors.length > 1 ? 's have' : ' has'} problems`);
+  if (out.json) out.data({ queued: [], errors: errors.map((e) => ({ code: e.code, file: e.file, line: e.line, key: e.key, reason: e.reason })) });
+  return EXIT.usage;
 }
 
 export async function submit(store: Store, jobs: LoadedJob[]): Promise<string[]> {

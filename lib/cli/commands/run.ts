@@ -3,7 +3,7 @@ import { readConfig, openStore } from '../context.js';
 import { loadJobFiles } from '../job-files.js';
 import { eventsPosition } from '../wait.js';
 import { lockOwner } from '../../state-lock.js';
-import { submit, waitAndReport } from './queue.js';
+import { refuse, submit, waitAndReport } from './queue.js';
 import { EXIT, type CommandArgs } from './types.js';
 
 // `jobmanager run FILE|DIR...`: the one-command way. Starts a supervisor in this process (unless
@@ -19,11 +19,7 @@ export async function runCommand(args: CommandArgs): Promise<number> {
   }
   const config = readConfig(args.config);
   const loaded = await loadJobFiles(args.positionals);
-  if (loaded.errors.length) {
-    for (const err of loaded.errors) out.error(`error: ${err.message}`);
-    out.error(`nothing was run: ${loaded.errors.length} job file${loaded.errors.length > 1 ? 's have' : ' has'} problems`);
-    return EXIT.usage;
-  }
+  if (loaded.errors.length) return refuse(loaded.errors, out, 'run');
   const owner = lockOwner(config.stateDir);
   let supervisor: Supervisor | null = null;
   if (owner === null) {
