@@ -8,22 +8,16 @@
 //               wait for all: what a user waits for;
 //   pipeline    first grant to last end, from the Events stream: the scheduling cost per job,
 //               the figure comparable to xargs (which reads no files).
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
-import { DIST_DIR } from '../lib/paths.js';
+import { seconds, timeQueueWait, type Timed } from './timed-run.js';
 import { removeDir, tempDir } from '../spec/support/temp.js';
 
 const { values } = parseArgs({ options: { jobs: { type: 'string', default: '5000' }, slots: { type: 'string', default: '8' }, keep: { type: 'boolean', default: false }, 'state-dir': { type: 'string' } } });
 const N = Number(values.jobs);
 const SLOTS = Number(values.slots);
-const CLI = join(DIST_DIR, 'lib', 'cli', 'main.js');
-
-function seconds(start: bigint): number {
-  return Number(process.hrtime.bigint() - start) / 1e9;
-}
 
 function xargs(): number {
   const start = process.hrtime.bigint();
@@ -32,32 +26,11 @@ function xargs(): number {
   return seconds(start);
 }
 
-async function jobmanager(dir: string): Promise<{ endToEnd: number; pipeline: number; queueToEnd: number }> {
+async function jobmanager(dir: string): Promise<Timed> {
   const jobs = join(dir, 'jobs');
   mkdirSync(jobs);
   for (let i = 0; i < N; i++) writeFileSync(join(jobs, `j${i}.yaml`), 'Order: [{Run: "true"}]\n');
-  const config = join(dir, 'jobmanager.yaml');
-  const stateDir = values['state-dir'] ?? join(dir, 'state');
-  writeFileSync(config, JSON.stringify({ LocalMaxJobs: SLOTS, LogLevel: 'warn', StateDir: stateDir }));
-  const env: NodeJS.ProcessEnv = { ...process.env, JM_CONFIG: config };
-  delete env.JM_REDIS_URL;
-  delete env.JM_STATE_DIR;
-  execFileSync(process.execPath, [CLI, 'start', '--detach'], { env, stdio: 'ignore' });
-  try {
-    const start = process.hrtime.bigint();
-    const result = spawnSync(process.execPath, [CLI, 'queue', '--wait', jobs], { env, stdio: ['ignore', 'ignore', 'inherit'] });
-    const endToEnd = seconds(start);
-    if (result.status !== 0) throw new Error(`queue --wait exited ${result.status}`);
-    const redis = new Redis({ path: join(stateDir, 'redis', 'redis.sock') });
-    const events = await redis.xrange('jm:{default}:Events', '-', '+');
-    redis.disconnect();
-    const time = (id: string) => Number(id.split('-')[0]);
-    const first = (state: string) => time(events.find(([, f]) => f[3] === state)![0]);
-    const last = time(events[events.length - 1][0]);
-    return { endToEnd, pipeline: (last - first('granted')) / 1000, queueToEnd: (last - first('queued')) / 1000 };
-  } finally {
-    execFileSync(process.execPath, [CLI, 'stop'], { env, stdio: 'ignore' });
-  }
+  return timeQueueWait(dir, { LocalMaxJobs: SLOTS, LogLevel: 'warn', StateDir: values['state-dir'] ?? join(dir, 'state') }, jobs);
 }
 
 const dir = tempDir('jm-bench-');

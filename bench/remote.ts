@@ -4,26 +4,19 @@
 // host user, as the specs do) and GNU Parallel for those rows (apt-get install parallel).
 //
 //   npm run build && node dist/bench/remote.js [--jobs 1000] [--slots 8]
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
-import { DIST_DIR } from '../lib/paths.js';
-import { connect } from 'node:net';
-import { readFileSync } from 'node:fs';
 import { Client } from 'ssh2';
+import { seconds, timeQueueWait, type Timed } from './timed-run.js';
 import { SshHost } from '../spec/support/sshd.js';
 import { removeDir, tempDir } from '../spec/support/temp.js';
 
 const { values } = parseArgs({ options: { jobs: { type: 'string', default: '1000' }, slots: { type: 'string', default: '8' } } });
 const N = Number(values.jobs);
 const SLOTS = Number(values.slots);
-const CLI = join(DIST_DIR, 'lib', 'cli', 'main.js');
-
-function seconds(start: bigint): number {
-  return Number(process.hrtime.bigint() - start) / 1e9;
-}
 
 /** The reference: ssh2 itself, exec('true') with SLOTS channels in flight on one connection. */
 async function rawSsh2(host: SshHost): Promise<number> {
@@ -56,31 +49,12 @@ function parallel(host: SshHost, knownHosts: string, controlMaster: boolean, dir
   return result.status === 0 ? time : null;
 }
 
-async function jobmanager(host: SshHost, knownHosts: string, dir: string): Promise<{ endToEnd: number; pipeline: number }> {
+async function jobmanager(host: SshHost, knownHosts: string, dir: string): Promise<Timed> {
   const jobs = join(dir, 'jobs');
   mkdirSync(jobs);
   for (let i = 0; i < N; i++) writeFileSync(join(jobs, `r${i}.yaml`), `ClassType: Remote\nHostname: ${host.name}\nOrder: [{Run: "true"}]\n`);
-  const config = join(dir, 'jobmanager.yaml');
-  writeFileSync(config, JSON.stringify({ LogLevel: 'warn', StateDir: join(dir, 'state'), KnownHosts: knownHosts, Deployment: `bench${Date.now() % 100000}`, Hosts: [host.hostEntry(SLOTS)] }));
-  const env: NodeJS.ProcessEnv = { ...process.env, JM_CONFIG: config };
-  delete env.JM_REDIS_URL;
-  delete env.JM_STATE_DIR;
-  execFileSync(process.execPath, [CLI, 'start', '--detach'], { env, stdio: 'ignore' });
-  try {
-    const start = process.hrtime.bigint();
-    const result = spawnSync(process.execPath, [CLI, 'queue', '--wait', jobs], { env, stdio: ['ignore', 'ignore', 'inherit'] });
-    const endToEnd = seconds(start);
-    if (result.status !== 0) throw new Error(`queue --wait exited ${result.status}`);
-    const redis = new Redis({ path: join(dir, 'state', 'redis', 'redis.sock') });
-    const deployment = JSON.parse((await import('node:fs')).readFileSync(config, 'utf8')).Deployment as string;
-    const events = await redis.xrange(`jm:{${deployment}}:Events`, '-', '+');
-    redis.disconnect();
-    const time = (id: string) => Number(id.split('-')[0]);
-    const firstGrant = time(events.find(([, f]) => f[3] === 'granted')![0]);
-    return { endToEnd, pipeline: (time(events[events.length - 1][0]) - firstGrant) / 1000 };
-  } finally {
-    execFileSync(process.execPath, [CLI, 'stop'], { env, stdio: 'ignore' });
-  }
+  const config = { LogLevel: 'warn', StateDir: join(dir, 'state'), KnownHosts: knownHosts, Deployment: `bench${Date.now() % 100000}`, Hosts: [host.hostEntry(SLOTS)] };
+  return timeQueueWait(dir, config, jobs);
 }
 
 if (!SshHost.available()) {
