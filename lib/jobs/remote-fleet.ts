@@ -108,7 +108,8 @@ export class RemoteFleet {
     if (ok) {
       if (this.unreachableSince.delete(host) || this.hosts.isDown(host)) {
         this.log.info(`ResultFetcher: host ${host} is reachable again`);
-        void this.hosts.setState(host, 'up');
+        // The manager grants to it again at once (its jobs may be waiting in its queue).
+        void this.hosts.setState(host, 'up').then(() => this.store.signal('manager'));
       }
       return;
     }
