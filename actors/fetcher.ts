@@ -168,6 +168,7 @@ class Fetcher implements Actor {
 
   /** New run log lines: starts, step progress, ends. */
   private async ingest(): Promise<void> {
+    this.table.reads++;
     const stepped: RunState[] = [];
     const ended: RunState[] = [];
     const now = Date.now();

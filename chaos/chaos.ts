@@ -4,7 +4,8 @@ import { World } from './world.js';
 import { Workload, KINDS, type JobKind } from './workload.js';
 import { FaultInjector, FAULT_KINDS, type FaultKind } from './faults.js';
 import { settle } from './settle.js';
-import { gatherEvidence, runChecks, type Check } from './checks.js';
+import { runChecks, type Check } from './checks.js';
+import { gatherEvidence, keepEvidence } from './evidence.js';
 
 // One chaos run, start to end, for `npm run chaos` (chaos/run.ts) and the test suite
 // (spec/chaos.spec.ts):
@@ -42,6 +43,8 @@ export interface ChaosReport {
   settled: boolean;
   checks: Check[];
   ok: boolean;
+  /** Where the evidence of a failed run was kept (null when every check held). */
+  evidenceDir: string | null;
 }
 
 export async function runChaos({ seed, minutes, log, signal }: ChaosOptions): Promise<ChaosReport> {
@@ -75,12 +78,13 @@ export async function runChaos({ seed, minutes, log, signal }: ChaosOptions): Pr
     for (const job of evidence.jobs) byState.set(job.state, (byState.get(job.state) ?? 0) + 1);
     const runs = new Map<string, number>();
     for (const entries of evidence.runs.values()) for (const r of entries) runs.set(r.outcome, (runs.get(r.outcome) ?? 0) + 1);
+    const ok = checks.every((c) => c.ok);
     return {
       seed, minutes, elapsedMs: Date.now() - started,
       queued: new Map(KINDS.map((k) => [k, workload.queued.get(k) ?? 0])), queueFailures: workload.queueFailures,
       byState, runs, ledgerLines: [...evidence.ledger.values()].reduce((n, lines) => n + lines.length, 0),
       faults: new Map(FAULT_KINDS.map((k) => [k, faults.counts.get(k) ?? 0])),
-      settled, checks, ok: checks.every((c) => c.ok),
+      settled, checks, ok, evidenceDir: ok ? null : keepEvidence(world, evidence, seed),
     };
   } finally {
     log('chaos: tearing down');

@@ -1,8 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isFinal, type JobRecord, type RunEntry } from '../lib/store/job-record.js';
+import { isFinal, type JobRecord } from '../lib/store/job-record.js';
 import type { Store } from '../lib/store/store.js';
-import type { LedgerLine } from './ledger.js';
+import type { Evidence } from './evidence.js';
 import { EC2_MAX_INSTANCES, type World } from './world.js';
 import { doomedExitCode, parseJobName } from './workload.js';
 
@@ -16,24 +16,8 @@ export interface Check {
   problems: string[];
 }
 
-export interface Evidence {
-  jobs: JobRecord[];
-  runs: Map<string, RunEntry[]>;
-  ledger: Map<string, LedgerLine[]>;
-}
-
 /** The exit code an injected `jobmanager debug crash-actor` ends an actor thread with. */
 const INJECTED_CRASH_CODE = 70;
-
-export async function gatherEvidence(store: Store, lines: LedgerLine[]): Promise<Evidence> {
-  const ids = await store.jobIds(0, 1_000_000);
-  const jobs = (await store.getJobs(ids)).filter((r): r is JobRecord => r !== null).sort((a, b) => Number(a.id) - Number(b.id));
-  const runs = new Map<string, RunEntry[]>();
-  for (const job of jobs) runs.set(job.id, await store.runsOf(job.id));
-  const ledger = new Map<string, LedgerLine[]>();
-  for (const line of lines) ledger.set(line.id, [...(ledger.get(line.id) ?? []), line]);
-  return { jobs, runs, ledger };
-}
 
 export async function runChecks(world: World, store: Store, evidence: Evidence, faultErrors: string[], injectedCrashes: number): Promise<Check[]> {
   return [

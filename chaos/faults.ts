@@ -1,7 +1,7 @@
 import { errorMessage } from '../lib/errors.js';
 import { sleep, type StopSignal } from '../lib/stop-signal.js';
 import type { World } from './world.js';
-import { HOST_DOWN_AFTER_MS } from './world.js';
+import { GIVEN_UP_AFTER_MS } from './world.js';
 import { pick } from './workload.js';
 
 // The fault injector: at seeded random moments (every 1-4 s), one fault, chosen by weight.
@@ -91,8 +91,8 @@ export class FaultInjector {
       }
       case 'host cut off': {
         if (this.cutOff) return 'host33 is cut off already';
-        // Mostly shorter than HostDownAfter; one in three long enough for host33 to be given up on.
-        const ms = Math.round(this.random() < 0.33 ? HOST_DOWN_AFTER_MS + 2000 + this.random() * 8000 : 1000 + this.random() * 8000);
+        // Mostly short; one in three long enough for host33 to be given up on (and then come back).
+        const ms = Math.round(this.random() < 0.33 ? GIVEN_UP_AFTER_MS + 2000 + this.random() * 10_000 : 1000 + this.random() * 10_000);
         proxy.cutOff();
         this.cutOff = sleep(ms, this.healed.signal).then(() => {
           proxy.restore();

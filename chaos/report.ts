@@ -28,6 +28,7 @@ export function formatReport(report: ChaosReport): string {
     lines.push(`    ${check.ok ? 'ok  ' : 'FAIL'} ${check.name}`);
     for (const problem of check.problems) lines.push(`           ${problem}`);
   }
+  if (report.evidenceDir) lines.push(`  evidence kept in ${report.evidenceDir} (jobs.json, ledger, state/supervisor.log, state/runs)`);
   lines.push(report.ok ? `All checks hold (seed ${report.seed}).` : `Checks FAILED with seed ${report.seed}. Replay: ${replayCommand(report)}`);
   return lines.join('\n');
 }

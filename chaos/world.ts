@@ -16,9 +16,12 @@ import { Ledger } from './ledger.js';
 
 const IMAGE = 'ami-0c4a05c0a05c0a05c';
 export const EC2_MAX_INSTANCES = 2;
-export const HOST_DOWN_AFTER = '12s';
-/** A host that cannot be reached is given up on after this; cut-offs last up to a little more. */
-export const HOST_DOWN_AFTER_MS = 12_000;
+export const HOST_DOWN_AFTER = '8s';
+/**
+ * How long a host must be cut off to be given up on: a silent connection is noticed by SSH
+ * keepalives (5 s apart, 3 missed: 15 s), and then the host is unreachable for HostDownAfter.
+ */
+export const GIVEN_UP_AFTER_MS = 15_000 + 8_000;
 
 export class World {
   private constructor(

@@ -5,6 +5,7 @@ import { Workspace } from './support/workspace.js';
 import { alive } from './support/processes.js';
 import { waitFor } from './support/wait-for.js';
 import { PROJECT_ROOT } from '../lib/paths.js';
+import { runLogPath } from '../lib/jobs/local-paths.js';
 import type { JobView } from '../lib/cli/views.js';
 
 // Local and Thread jobs end to end: a real supervisor process, a real redis-server, the real
@@ -243,5 +244,34 @@ describe('local capacity', function () {
     expect(most).to.equal(3);
     const store = await ws.store();
     expect(await store.redis.scard(store.keys.localJobs)).to.equal(0);
+  });
+});
+
+describe('a local job whose processes and launcher are killed', function () {
+  let ws: Workspace;
+
+  before(async function () {
+    ws = await Workspace.create({ config: { PollPeriod: '300ms', LogLevel: 'debug' } });
+    await ws.startSupervisor();
+  });
+
+  after(async function () {
+    await ws.dispose();
+  });
+
+  it('is recorded as failed, with the reason, once its run log shows no end', async function () {
+    const [id] = await queue(ws, ws.write('killed.yaml', 'Order: [{Run: "sleep 60"}]'));
+    const store = await ws.store();
+    const record = await waitFor('the job to run', async () => {
+      const job = await store.getJob(id);
+      return job?.state === 'running' && job.pid ? job : null;
+    });
+    const launcher = Number(/^P (\d+) /m.exec(readFileSync(runLogPath(ws.stateDir, record.runlog!), 'utf8'))![1]);
+    // Nothing is left to record the run's end: the launcher (the starter gets a new one) and the job.
+    process.kill(launcher, 'SIGKILL');
+    process.kill(-record.pid!, 'SIGKILL');
+    const job = (await waitJobs(ws, id))[id];
+    expect(job.state).to.equal('failed');
+    expect(job.reason).to.match(/ended without recording an exit status \(their launcher was killed\)/);
   });
 });

@@ -48,8 +48,11 @@ export function jobView(record: JobRecord): JobView {
 
 /** Every step of the job: recorded states, then pending (or skipped, once the job has ended). */
 export function allSteps(record: JobRecord): StepState[] {
-  const labels = record.spec?.order.map((s) => s.label) ?? [];
-  const steps = [...record.steps];
+  // A record is data from Redis: a spec or steps of the wrong shape (a corrupt or forged record)
+  // must not stop `jobs`, `show` or `wait` (found by spec/security.spec.ts).
+  const order: unknown[] = Array.isArray(record.spec?.order) ? record.spec.order : [];
+  const labels = order.map((s) => (s !== null && typeof s === 'object' && typeof (s as { label?: unknown }).label === 'string' ? (s as { label: string }).label : ''));
+  const steps = (Array.isArray(record.steps) ? record.steps : []).map((s): StepState => (s !== null && typeof s === 'object' ? s : { label: '', state: 'pending', startedAt: null, endedAt: null, exitCode: null }));
   for (let i = steps.length; i < labels.length; i++) {
     steps.push({ label: labels[i], state: isFinal(record.state) ? 'skipped' : 'pending', startedAt: null, endedAt: null, exitCode: null });
   }

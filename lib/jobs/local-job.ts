@@ -29,6 +29,15 @@ export class LocalJob extends Job {
     const epoch = run?.epoch ?? this.info?.runlog;
     const launcher = epoch ? this.ctx.table.launchers.get(epoch) : undefined;
     if (launcher && !launcher.quit && launcher.pid && processAlive(launcher.pid)) return false; // it will record the exit
+    // Both gone: every line they were to write is in the run log, but maybe not read yet. The job
+    // can end, and its launcher (one whose starter is gone) write R and Q and exit, all between
+    // the fetcher's last read and this check: two runs that ended well were recorded as lost so
+    // (chaos run, seed 1010). Lost only if a read of the log begun after this check shows no end.
+    const table = this.ctx.table;
+    const rid = runId(this.id, this.run);
+    const checkedAt = table.unexplained.get(rid);
+    if (checkedAt === undefined) table.unexplained.set(rid, table.reads);
+    if (checkedAt === undefined || table.reads <= checkedAt) return false;
     this.lost = true;
     return true;
   }

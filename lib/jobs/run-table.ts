@@ -42,6 +42,10 @@ export interface TableChanges {
 export class RunTable {
   readonly runs = new Map<string, RunState>();
   readonly launchers = new Map<string, LauncherState>();
+  /** Reads of the run logs begun so far (the fetcher counts them before each read). */
+  reads = 0;
+  /** Runs found with no process and no launcher left but no end in the log: `reads` then. */
+  readonly unexplained = new Map<string, number>();
 
   launcher(epoch: string): LauncherState {
     let state = this.launchers.get(epoch);
@@ -145,6 +149,7 @@ export class RunTable {
    * run, a run that never started, or one already reaped).
    */
   recorded(runId: string): void {
+    this.unexplained.delete(runId);
     const run = this.runs.get(runId);
     if (!run) return;
     run.recorded = true;

@@ -92,10 +92,7 @@ export function validateJobSpec(raw: unknown, source: SpecSource): JobSpec {
   const fail: Fail = (path, reason) => {
     throw new JobSpecError(file || '(job)', source.lineOf?.(path) ?? null, keyName(path), printable(reason));
   };
-  // A definition from Redis (the manager validates raw JSON) was never limited by the YAML
-  // parser: one nested too deep could not even be stored again, and would stop the manager
-  // (found by spec/fuzz.spec.ts).
-  if (deeperThan(raw, MAX_DEPTH)) fail([], `refused: nested more than ${MAX_DEPTH} levels deep`);
+  checkStorable(raw, fail);
   const top = expectMap(raw, [], fail, 'a job file');
   const baseDir = source.baseDir ?? (file ? resolve(file, '..') : process.cwd());
 
@@ -123,6 +120,7 @@ export function validateJobSpec(raw: unknown, source: SpecSource): JobSpec {
   const modules: Record<string, string> = {};
   for (const [key, path] of Object.entries(optStringMap(top, 'Modules', [], fail, IDENTIFIER) ?? {})) {
     if (!path) fail(['Modules', key], 'must be the path of a JavaScript module (.mjs or .js)');
+    if (CONTROL.test(path)) fail(['Modules', key], 'must not contain control characters');
     modules[key] = isAbsolute(path) ? normalize(path) : join(baseDir, path);
   }
 
@@ -257,15 +255,22 @@ export function keyName(path: YamlPath): string | null {
   return printable(path.map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? part : `.${part}`)).join(''));
 }
 
-/** Whether `value` nests deeper than `max` levels; iterative, since it may be too deep to recurse. */
-function deeperThan(value: unknown, max: number): boolean {
-  const stack: [unknown, number][] = [[value, 0]];
+/**
+ * A job definition is stored as JSON, and the manager validates it again from there: what JSON
+ * cannot hold must not get in. `.inf` and `.nan` would read back as null (another job, or a
+ * refused one), and a definition read from Redis, which no YAML parser limited, may nest too
+ * deep to be stored again, which stopped the manager (found by spec/fuzz.spec.ts). Walked
+ * without recursion, since the value may be too deep to recurse.
+ */
+function checkStorable(raw: unknown, fail: Fail): void {
+  const stack: [unknown, (string | number)[]][] = [[raw, []]];
   while (stack.length > 0) {
-    const [item, depth] = stack.pop()!;
-    if (depth > max) return true;
-    if (item !== null && typeof item === 'object') for (const child of Object.values(item)) stack.push([child, depth + 1]);
+    const [item, path] = stack.pop()!;
+    if (path.length > MAX_DEPTH) fail([], `refused: nested more than ${MAX_DEPTH} levels deep`);
+    if (typeof item === 'number' && !Number.isFinite(item)) fail(path, 'is .inf or .nan, which a job definition cannot hold; write a number or text');
+    if (item === null || typeof item !== 'object') continue;
+    for (const [key, child] of Object.entries(item)) stack.push([child, [...path, Array.isArray(item) ? Number(key) : key]]);
   }
-  return false;
 }
 
 /** A Run step's label: its first line, short, and without control characters (tables show it). */

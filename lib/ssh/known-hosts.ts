@@ -46,7 +46,10 @@ export function checkHostKey(file: string, host: string, port: number, blob: Buf
 
 export function addHostKey(file: string, host: string, port: number, blob: Buffer): void {
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-  appendFileSync(file, `${knownHostsName(host, port)} ${keyTypeOf(blob)} ${blob.toString('base64')}\n`, { mode: 0o600 });
+  // A file whose last line has no newline (hand-edited ones often lack it) would have the new
+  // entry run into that line and spoil both (found by spec/security.spec.ts).
+  const unterminated = existsSync(file) && !/(^|\n)$/.test(readFileSync(file, 'utf8'));
+  appendFileSync(file, `${unterminated ? '\n' : ''}${knownHostsName(host, port)} ${keyTypeOf(blob)} ${blob.toString('base64')}\n`, { mode: 0o600 });
 }
 
 function hostsMatch(patterns: string, name: string): boolean {

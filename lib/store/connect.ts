@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { Redis, type RedisOptions } from 'ioredis';
 import { redactUrl } from '../config/config.js';
+import { ConfigError, errorMessage } from '../errors.js';
 
 // One place that turns a Redis address into an ioredis connection. Two kinds:
 //  - 'actor': waits out a Redis restart (commands queue and are retried when it is back), since
@@ -21,17 +23,25 @@ export function redisOptions(url: string, role: ConnectionRole): RedisOptions {
   };
   if (url.startsWith('unix://')) return { ...common, path: url.slice('unix://'.length) };
   const parsed = new URL(url);
+  // An IPv6 address comes in brackets ([::1]), which neither the socket nor TLS wants.
+  const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
   const options: RedisOptions = {
     ...common,
-    host: parsed.hostname,
+    host,
     port: parsed.port ? Number(parsed.port) : 6379,
     db: parsed.pathname.length > 1 ? Number(parsed.pathname.slice(1)) : 0,
   };
   if (parsed.username) options.username = decodeURIComponent(parsed.username);
   if (parsed.password) options.password = decodeURIComponent(parsed.password);
   if (parsed.protocol === 'rediss:') {
-    const ca = parsed.searchParams.get('ca') ?? process.env.JM_REDIS_CA ?? undefined;
-    options.tls = ca ? { ca: readCa(ca), servername: parsed.hostname } : { servername: parsed.hostname };
+    const fromUrl = parsed.searchParams.get('ca');
+    const ca = fromUrl ?? process.env.JM_REDIS_CA ?? null;
+    // SNI takes host names only: Node warns (DEP0123) on stderr, in every command, when it is
+    // given an address. The certificate is checked against the address all the same.
+    options.tls = {
+      ...(ca ? { ca: readCa(ca, fromUrl !== null) } : {}),
+      ...(isIP(host) ? {} : { servername: host }),
+    };
   }
   return options;
 }
@@ -39,15 +49,44 @@ export function redisOptions(url: string, role: ConnectionRole): RedisOptions {
 export function createRedis(url: string, role: ConnectionRole): Redis {
   const redis = new Redis(redisOptions(url, role));
   // ioredis reports every failed reconnect as an 'error' event; the store logs connection state
-  // itself, so these must not become unhandled errors.
-  redis.on('error', () => {});
+  // itself, so these must not become unhandled errors. The last one is kept: when the handshake
+  // fails (a wrong password, a certificate that does not verify), connect() rejects with only
+  // "Connection is closed." and the reason was in that event (found by spec/security.spec.ts).
+  let lastError: Error | null = null;
+  redis.on('error', (err: Error) => {
+    lastError = err;
+  });
+  const connect = redis.connect.bind(redis);
+  redis.connect = () => connect().catch((err: unknown) => {
+    throw lastError && /Connection is closed/.test(errorMessage(err)) ? explainConnectError(lastError) : err;
+  });
   return redis;
+}
+
+const CERTIFICATE_CODES = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ALTNAME/;
+
+/** Why connecting failed, as a person can act on it (never with the password: Redis does not echo it). */
+function explainConnectError(err: Error & { code?: string }): Error {
+  const text = err.message;
+  if (/WRONGPASS|invalid password|invalid username-password/i.test(text)) return new Error('Redis refused the user name or password in the URL (WRONGPASS)');
+  if (/NOAUTH|Authentication required/i.test(text)) return new Error('Redis wants a password: give it in the URL (rediss://:PASSWORD@host:port/)');
+  if (err.code && CERTIFICATE_CODES.test(err.code)) {
+    return new Error(`its TLS certificate does not verify (${err.code}: ${text}); give the CA that signed it with ?ca=FILE in the URL or JM_REDIS_CA`);
+  }
+  if (/wrong version number|packet length too long|unknown protocol/i.test(text)) return new Error(`it does not speak TLS there (${text}); rediss:// needs Redis's TLS port, redis:// is for a plain one`);
+  return err;
 }
 
 export function describeRedis(url: string): string {
   return url.startsWith('unix://') ? url.slice('unix://'.length) : redactUrl(url);
 }
 
-function readCa(path: string): Buffer {
-  return readFileSync(path);
+function readCa(path: string, fromUrl: boolean): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    // A ConfigError (exit code 2), not a crash of the command (found by spec/security.spec.ts).
+    const why = `cannot read the CA certificate ${path} (${(err as NodeJS.ErrnoException).code ?? String(err)})`;
+    throw fromUrl ? new ConfigError('Redis.Url', 'ca', why) : new ConfigError('environment', 'JM_REDIS_CA', why);
+  }
 }

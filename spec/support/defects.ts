@@ -17,6 +17,13 @@ export const OPEN_DEFECTS: Record<string, string> = {
   'pid-from-redis':
     'lib/jobs/local-job.ts and remote-job.ts: a pid read from Redis is signalled as a process group unchecked; pid 1 means ' +
     'kill(-1): every process the supervisor may signal',
+  'record-shape':
+    'lib/jobs/job.ts stepLabels and parseJobInfo, lib/store/store.ts runsOf: a job record from Redis is assumed to have the right ' +
+    'shape; a spec whose order is not a list makes the fetcher exit each time it starts (the run log replays it), and a corrupt ' +
+    'runs entry makes `show` fail',
+  'unparseable-key':
+    'lib/ssh/connection.ts connect: ssh2 throws at once for a key file it cannot parse; that plain Error becomes ' +
+    'SshUnavailableError, so the launch is retried until the host is marked down, instead of failing with "the key cannot be used"',
   'inherited-secrets':
     'lib/jobs/launcher.ts (and the Thread pool in actors/starter.ts): jobs inherit the supervisor\'s environment, AWS credentials ' +
     'and JM_REDIS_URL (with its password) included',
@@ -31,7 +38,7 @@ export async function unlessOpenDefect(ctx: Mocha.Context, id: string, check: ()
   try {
     await check();
   } catch (err) {
-    const first = (err instanceof Error ? err.message : String(err)).split('\n').slice(0, 6).join('\n        ');
+    const first = (err instanceof Error ? err.message : String(err)).split('\n').slice(0, 14).join('\n        ');
     console.log(`      open defect ${id}: ${OPEN_DEFECTS[id]}\n        ${first}`);
     ctx.skip();
   }

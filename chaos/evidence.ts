@@ -1,0 +1,44 @@
+import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { JobRecord, RunEntry } from '../lib/store/job-record.js';
+import type { Store } from '../lib/store/store.js';
+import type { LedgerLine } from './ledger.js';
+import { tempDir } from '../spec/support/temp.js';
+import type { World } from './world.js';
+
+// What the checks judge, read once everything has settled: every job record, every job's runs
+// (job:<id>:runs) and the ledger, by job. When a check fails, it is kept, with the supervisor's
+// log and the run logs, in a directory that outlives the run's teardown.
+
+export interface Evidence {
+  jobs: JobRecord[];
+  runs: Map<string, RunEntry[]>;
+  ledger: Map<string, LedgerLine[]>;
+}
+
+export async function gatherEvidence(store: Store, lines: LedgerLine[]): Promise<Evidence> {
+  const ids = await store.jobIds(0, 1_000_000);
+  const jobs = (await store.getJobs(ids)).filter((r): r is JobRecord => r !== null).sort((a, b) => Number(a.id) - Number(b.id));
+  const runs = new Map<string, RunEntry[]>();
+  for (const job of jobs) runs.set(job.id, await store.runsOf(job.id));
+  const ledger = new Map<string, LedgerLine[]>();
+  for (const line of lines) ledger.set(line.id, [...(ledger.get(line.id) ?? []), line]);
+  return { jobs, runs, ledger };
+}
+
+/** Copies the evidence, the state directory (logs, run logs) and the ledger; returns where. */
+export function keepEvidence(world: World, evidence: Evidence, seed: number): string {
+  const dir = tempDir(`jm-chaos-evidence-${seed}-`);
+  const jobs = evidence.jobs.map((job) => ({ ...job, spec: undefined, raw: undefined, runs: evidence.runs.get(job.id), ledger: evidence.ledger.get(job.id) ?? [] }));
+  writeFileSync(join(dir, 'jobs.json'), JSON.stringify(jobs, null, 1));
+  cpSync(world.ledger.path, join(dir, 'ledger'));
+  mkdirSync(join(dir, 'state'));
+  for (const name of ['supervisor.log', 'runs']) {
+    try {
+      cpSync(join(world.ws.stateDir, name), join(dir, 'state', name), { recursive: true });
+    } catch {
+      // not there: nothing to keep
+    }
+  }
+  return dir;
+}
