@@ -243,7 +243,14 @@ class Fetcher implements Actor {
         continue;
       }
       const job = this.jobFor(run.jobId, run.run, info, run.pid === 0 || info.classType === 'Thread');
-      if (await job.isFinished()) finished.push(await this.describe(job));
+      try {
+        if (await job.isFinished()) finished.push(await this.describe(job));
+      } catch (err) {
+        // One job whose record cannot be made sense of must not stop the others (nor, replayed
+        // from the run log after a restart, stop the fetcher again and again): it fails.
+        this.ctx.log.error(`ResultFetcher: job ${run.jobId} run ${run.run}: ${errorMessage(err)}`);
+        finished.push({ id: run.jobId, run: run.run, outcome: 'failed', exitCode: null, reason: `its record could not be read: ${errorMessage(err)}`, result: null, steps: null, backoffMs: this.ctx.config.retryBackoffMs, startedAt: run.forkedAt });
+      }
     }
     await Promise.all([quick, this.record(finished)]);
   }

@@ -18,6 +18,7 @@ import { HostRegistry } from '../lib/ssh/hosts.js';
 import { SshPool } from '../lib/ssh/pool.js';
 import { RemoteStarter } from '../lib/jobs/remote-launch.js';
 import { RemoteDispatch } from '../lib/jobs/remote-dispatch.js';
+import { jobEnvironment } from '../lib/jobs/job-env.js';
 import { processAlive } from '../lib/process.js';
 import type { ThreadTask } from '../lib/jobs/thread-task.js';
 
@@ -95,7 +96,11 @@ class Starter implements Actor {
       if (orphans.length) orphans = await this.recover(orphans);
       const busy = orphans.length > 0 || this.remote.waiting;
       const payloads = await this.blocking.popMany([this.store.keys.grantedQueue], TAKE_BATCH, busy ? 200 : IDLE_WAIT_MS, stop, 'RIGHT');
-      for (const payload of payloads) this.start(parseGrantedPayload(payload));
+      for (const payload of payloads) {
+        const job = parseGrantedPayload(payload);
+        if (job) this.start(job);
+        else this.ctx.log.warn(`JobStarter: dropped a Granted_Queue entry that is not a launch payload: ${JSON.stringify(payload.slice(0, 80))}`);
+      }
       this.launcher.flush();
       if (this.remote.waiting) void this.remote.flush();
       if (this.launches >= LAUNCHES_PER_EPOCH) await this.rotate();
@@ -143,7 +148,7 @@ class Starter implements Actor {
     const abort = new AbortController();
     this.threadRuns.set(rid, abort);
     mkdirSync(dir, { recursive: true });
-    this.pool ??= new Piscina({ filename: THREAD_TASK, maxThreads: Math.max(1, this.ctx.config.localMaxJobs), idleTimeout: 30_000 });
+    this.pool ??= new Piscina({ filename: THREAD_TASK, maxThreads: Math.max(1, this.ctx.config.localMaxJobs), idleTimeout: 30_000, env: jobEnvironment() as Record<string, string> });
     this.record(`F ${rid} 0 ${Date.now()}`);
     let code = 0;
     const last = spec.order.length - 1;

@@ -15,3 +15,12 @@ export function processAlive(pid: number): boolean {
     return true; // no /proc here: trust kill(0)
   }
 }
+
+/**
+ * A pid that may be signalled as a job's process group: a whole number above 1. Anything else
+ * (0, 1, -1, a pid read from a corrupt record) would reach more than one job: kill(-1) reaches
+ * every process the supervisor may signal.
+ */
+export function isJobPid(pid: unknown): pid is number {
+  return typeof pid === 'number' && Number.isInteger(pid) && pid > 1 && pid < 2 ** 22;
+}

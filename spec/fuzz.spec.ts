@@ -10,7 +10,6 @@ import type { JobView } from '../lib/cli/views.js';
 import { Workspace, FAST_CONFIG } from './support/workspace.js';
 import { SshHost } from './support/sshd.js';
 import { compare, findNamed, outside, snapshot } from './support/fs-snapshot.js';
-import { unlessOpenDefect } from './support/defects.js';
 import {
   configFiles, corpus, fuzzSeed, jobFiles, rawDefinitions, Rng, runnableJobs,
   type ConfigKind, type Corpus, type FuzzFile, type JobKind, type RunnableJob,
@@ -253,7 +252,7 @@ describe('fuzz: hostile job files and configs', function () {
     it('runs jobs whose Env names are the job script\'s own (L, R, C, s, IFS) as safely', async function () {
       const batch = runnable.filter((job) => job.specialEnv.length > 0).slice(0, 40);
       if (batch.length === 0) this.skip();
-      await unlessOpenDefect(this, 'env-names', async () => expectNone(await runBatch(batch), 'problems running jobs with those Env names'));
+      expectNone(await runBatch(batch), 'problems running jobs with those Env names');
     });
   });
 
@@ -274,14 +273,13 @@ describe('fuzz: hostile job files and configs', function () {
     // How each job ended; listed after what escaped, which matters more.
     const outcomes: string[] = [];
     batch.forEach((job, i) => {
-      const problems = outcomes;
       const view = views.find((v) => v.id === ids[i]);
       const where = `job ${ids[i]} (${job.classType}, ${job.file})`;
-      if (!view) return problems.push(`${where}: not in the wait output`);
-      if (view.state !== 'succeeded' && view.state !== 'failed') return problems.push(`${where}: ended ${view.state}: ${view.reason}`);
-      if (view.state !== job.expect) return problems.push(`${where}: ${view.state}, expected ${job.expect}: ${view.reason}`);
+      if (!view) return outcomes.push(`${where}: not in the wait output`);
+      if (view.state !== 'succeeded' && view.state !== 'failed') return outcomes.push(`${where}: ended ${view.state}: ${view.reason}`);
+      if (view.state !== job.expect) return outcomes.push(`${where}: ${view.state}, expected ${job.expect}: ${view.reason}`);
       if (view.state === 'succeeded' && job.result !== undefined && !isDeepStrictEqual(view.result, job.result)) {
-        problems.push(`${where}: result ${JSON.stringify(view.result).slice(0, 300)}, expected ${JSON.stringify(job.result).slice(0, 300)}`);
+        outcomes.push(`${where}: result ${JSON.stringify(view.result).slice(0, 300)}, expected ${JSON.stringify(job.result).slice(0, 300)}`);
       }
       if (view.state === 'succeeded' && job.downloads) {
         const dir = resolve(runDir, job.downloads.dir);
@@ -292,7 +290,7 @@ describe('fuzz: hostile job files and configs', function () {
           } catch {
             got = null;
           }
-          if (got !== content) problems.push(`${where}: download ${JSON.stringify(name)} in ${dir}: ${got === null ? 'missing' : 'different content'}`);
+          if (got !== content) outcomes.push(`${where}: download ${JSON.stringify(name)} in ${dir}: ${got === null ? 'missing' : 'different content'}`);
         }
       }
     });

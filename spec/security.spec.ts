@@ -13,17 +13,12 @@ import { TlsRedisServer } from './support/tls-redis.js';
 import { LoopbackEc2 } from './support/ec2-server.js';
 import { findNamed } from './support/fs-snapshot.js';
 import { waitFor } from './support/wait-for.js';
-import { unlessOpenDefect } from './support/defects.js';
 
 // Security checks as specs (issue 5, item 3): SSH host keys (strict, and accept-new's one-time
 // trust), no secret in any log, record, event or --json output, nothing read from Redis
 // evaluated or run but a job's own declared commands, the embedded Redis closed to other users,
 // and Redis over TLS with a password. All against real services: redis-server (plain, embedded
 // and TLS), sshd, the loopback EC2 server and the real supervisor.
-
-interface Ended extends JobView {
-  runs?: { reason: string }[];
-}
 
 function jobsOf(result: CliResult): JobView[] {
   return (JSON.parse(result.stdout) as { jobs: JobView[] }).jobs;
@@ -281,9 +276,7 @@ function leaks(texts: [string, string][], secrets: Record<string, string>): stri
   });
 
   it('fails a job whose key file cannot be parsed at once, saying so (not as a host that is down)', async function () {
-    await unlessOpenDefect(this, 'unparseable-key', () => {
-      expect(badKeyReason).to.match(/badkey: the key .*not-a-key cannot be used/);
-    });
+    expect(badKeyReason).to.match(/badkey: the key .*not-a-key cannot be used/);
   });
 
   it('gives a job none of the supervisor\'s secrets, through its environment, a Function step or a Thread job', async function () {
@@ -298,9 +291,7 @@ function leaks(texts: [string, string][], secrets: Record<string, string>): stri
     const ended = jobsOf(await cli('wait', ...ids, '--json', '--timeout', '60s'));
     expect(ended.map((j) => j.state)).to.deep.equal(['succeeded', 'succeeded', 'succeeded']);
     const { 'the Redis password': password, AWS_SECRET_ACCESS_KEY: secret, AWS_ACCESS_KEY_ID: id } = secrets;
-    await unlessOpenDefect(this, 'inherited-secrets', async () => {
-      expectNoLeaks(await everywhere(ids), { 'the Redis password': password, AWS_SECRET_ACCESS_KEY: secret, AWS_ACCESS_KEY_ID: id });
-    });
+    expectNoLeaks(await everywhere(ids), { 'the Redis password': password, AWS_SECRET_ACCESS_KEY: secret, AWS_ACCESS_KEY_ID: id });
   });
 });
 
@@ -440,11 +431,9 @@ describe('security: what is read from Redis is data', function () {
       const after = own.write('after.yaml', 'Order: [{Run: "true"}]\n');
       const [next] = Workspace.ids((await own.cli('queue', after)).stdout);
       const ended = jobsOf(await own.cli('wait', id, next, '--json', '--timeout', '20s'));
-      await unlessOpenDefect(this, 'record-shape', () => {
-        expect(ended.map((j) => j.state)).to.deep.equal(['failed', 'succeeded']);
-        expect(ended[0].reason).to.match(/could not start/);
-        expect(own.supervisor!.log).not.to.match(/actor exited/);
-      });
+      expect(ended.map((j) => j.state)).to.deep.equal(['failed', 'succeeded']);
+      expect(ended[0].reason).to.match(/could not start/);
+      expect(own.supervisor!.log).not.to.match(/actor exited/);
     } finally {
       await own.dispose();
     }
@@ -456,9 +445,7 @@ describe('security: what is read from Redis is data', function () {
     await redis.sadd(`${prefix}LocalJobs`, id);
     await redis.lpush(`${prefix}Granted_Queue`, [id, 1, 1, 'local', spec, 'null'].join('\n'));
     await waitStates([id]);
-    await unlessOpenDefect(this, 'env-keys-unquoted', () => {
-      expect(marked(), 'markers').to.deep.equal([]);
-    });
+    expect(marked(), 'markers').to.deep.equal([]);
   });
 
   it('keeps the directory of a forged payload\'s job inside the state directory', async function () {
@@ -469,9 +456,7 @@ describe('security: what is read from Redis is data', function () {
     await waitStates([id]); // the starter took the forged payload before this one
     const escaped = [...findNamed('/tmp', new RegExp(`^${name}$`), 1), ...findNamed(ws.dir, new RegExp(`^${name}$`), 2)];
     for (const path of escaped) spawnSync('rm', ['-rf', path]);
-    await unlessOpenDefect(this, 'payload-fields', () => {
-      expect(escaped, 'directories made outside the state directory').to.deep.equal([]);
-    });
+    expect(escaped, 'directories made outside the state directory').to.deep.equal([]);
   });
 
   it('lists and shows records whose fields are corrupt, without failing', async function () {
@@ -492,9 +477,7 @@ describe('security: what is read from Redis is data', function () {
     await redis.rpush(`${prefix}job:${withRuns}:runs`, '{', '5', 'null');
     const shown = await ws.cli('show', withRuns, '--json');
     await redis.del(`${prefix}job:${withRuns}`, `${prefix}job:${withRuns}:runs`);
-    await unlessOpenDefect(this, 'record-shape', () => {
-      expect(shown.code, shown.stderr).to.equal(0);
-    });
+    expect(shown.code, shown.stderr).to.equal(0);
   });
 });
 
@@ -533,10 +516,8 @@ describe('security: a pid read from Redis', function () {
     await store.redis.zadd(store.keys.runningQueue, 0, id);
     await store.redis.lpush(store.keys.signal('fetcher'), 1);
     const victimEnd = jobsOf(await ws.cli('wait', victimId, '--json', '--timeout', '15s'))[0];
-    await unlessOpenDefect(this, 'pid-from-redis', () => {
-      expect(victimEnd.state, victimEnd.reason ?? '').to.equal('succeeded');
-      expect(log).not.to.match(/actor exited/);
-    });
+    expect(victimEnd.state, victimEnd.reason ?? '').to.equal('succeeded');
+    expect(log).not.to.match(/actor exited/);
   });
 });
 

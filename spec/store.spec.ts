@@ -111,7 +111,7 @@ class Fixture {
   async take(): Promise<TakenJob[]> {
     const taken: TakenJob[] = [];
     let payload: string | null;
-    while ((payload = await this.db.rpop(this.k.grantedQueue)) !== null) taken.push(parseGrantedPayload(payload));
+    while ((payload = await this.db.rpop(this.k.grantedQueue)) !== null) taken.push(parseGrantedPayload(payload)!);
     return taken;
   }
 
@@ -346,6 +346,20 @@ describe('store (Lua transitions on a real redis-server)', function () {
       expect(await f.db.zcard(f.k.delayed)).to.equal(0);
       expect(await f.waiting(), 'retries first, the earliest due first').to.deep.equal([r1, r2, later]);
       expect(await f.store.getJob(r1)).to.include({ state: 'queued', retryAt: null });
+    });
+    it('grants nothing to a host marked down in HostState, and hands it no freed slot', async function () {
+      const f = await fixture();
+      const ids = await f.add(3);
+      await f.store.route(ids.map((id) => ({ ...accept(id), location: 'host:h1' })), T0);
+      const pools: GrantPool[] = [{ location: 'host:h1', slotKey: f.k.remoteJobs('h1'), limit: 1, queues: ['host:h1'] }];
+      expect(await f.store.grant(pools, 100, T0)).to.deep.equal({ granted: 1, nextDueMs: null });
+      await f.db.hset(f.k.hostState, 'h1', JSON.stringify({ state: 'down', since: T0, reason: 'unreachable' }));
+      const [first] = await f.take();
+      expect(await f.store.finishRuns([ended(first.id, 1, 'failed')], pools, T0 + 1), 'the freed slot is not handed on').to.deep.equal({ recorded: 1, handedOff: 0 });
+      expect(await f.store.grant(pools, 100, T0 + 2)).to.deep.equal({ granted: 0, nextDueMs: null });
+      expect(await f.db.scard(f.k.remoteJobs('h1'))).to.equal(0);
+      await f.db.hset(f.k.hostState, 'h1', JSON.stringify({ state: 'up', since: T0 + 3, reason: null }));
+      expect(await f.store.grant(pools, 100, T0 + 4)).to.deep.equal({ granted: 1, nextDueMs: null });
     });
   });
 

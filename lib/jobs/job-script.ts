@@ -62,9 +62,14 @@ export function buildJobScript(spec: JobSpec, ctx: ScriptContext): string {
   };
   // r: the fetcher has something to collect at the end (return data, or remote Downloads).
   const flag = returnsData(spec) || (ctx.remote && (spec.remote?.downloads.length ?? 0) > 0) ? ' r' : '';
+  // The script's own variables are JM_ names, which a job's Env may not use (job-spec.ts), and
+  // every expansion of them is quoted: no Env value (IFS included) can bend the script.
+  for (const name of Object.keys(env)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Error(`${JSON.stringify(name)} is not a name an environment variable can have`);
+  }
   const lines = [
-    `L=${shellPath(ctx.runLog)} R=${shq(ctx.runId)}`,
     `export ${Object.entries(env).map(([k, v]) => `${k}=${shq(v)}`).join(' ')}`,
+    `JM_L=${shellPath(ctx.runLog)} JM_R=${shq(ctx.runId)}`,
   ];
   if (ctx.remote) {
     lines.push(
@@ -72,21 +77,21 @@ export function buildJobScript(spec: JobSpec, ctx: ScriptContext): string {
       // The run's claim, made by the detached job itself as its first act (noclobber: exclusive),
       // holding its pid. A claim that exists means this run started; recovery, finding none,
       // makes it itself, after which this run can never start (see remote-launch.ts).
-      `set -C; echo $$ 2>/dev/null >"${INTERNAL_DIR}/claim-$R" || exit 0; set +C`,
-      'echo "F $R $$ $JM_LAUNCHED_AT" >>"$L"',
-      `trap 'rc=$?; echo "X $R $rc${flag}" >>"$L"; echo "$rc" >"$JM_JOB_DIR/${INTERNAL_DIR}/status.tmp" && mv "$JM_JOB_DIR/${INTERNAL_DIR}/status.tmp" "$JM_JOB_DIR/${INTERNAL_DIR}/status"' EXIT`,
+      `set -C; echo "$$" 2>/dev/null >"${INTERNAL_DIR}/claim-$JM_R" || exit 0; set +C`,
+      'echo "F $JM_R $$ $JM_LAUNCHED_AT" >>"$JM_L"',
+      `trap 'JM_RC=$?; echo "X $JM_R $JM_RC${flag}" >>"$JM_L"; echo "$JM_RC" >"$JM_JOB_DIR/${INTERNAL_DIR}/status.tmp" && mv "$JM_JOB_DIR/${INTERNAL_DIR}/status.tmp" "$JM_JOB_DIR/${INTERNAL_DIR}/status"' EXIT`,
     );
   } else {
-    lines.push(`trap 'echo "X $R $?${flag}" >>"$L"' EXIT`);
+    lines.push(`trap 'echo "X $JM_R $?${flag}" >>"$JM_L"' EXIT`);
   }
   const last = spec.order.length - 1;
   spec.order.forEach((step, i) => {
     const redirect = stepRedirect(step, i);
     const command = step.kind === 'run'
-      ? `C=${shq(step.run)}; ${i === last ? 'eval "$C"' : '( eval "$C" )'}${redirect}`
+      ? `JM_C=${shq(step.run)}; ${i === last ? 'eval "$JM_C"' : '( eval "$JM_C" )'}${redirect}`
       : `${ctx.remote ? ctx.node : shq(ctx.node)} ${shellPath(ctx.stepRunner)} "$JM_JOB_DIR" ${i}${redirect}`;
     if (i === last) lines.push(command);
-    else lines.push(`${command}; s=$?; echo "D $R ${i} $s${ctx.clock ? ` ${ctx.clock}` : ''}" >>"$L"; [ $s = 0 ] || exit $s`);
+    else lines.push(`${command}; JM_S=$?; echo "D $JM_R ${i} $JM_S${ctx.clock ? ` ${ctx.clock}` : ''}" >>"$JM_L"; [ "$JM_S" = 0 ] || exit "$JM_S"`);
   });
   return lines.join('\n') + '\n';
 }

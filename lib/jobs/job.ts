@@ -1,4 +1,5 @@
 import type { JobSpec } from '../spec/job-spec.js';
+import { isJobPid } from '../process.js';
 import type { StepState } from '../store/job-record.js';
 import type { Outcome } from '../store/store.js';
 import type { Logger } from '../log.js';
@@ -41,9 +42,13 @@ export function parseJobInfo(id: string, values: (string | null)[]): JobInfo | n
   } catch {
     parsed = null;
   }
+  // A spec of another shape (a corrupt or forged record) counts as none.
+  if (parsed && (typeof parsed !== 'object' || !Array.isArray(parsed.order) || typeof parsed.modules !== 'object')) parsed = null;
   return {
-    id, state, run: Number(run ?? 0), classType: classType ?? '?', spec: parsed, pid: num(pid), startedAt: num(startedAt), deadline: num(deadline),
+    id, state, run: Number(run ?? 0), classType: classType ?? '?', spec: parsed, startedAt: num(startedAt), deadline: num(deadline),
     cancelRequested: Boolean(cancelRequested), timedOut: Boolean(timedOut), killAt: num(killAt), runlog, pollMs: num(pollMs) ?? 30_000,
+    // A pid from Redis is only kept if it can be a job's own process group.
+    pid: isJobPid(num(pid)) ? num(pid) : null,
     timeoutMs: num(timeoutMs), location, host,
   };
 }
@@ -90,5 +95,5 @@ export abstract class Job {
 }
 
 export function stepLabels(spec: JobSpec | null): string[] {
-  return spec ? spec.order.map((step) => step.label) : [];
+  return Array.isArray(spec?.order) ? spec.order.map((step) => (typeof step?.label === 'string' ? step.label : '')) : [];
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { PROJECT_ROOT } from '../paths.js';
 import { LauncherError, MissingProgramError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { jobEnvironment } from './job-env.js';
 
 // The Node side of the local launcher (lib/jobs/launcher.pl): one long-lived process per starter
 // incarnation ("epoch"), fed launch requests on stdin. It runs in its own session, so it and the
@@ -33,7 +34,7 @@ export class Launcher {
     onExit: (code: number | null) => void,
   ) {
     checkPerl();
-    this.child = spawn('perl', [LAUNCHER_SCRIPT, runLog], { detached: true, stdio: ['pipe', 'ignore', 'pipe'] });
+    this.child = spawn('perl', [LAUNCHER_SCRIPT, runLog], { detached: true, stdio: ['pipe', 'ignore', 'pipe'], env: jobEnvironment() });
     this.child.unref();
     this.child.stderr?.setEncoding('utf8').on('data', (text: string) => log.warn(`launcher ${epoch}: ${text.trim()}`));
     this.child.stdin?.on('error', () => {});

@@ -4,7 +4,7 @@ import { readReturnData } from './function-step.js';
 import { Job, stepLabels, type RunResult } from './job.js';
 import { jobDir } from './local-paths.js';
 import { runId } from './run-log.js';
-import { processAlive } from '../process.js';
+import { isJobPid, processAlive } from '../process.js';
 import { exitOf, stepStates, type RunState } from './run-table.js';
 import type { StepState } from '../store/job-record.js';
 
@@ -24,7 +24,7 @@ export class LocalJob extends Job {
     const run = this.runState;
     if (run && run.endedAt !== null) return true;
     const pid = run?.pid ?? this.info?.pid;
-    if (!pid) return false; // not started yet: the starter settles runs that never launched
+    if (!isJobPid(pid)) return false; // not started yet: the starter settles runs that never launched
     if (processAlive(-pid)) return false;
     const epoch = run?.epoch ?? this.info?.runlog;
     const launcher = epoch ? this.ctx.table.launchers.get(epoch) : undefined;
@@ -80,7 +80,7 @@ export class LocalJob extends Job {
 
   kill(signal: 'SIGTERM' | 'SIGKILL', reason: string): void {
     const pid = this.runState?.pid ?? this.info?.pid;
-    if (!pid) return;
+    if (!isJobPid(pid)) return;
     try {
       process.kill(-pid, signal);
       this.ctx.log.info(`ResultFetcher: job ${this.id}: ${signal} to process group ${pid} (${reason})`);

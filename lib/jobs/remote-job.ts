@@ -10,6 +10,7 @@ import { jobDir } from './local-paths.js';
 import { outputFile } from './layout.js';
 import { absoluteRemote, remoteJobDir, type RemoteScope } from './remote-paths.js';
 import { stepStates } from './run-table.js';
+import { isJobPid } from '../process.js';
 
 // ClassType Remote: the job runs detached on an SSH host and writes its progress to the host's run
 // log, which the fetcher follows. When the log has said nothing for a poll period, the fetcher
@@ -103,7 +104,7 @@ export class RemoteJob extends LocalJob {
   override kill(signal: 'SIGTERM' | 'SIGKILL', reason: string): void {
     const pid = this.runState?.pid ?? this.info?.pid;
     const host = this.hostName;
-    if (!pid || !host) return;
+    if (!isJobPid(pid) || !host) return;
     const name = signal.slice(3);
     this.remote.pool
       .connection(host)

@@ -1,5 +1,6 @@
 import type { StepState } from '../store/job-record.js';
 import { decodeWaitStatus, splitRunId, type RunLogEvent } from './run-log.js';
+import { isJobPid } from '../process.js';
 
 // What the run logs say about each local run, rebuilt by the fetcher from the logs alone (so a
 // restarted fetcher knows as much as the one that died).
@@ -104,6 +105,9 @@ export class RunTable {
           }
           break;
         case 'forked': {
+          // A pid that cannot be a job's own process group (a forged line: jobs can write to
+          // the log) is not believed; 0 is a Thread job's run.
+          if (event.pid !== 0 && !isJobPid(event.pid)) break;
           const run = this.runState(epoch, event.runId);
           run.pid = event.pid;
           run.forkedAt = event.at ?? now;

@@ -75,6 +75,14 @@ const STEP_KEYS = ['Run', 'Function', 'Module', 'Inputs', 'Outputs', 'Log', 'Nam
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const MAX_STEPS = 1000;
 const MAX_COMMAND = 64 * 1024;
+/**
+ * A job's Order and Env become one sh script, which reaches sh as one argument: Linux takes at
+ * most 128 KiB there (MAX_ARG_STRLEN). Over it the job could never start ("Argument list too
+ * long"; found by spec/fuzz.spec.ts). This much is left for its commands and Env, quoted; the
+ * rest is for the script's own lines (SCRIPT_LINE_BYTES a step, and paths).
+ */
+const MAX_SCRIPT_DATA = 112 * 1024;
+const SCRIPT_LINE_BYTES = 160;
 /** As deep as a job file may nest (lib/spec/yaml.ts); a definition read from Redis is held to it too. */
 const MAX_DEPTH = 64;
 /** Control characters (C0, DEL, C1) and line separators: never in a name that tables show. */
@@ -173,6 +181,13 @@ export function validateJobSpec(raw: unknown, source: SpecSource): JobSpec {
       localOutputDir: optString(top, 'LocalOutputDir', [], fail, 1024) ?? null,
     };
   }
+  if (classType !== 'Thread') {
+    const bytes = order.reduce((n, step) => n + SCRIPT_LINE_BYTES + (step.kind === 'run' ? quotedBytes(step.run) : 0), quotedBytes(name))
+      + Object.entries(env).reduce((n, [key, value]) => n + key.length + quotedBytes(value), 0);
+    if (bytes > MAX_SCRIPT_DATA) {
+      fail(['Order'], `with Env, the steps make a script of about ${Math.ceil(bytes / 1024)} KiB, and sh takes at most ${MAX_SCRIPT_DATA / 1024} KiB of them; keep large data in files that the steps read`);
+    }
+  }
   const ec2 = classType === 'EC2'
     ? { imageId: optString(top, 'ImageId', [], fail, 64) ?? null, instanceType: optString(top, 'InstanceType', [], fail, 64) ?? null }
     : null;
@@ -247,6 +262,11 @@ function relativeInside(path: string, at: YamlPath, fail: Fail, what: string, al
     fail(at, `must be a path inside the job's directory (no leading / and no ..)`);
   }
   return clean;
+}
+
+/** Bytes of `text` as the job script quotes it (see lib/shell.ts shq). */
+function quotedBytes(text: string): number {
+  return Buffer.byteLength(text) + 2 + 3 * (text.split("'").length - 1);
 }
 
 /** `Order[0].Run`: how a path is named in messages (control characters in keys escaped). */

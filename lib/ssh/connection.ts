@@ -242,16 +242,23 @@ export class SshConnection {
         clearTimeout(timer);
         reject(keyProblem ?? (isConfigProblem(err) ? new SshConfigError(`${name}: ${describeAuthError(err, this.target)}`, { cause: err }) : err));
       });
-      client.connect({
-        sock: socket,
-        username,
-        privateKey,
-        agent: privateKey ? undefined : process.env.SSH_AUTH_SOCK,
-        hostVerifier: verify,
-        keepaliveInterval: KEEPALIVE_MS,
-        keepaliveCountMax: KEEPALIVE_COUNT,
-        readyTimeout: timeout,
-      });
+      try {
+        client.connect({
+          sock: socket,
+          username,
+          privateKey,
+          agent: privateKey ? undefined : process.env.SSH_AUTH_SOCK,
+          hostVerifier: verify,
+          keepaliveInterval: KEEPALIVE_MS,
+          keepaliveCountMax: KEEPALIVE_COUNT,
+          readyTimeout: timeout,
+        });
+      } catch (err) {
+        // ssh2 throws at once for a key it cannot parse: that is the config's problem, not the host's.
+        clearTimeout(timer);
+        socket.destroy();
+        reject(new SshConfigError(`${name}: ${describeAuthError(err as Error, this.target)}`, { cause: err }));
+      }
     });
     client.on('error', (err) => this.settings.log.debug(`SSH ${name}: ${errorMessage(err)}`));
     client.once('close', () => {

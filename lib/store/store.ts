@@ -6,7 +6,7 @@ import { LUA_DIR } from '../paths.js';
 import { RedisUnavailableError } from '../errors.js';
 import { createRedis, describeRedis, type ConnectionRole } from './connect.js';
 import { Keys, type Location } from './keys.js';
-import { parseJobRecord, type JobRecord, type RunEntry } from './job-record.js';
+import { parseJobRecord, parseJson, type JobRecord, type RunEntry } from './job-record.js';
 
 // The durable store. Every state change goes through one Lua script (lib/store/lua, one file
 // each, named <command>-<number of keys>.lua with a header saying what it takes and returns);
@@ -93,8 +93,14 @@ function withIncludes(lua: string): string {
 }
 
 /** A launch payload from Granted_Queue (see lua/includes/grantFrom.lua). */
-export function parseGrantedPayload(payload: string): TakenJob {
+/**
+ * A launch payload from Granted_Queue (see lua/includes/grantFrom.lua), or null if it is not one:
+ * ids, run numbers and locations become paths and run log lines, so nothing else is let through.
+ */
+export function parseGrantedPayload(payload: string): TakenJob | null {
   const [id, run, attempt, where, spec, raw] = payload.split('\n');
+  if (!/^\d+$/.test(id ?? '') || !/^\d+$/.test(run ?? '') || !/^\d+$/.test(attempt ?? '')) return null;
+  if (!/^(local|host:[A-Za-z0-9._:-]+)$/.test(where ?? '') || spec === undefined) return null;
   return { id, run: Number(run), attempt: Number(attempt), where, spec, raw: raw ?? 'null' };
 }
 
@@ -248,9 +254,10 @@ export class Store {
     return this.redis.zrevrange(this.keys.jobs, offset, offset + count - 1);
   }
 
+  /** The job's finished runs; an entry that is not one (a corrupt record) is left out. */
   async runsOf(id: string): Promise<RunEntry[]> {
     const entries = await this.redis.lrange(this.keys.jobRuns(id), 0, -1);
-    return entries.map((e) => JSON.parse(e) as RunEntry);
+    return entries.map((e) => parseJson(e)).filter((e): e is RunEntry => e !== null && typeof e === 'object' && typeof (e as RunEntry).run === 'number');
   }
 
   /**

@@ -563,6 +563,12 @@ function runnable(r: Rng, w: RunWorld, n: number, classType: RunnableJob['classT
     if (['L', 'R', 'C', 's', 'IFS'].includes(key)) specialEnv.push(key);
     env.push([key, note(data(r, c))]);
   }
+  // Now and then a large value: up to the script's limit it must run (it appears twice in the
+  // script: in Env and in the check below), over it the file is refused (lib/spec/job-spec.ts).
+  if (classType !== 'Thread' && r.chance(0.03)) {
+    env.push(['BIG', `${'b'.repeat(r.int(10, 70) * 1024)}${r.pick(c.shell)}`]);
+    nastiness += 10;
+  }
   const steps: Obj[] = [];
   const log = () => (r.chance(0.4) ? [['Log', note(fileName(r, c, steps.length))] as [string, unknown]] : []);
   const modules: [string, unknown][] = [];
