@@ -5,7 +5,7 @@ import { Workload, KINDS, type JobKind } from './workload.js';
 import { FaultInjector, FAULT_KINDS, type FaultKind } from './faults.js';
 import { settle } from './settle.js';
 import { runChecks, type Check } from './checks.js';
-import { gatherEvidence, keepEvidence } from './evidence.js';
+import { gatherEvidence, keepEvidence, tally, type Tally } from './evidence.js';
 
 // One chaos run, start to end, for `npm run chaos` (chaos/run.ts) and the test suite
 // (spec/chaos.spec.ts):
@@ -30,15 +30,12 @@ export interface ChaosOptions {
   signal?: AbortSignal;
 }
 
-export interface ChaosReport {
+export interface ChaosReport extends Tally {
   seed: number;
   minutes: number;
   elapsedMs: number;
   queued: Map<JobKind, number>;
   queueFailures: number;
-  byState: Map<string, number>;
-  runs: Map<string, number>;
-  ledgerLines: number;
   faults: Map<FaultKind, number>;
   settled: boolean;
   checks: Check[];
@@ -74,15 +71,11 @@ export async function runChaos({ seed, minutes, log, signal }: ChaosOptions): Pr
     const evidence = await gatherEvidence(store, world.ledger.read());
     const crashes = faults.counts.get('actor crash') ?? 0;
     const checks = await runChecks(world, store, evidence, faults.errors, crashes);
-    const byState = new Map<string, number>();
-    for (const job of evidence.jobs) byState.set(job.state, (byState.get(job.state) ?? 0) + 1);
-    const runs = new Map<string, number>();
-    for (const entries of evidence.runs.values()) for (const r of entries) runs.set(r.outcome, (runs.get(r.outcome) ?? 0) + 1);
     const ok = checks.every((c) => c.ok);
     return {
       seed, minutes, elapsedMs: Date.now() - started,
       queued: new Map(KINDS.map((k) => [k, workload.queued.get(k) ?? 0])), queueFailures: workload.queueFailures,
-      byState, runs, ledgerLines: [...evidence.ledger.values()].reduce((n, lines) => n + lines.length, 0),
+      ...tally(evidence),
       faults: new Map(FAULT_KINDS.map((k) => [k, faults.counts.get(k) ?? 0])),
       settled, checks, ok, evidenceDir: ok ? null : keepEvidence(world, evidence, seed),
     };

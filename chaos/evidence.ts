@@ -10,6 +10,13 @@ import type { World } from './world.js';
 // (job:<id>:runs) and the ledger, by job. When a check fails, it is kept, with the supervisor's
 // log and the run logs, in a directory that outlives the run's teardown.
 
+/**
+ * The reason of a run ended because its host was given up on (unreachable for HostDownAfter).
+ * Not "host … is down" (the starter refusing a launch): no job is granted to a host marked down,
+ * so that reason means a grant or a launch went by an out-of-date view of the host.
+ */
+export const HOST_GIVEN_UP = /unreachable for/;
+
 export interface Evidence {
   jobs: JobRecord[];
   runs: Map<string, RunEntry[]>;
@@ -24,6 +31,27 @@ export async function gatherEvidence(store: Store, lines: LedgerLine[]): Promise
   const ledger = new Map<string, LedgerLine[]>();
   for (const line of lines) ledger.set(line.id, [...(ledger.get(line.id) ?? []), line]);
   return { jobs, runs, ledger };
+}
+
+/** What the printout counts: jobs by final state, runs by outcome, ledger lines. */
+export interface Tally {
+  byState: Map<string, number>;
+  runs: Map<string, number>;
+  /** Runs ended because their host was given up on (unreachable for HostDownAfter). */
+  hostGivenUp: number;
+  ledgerLines: number;
+}
+
+export function tally(evidence: Evidence): Tally {
+  const byState = new Map<string, number>();
+  for (const job of evidence.jobs) byState.set(job.state, (byState.get(job.state) ?? 0) + 1);
+  const runs = new Map<string, number>();
+  let hostGivenUp = 0;
+  for (const r of [...evidence.runs.values()].flat()) {
+    runs.set(r.outcome, (runs.get(r.outcome) ?? 0) + 1);
+    if (HOST_GIVEN_UP.test(r.reason)) hostGivenUp++;
+  }
+  return { byState, runs, hostGivenUp, ledgerLines: [...evidence.ledger.values()].reduce((n, lines) => n + lines.length, 0) };
 }
 
 /** Copies the evidence, the state directory (logs, run logs) and the ledger; returns where. */

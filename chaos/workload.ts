@@ -22,9 +22,9 @@ const RETRIES: Record<Intent, number> = { ok: 0, flaky: 2, doomed: 1 };
 /** Exit codes of the failing attempts (a flaky job's first, every doomed one). */
 export const FAIL_CODE: Record<Exclude<Intent, 'ok'>, number> = { flaky: 3, doomed: 4 };
 
-/** The exit code a doomed job ends with: a Thread step that throws ends its run with 1. */
-export function doomedExitCode(kind: JobKind): number {
-  return kind === 'thread' ? 1 : FAIL_CODE.doomed;
+/** The exit code of a failing attempt: a Thread step that throws ends its run with 1. */
+export function failExitCode(kind: JobKind, intent: Exclude<Intent, 'ok'>): number {
+  return kind === 'thread' ? 1 : FAIL_CODE[intent];
 }
 
 export interface WorkloadOptions {

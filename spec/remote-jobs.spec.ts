@@ -158,6 +158,21 @@ async function remoteDir(host: SshHost, ws: Workspace, id: string): Promise<stri
     expect(lines).to.deep.equal(ids.map((id) => `${id} 1`).sort());
   });
 
+  it('gives a host that comes back its jobs again, even when the fetcher started while it was down', async function () {
+    const [first] = await queue(ws, ws.write('before-down.yaml', ['ClassType: Remote', 'Hostname: host3', 'Order: [{Run: "sleep 3"}]'].join('\n')));
+    await waitFor('the job to run on host3', async () => (await show(ws, first)).state === 'running' || null);
+    await host3.killAll(); // sshd gone, the job goes on: host3 is unreachable, then down (HostDownAfter 3s)
+    const given = (await waitJobs(ws, first))[first];
+    expect(given.reason).to.match(/host host3 unreachable for/);
+    // A new fetcher, which never had anything to follow on host3; then host3 answers again.
+    await ws.supervisor!.kill9();
+    await ws.startSupervisor();
+    await host3.restart();
+    const [next] = await queue(ws, ws.write('after-down.yaml', ['ClassType: Remote', 'Hostname: host3', 'Order: [{Run: "echo back"}]'].join('\n')));
+    const job = (await waitJobs(ws, next))[next];
+    expect(job.state, job.reason ?? '').to.equal('succeeded');
+  });
+
   it('does not take the job files an earlier Redis left on a host for its own jobs\'', async function () {
     // Two deployments of one name, each with a Redis of its own (as after wiping the state
     // directory): both number their jobs from 1. The first one's job 1 leaves its claim, exit

@@ -64,6 +64,10 @@ export class RemoteDispatch {
     if (jobs.length === 0) return;
     // A host just made known (an EC2 instance that became ready) may be newer than the registry.
     if (!this.hosts.get(host)) await this.hosts.refresh(true);
+    // So may its state: a host that answers again is granted jobs at once (grantFrom.lua reads
+    // HostState), while this registry may say "down" for up to 2 s more. Look again before
+    // refusing them, or they fail for a host that is up.
+    if (this.hosts.isDown(host)) await this.hosts.refresh(true);
     if (this.hosts.isDown(host)) {
       for (const job of jobs) this.notStarted(makeRunId(job.id, job.run), `host ${host} is down: ${this.hosts.state(host)?.reason ?? 'unreachable'}`);
       return;

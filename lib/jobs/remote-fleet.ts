@@ -36,7 +36,13 @@ export class RemoteFleet {
     this.context = { pool: this.pool, scope, polls: new Map() };
   }
 
-  /** Follows the run log of every host that has a slot taken (a job granted or running there). */
+  /**
+   * Follows the run log of every host that has a slot taken (a job granted or running there), and
+   * of every host marked down: its follower, trying again and again, is what sees it answer and
+   * marks it up. A down host has no slot taken (its jobs were given up on), so a fetcher started
+   * after it went down followed nothing there, never saw it come back, and the jobs that name it
+   * waited for ever (chaos run, seed 22).
+   */
   async refresh(force = false): Promise<void> {
     await this.hosts.refresh(force);
     const hosts = this.hosts.all();
@@ -48,7 +54,7 @@ export class RemoteFleet {
     const offsets = (replies[hosts.length]?.[1] ?? {}) as Record<string, string>;
     hosts.forEach((host, i) => {
       const busy = Number(replies[i]?.[1] ?? 0) > 0;
-      if (busy && !this.followers.has(host.name)) this.follow(host.name, Number(offsets[host.name] ?? 0));
+      if ((busy || this.hosts.isDown(host.name)) && !this.followers.has(host.name)) this.follow(host.name, Number(offsets[host.name] ?? 0));
     });
   }
 

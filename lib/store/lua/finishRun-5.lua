@@ -3,8 +3,9 @@
   leaves Running_Queue, the run is appended to job:<id>:runs, and the job becomes succeeded,
   failed or cancelled -- or, when it failed and has retries left (and was not cancelled),
   queued again after a backoff (it waits in Delayed; the manager re-queues it). Its slot is
-  freed and handed at once to the next job waiting for that location (includes/grantFrom.lua),
-  so a slot never sits idle between one job and the next.
+  freed and handed at once to the next job waiting for that location (includes/grantFrom.lua;
+  not if it is a host marked down in HostState), so a slot never sits idle between one job and
+  the next.
   A run that is not the job's current one, or a job already ended, is ignored: replaying is
   harmless.
 

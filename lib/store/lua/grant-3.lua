@@ -4,7 +4,7 @@
   manager watches, jobs are taken from its queue while the location has room: each takes a slot
   (it joins the slot set, e.g. LocalJobs) and goes to Granted_Queue for the starter (see
   includes/grantFrom.lua). The slot is held until the job ends, so the limit holds at every
-  instant.
+  instant. A host marked down in HostState is granted nothing (read by grantFrom).
 
   KEYS[1] Granted_Queue   KEYS[2] Delayed   KEYS[3] Events
   ARGV[1] key prefix      ARGV[2] now (ms)  ARGV[3] most jobs to grant in this call

@@ -9,10 +9,18 @@
   input whose value is the string self.yaml: `"value":"self.yaml"` in the spec's JSON (quotes
   inside a JSON string are escaped, so a command, name or Env value that merely mentions
   self.yaml does not match).
+  A host marked down (its HostState entry, JSON with state "down", set by the fetcher) is granted
+  nothing, whatever the caller's view of it: the actors re-read host states only every 2 s, and a
+  job granted to a host in that time was refused by the starter ("host is down") and failed,
+  even one that could run on any host (chaos run, seed 22).
   Returns the number granted.
   Events: granted
 ]]
 local function grantFrom(prefix, now, queues, slotKey, limit, max, grantedQueue, events, where)
+  if string.sub(where, 1, 5) == 'host:' then
+    local hostState = redis.call('HGET', prefix .. 'HostState', string.sub(where, 6))
+    if hostState and cjson.decode(hostState).state == 'down' then return 0 end
+  end
   local granted = 0
   local room = limit - redis.call('SCARD', slotKey)
   for _, queue in ipairs(queues) do
