@@ -5,6 +5,7 @@ import { createServer, type Server } from 'node:net';
 import { Workspace, FAST_CONFIG } from './support/workspace.js';
 import { SshHost } from './support/sshd.js';
 import { waitFor } from './support/wait-for.js';
+import { runCli } from './support/cli.js';
 import type { JobView } from '../lib/cli/views.js';
 
 // Remote jobs against real OpenSSH sshd processes on 127.0.0.2 and .3, each logging in as a user
@@ -156,6 +157,39 @@ async function remoteDir(host: SshHost, ws: Workspace, id: string): Promise<stri
     expect(Object.values(jobs).map((j) => j.state)).to.deep.equal(ids.map(() => 'succeeded'));
     const lines = readFileSync(shared, 'utf8').trim().split('\n').sort();
     expect(lines).to.deep.equal(ids.map((id) => `${id} 1`).sort());
+  });
+
+  it('follows a remote log live, from before the job has a host until it ends', async function () {
+    // host2's two slots are held by jobs that wait for a file, so the followed job is still
+    // queued (no host yet) when `logs --follow` starts; they are let go once it says it waits.
+    // The job then prints its second line only once the test has seen the first one through
+    // `logs --follow`; a log read only at the end would show "gave up" instead.
+    const untilFile = (what: string) => `n=0; while [ ! -e ${what} ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n+1)); done`;
+    const holders = await queue(ws, ...['a', 'b'].map((n) => ws.write(`hold-${n}.yaml`, ['ClassType: Remote', 'Hostname: host2', `Order: [{Run: "${untilFile('go')}"}]`].join('\n'))));
+    await waitFor('host2 to be full', async () => (await Promise.all(holders.map((id) => show(ws, id)))).every((job) => job.state === 'running') || null);
+    const file = ws.write('chatty-remote.yaml', [
+      'ClassType: Remote',
+      'Hostname: host2',
+      'Order:',
+      `  - Run: echo line 1; ${untilFile('go')}; if [ -e go ]; then echo line 2; else echo gave up; fi`,
+    ].join('\n'));
+    const [id] = await queue(ws, file);
+    const release = async (jobId: string) => writeFileSync(join(await remoteDir(host2, ws, jobId), 'go'), '');
+    const done = new Set<string>();
+    const once = (what: string, act: () => Promise<void>) => {
+      if (done.has(what)) return;
+      done.add(what);
+      act().catch((err) => console.error(err));
+    };
+    const follow = await runCli(['logs', id, '--follow'], ws.env(), ws.dir, (stdout, stderr) => {
+      if (stderr.includes('waiting for a host')) once('holders', async () => { await Promise.all(holders.map(release)); });
+      if (stdout.includes('line 1\n')) once('job', () => release(id));
+    });
+    expect(follow.code, follow.stderr).to.equal(0);
+    expect(follow.stderr).to.contain(`job ${id} is queued, waiting for a host`);
+    expect(follow.stdout).to.equal('line 1\nline 2\n');
+    const holdersEnded = await waitJobs(ws, ...holders);
+    expect(holders.map((h) => holdersEnded[h].state)).to.deep.equal(['succeeded', 'succeeded']);
   });
 
   it('gives a host that comes back its jobs again, even when the fetcher started while it was down', async function () {

@@ -28,7 +28,7 @@ export async function logsCommand(args: CommandArgs): Promise<number> {
   const handle = await openStore(config);
   const id = args.positionals[0];
   try {
-    const record = await handle.store.getJob(id);
+    const record = args.follow ? await placed(handle.store, id, args.out) : await handle.store.getJob(id);
     if (!record) {
       out.error(`no job with id ${id}; \`jobmanager jobs\` lists the known ones`);
       return EXIT.usage;
@@ -86,6 +86,29 @@ export async function logsCommand(args: CommandArgs): Promise<number> {
     return EXIT.ok;
   } finally {
     await handle.release();
+  }
+}
+
+/**
+ * The job's record once it is known where its log will be: a Remote or EC2 job still waiting has
+ * no host yet, and following the local job directory in the meantime would show nothing of it.
+ */
+async function placed(store: Store, id: string, out: CommandArgs['out']): Promise<JobRecord | null> {
+  const stop = new StopSignal();
+  let told = false;
+  const interrupt = () => stop.stop();
+  process.once('SIGINT', interrupt);
+  try {
+    for (;;) {
+      const record = await store.getJob(id);
+      const remote = record?.classType === 'Remote' || record?.classType === 'EC2';
+      if (!record || !remote || record.host || isFinal(record.state) || stop.stopped) return record;
+      if (!told) out.error(`job ${id} is ${record.state}, waiting for a host; its log follows once it starts there`);
+      told = true;
+      await stop.sleep(250);
+    }
+  } finally {
+    process.removeListener('SIGINT', interrupt);
   }
 }
 
