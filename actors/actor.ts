@@ -53,6 +53,7 @@ export function runActor(name: ActorName, create: (ctx: ActorContext) => Promise
       case 'epoch':
       case 'abort':
       case 'wake':
+      case 'launched':
         if (actor) actor.handle(message);
         else early.push(message);
         return;

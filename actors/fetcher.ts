@@ -111,8 +111,9 @@ class Fetcher implements Actor {
       this.epoch = message.epoch;
       this.addReader(this.epoch, runLogPath(this.ctx.config.stateDir, this.epoch));
     }
-    // The starter launched jobs on a host: follow its run log now.
-    if (message.type === 'wake') this.fleetRefreshedAt = 0;
+    // The starter launched jobs on a host: follow its run log now (a full look at the fleet, so
+    // only for a host not followed yet: launches come hundreds a second).
+    if (message.type === 'launched' && !this.fleet.follows(message.host)) this.fleetRefreshedAt = 0;
     this.wakeup.trigger();
   }
 

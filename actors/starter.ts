@@ -70,7 +70,7 @@ class Starter implements Actor {
     this.hosts = new HostRegistry(ctx.config, store);
     this.ssh = new SshPool(this.hosts, ctx.config, ctx.log);
     this.remoteStarter = new RemoteStarter(this.ssh, { deployment: ctx.config.deployment, storeId }, ctx.log);
-    this.remote = new RemoteDispatch(this.remoteStarter, this.hosts, store, (rid, reason) => this.record(`K ${rid} ${oneLine(reason)}`), () => ctx.send('fetcher', { type: 'wake' }), ctx.log);
+    this.remote = new RemoteDispatch(this.remoteStarter, this.hosts, store, (rid, reason) => this.record(`K ${rid} ${oneLine(reason)}`), (host) => ctx.send('fetcher', { type: 'launched', host }), ctx.log);
     this.epoch = ctx.epoch;
     mkdirSync(join(ctx.config.stateDir, 'runs'), { recursive: true, mode: 0o700 });
     mkdirSync(join(ctx.config.stateDir, 'jobs'), { recursive: true, mode: 0o700 });

@@ -3,7 +3,9 @@
 // with and without an ssh ControlMaster. Needs root (it starts its own sshd on 127.0.0.2 and a
 // host user, as the specs do) and GNU Parallel for those rows (apt-get install parallel).
 //
-//   npm run build && node dist/bench/remote.js [--jobs 1000] [--slots 8]
+//   npm run build && node dist/bench/remote.js [--jobs 1000] [--slots 8] [--no-parallel]
+//
+// --no-parallel leaves GNU Parallel out (its plain-ssh run alone takes about 100 s here).
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -14,7 +16,7 @@ import { seconds, timeQueueWait, type Timed } from './timed-run.js';
 import { SshHost } from '../spec/support/sshd.js';
 import { removeDir, tempDir } from '../spec/support/temp.js';
 
-const { values } = parseArgs({ options: { jobs: { type: 'string', default: '1000' }, slots: { type: 'string', default: '8' } } });
+const { values } = parseArgs({ options: { jobs: { type: 'string', default: '1000' }, slots: { type: 'string', default: '8' }, 'no-parallel': { type: 'boolean', default: false } } });
 const N = Number(values.jobs);
 const SLOTS = Number(values.slots);
 
@@ -69,8 +71,8 @@ try {
   console.log(`${N} jobs of \`true\` on one SSH host, ${SLOTS} at a time`);
   const raw = await rawSsh2(host);
   const jm = await jobmanager(host, knownHosts, dir);
-  const plain = parallel(host, knownHosts, false, dir);
-  const master = parallel(host, knownHosts, true, dir);
+  const plain = values['no-parallel'] ? null : parallel(host, knownHosts, false, dir);
+  const master = values['no-parallel'] ? null : parallel(host, knownHosts, true, dir);
   const row = (name: string, s: number | null) => console.log(`  ${name.padEnd(40)} ${s === null ? '   n/a' : s.toFixed(2).padStart(6) + ' s'}  ${s === null ? '' : `${(N / s).toFixed(0).padStart(5)} jobs/s  ${(raw / s).toFixed(2)}× raw ssh2's throughput`}`);
   row('raw ssh2 execs, one connection', raw);
   row('jobmanager queue --wait (end to end)', jm.endToEnd);

@@ -31,7 +31,7 @@ export interface ScriptContext {
   /**
    * Remote: started by the remote launch script rather than the launcher, so the script writes
    * its own start line (F, with the launch script's clock reading JM_LAUNCHED_AT) and, at exit, a
-   * status file written to a temporary name and renamed. Paths may start with ~/ (the remote
+   * status file. Paths may start with ~/ (the remote
    * user's home); JM_JOB_DIR is where it was started.
    */
   remote?: boolean;
@@ -79,7 +79,10 @@ export function buildJobScript(spec: JobSpec, ctx: ScriptContext): string {
       // makes it itself, after which this run can never start (see remote-launch.ts).
       `set -C; echo "$$" 2>/dev/null >"${INTERNAL_DIR}/claim-$JM_R" || exit 0; set +C`,
       'echo "F $JM_R $$ $JM_LAUNCHED_AT" >>"$JM_L"',
-      `trap 'JM_RC=$?; echo "X $JM_R $JM_RC${flag}" >>"$JM_L"; echo "$JM_RC" >"$JM_JOB_DIR/${INTERNAL_DIR}/status.tmp" && mv "$JM_JOB_DIR/${INTERNAL_DIR}/status.tmp" "$JM_JOB_DIR/${INTERNAL_DIR}/status"' EXIT`,
+      // The status file is written in one write of a few bytes while the job's process still
+      // lives: a poll that finds the process gone finds it whole (or empty, after a kill -9 at
+      // that very moment: "gone"). No rename, so no `mv` process per job.
+      `trap 'JM_RC=$?; echo "X $JM_R $JM_RC${flag}" >>"$JM_L"; echo "$JM_RC" >"$JM_JOB_DIR/${INTERNAL_DIR}/status"' EXIT`,
     );
   } else {
     lines.push(`trap 'echo "X $JM_R $?${flag}" >>"$JM_L"' EXIT`);

@@ -58,6 +58,11 @@ export class RemoteFleet {
     });
   }
 
+  /** Whether this host's run log is followed. */
+  follows(host: string): boolean {
+    return this.followers.has(host);
+  }
+
   private follow(name: string, offset: number): void {
     this.savedOffsets.set(name, offset);
     const follower = new RemoteLogFollower(name, this.pool.connection(name), remoteRunLog(this.scope, name), offset, {

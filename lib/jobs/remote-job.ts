@@ -15,7 +15,7 @@ import { isJobPid } from '../process.js';
 // ClassType Remote: the job runs detached on an SSH host and writes its progress to the host's run
 // log, which the fetcher follows. When the log has said nothing for a poll period, the fetcher
 // polls all such jobs of a host in one command (RemotePoll), and isFinished() answers from that:
-// alive, exited (its status file, written to a temporary name and renamed), or gone. A host that
+// alive, exited (its status file, written whole before its process ends), or gone. A host that
 // cannot be reached means "state unknown": not finished, poll again.
 
 export type RemotePoll = { kind: 'alive' } | { kind: 'exited'; exitCode: number } | { kind: 'gone' } | { kind: 'unknown'; reason: string };
@@ -133,7 +133,7 @@ function fastGet(sftp: SFTPWrapper, remote: string, local: string): Promise<void
 /** One command that polls every listed job of a host: A alive, S exited (status), G gone. */
 export function pollScript(jobs: { id: string; pid: number; dir: string }[]): string {
   return [
-    'p() { if kill -0 "$2" 2>/dev/null; then echo "A $1"; elif [ -f "$3/.jm/status" ]; then echo "S $1 $(cat "$3/.jm/status")"; else echo "G $1"; fi; }',
+    'p() { if kill -0 "$2" 2>/dev/null; then echo "A $1"; elif [ -s "$3/.jm/status" ] && read s <"$3/.jm/status"; then echo "S $1 $s"; else echo "G $1"; fi; }',
     ...jobs.map((j) => `p ${shq(j.id)} ${j.pid} ${shellPath(j.dir)}`),
   ].join('\n');
 }
