@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import { removeDir, tempDir } from './temp.js';
 import { waitFor } from './wait-for.js';
 
@@ -50,18 +50,7 @@ export class RedisServer {
   }
 
   private async ready(): Promise<void> {
-    await waitFor('redis-server to answer PING', async () => {
-      const client = new Redis({ path: this.socket, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      client.on('error', () => {});
-      try {
-        await client.connect();
-        return (await client.ping()) === 'PONG';
-      } catch {
-        return false;
-      } finally {
-        client.disconnect();
-      }
-    });
+    await waitFor('redis-server to answer PING', () => answersPing({ path: this.socket }));
   }
 
   client(): Redis {
@@ -90,5 +79,19 @@ export class RedisServer {
       await exited;
     }
     if (!this.options.dir) removeDir(this.dir);
+  }
+}
+
+/** Whether a redis-server answers PING at this address now (one try, no retries). */
+export async function answersPing(options: RedisOptions): Promise<boolean> {
+  const client = new Redis({ ...options, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    return (await client.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    client.disconnect();
   }
 }

@@ -2,9 +2,9 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { removeDir, tempDir } from './temp.js';
 import { waitFor } from './wait-for.js';
+import { answersPing } from './redis-server.js';
 
 // A real redis-server that speaks TLS only (no plain port) and wants a password, for the specs
 // of rediss:// URLs. Its certificate is made here with openssl: a CA of its own, and a server
@@ -41,19 +41,7 @@ export class TlsRedisServer {
     const server = new TlsRedisServer(dir, port, password, child);
     await waitFor('the TLS redis-server to answer PING', async () => {
       if (child.exitCode !== null) throw new Error(`redis-server exited (${child.exitCode}); see ${join(dir, 'redis.log')}`);
-      const client = new Redis({
-        host: '127.0.0.1', port, password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null,
-        tls: { ca: readFileSync(server.caFile) },
-      });
-      client.on('error', () => {});
-      try {
-        await client.connect();
-        return (await client.ping()) === 'PONG';
-      } catch {
-        return false;
-      } finally {
-        client.disconnect();
-      }
+      return answersPing({ host: '127.0.0.1', port, password, tls: { ca: readFileSync(server.caFile) } });
     });
     return server;
   }
