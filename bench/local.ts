@@ -30,6 +30,8 @@ async function jobmanager(dir: string): Promise<Timed> {
   const jobs = join(dir, 'jobs');
   mkdirSync(jobs);
   for (let i = 0; i < N; i++) writeFileSync(join(jobs, `j${i}.yaml`), 'Order: [{Run: "true"}]\n');
+  // The files just written are flushed now, not by the kernel in the middle of the timed run.
+  spawnSync('sync');
   return timeQueueWait(dir, { LocalMaxJobs: SLOTS, LogLevel: 'warn', StateDir: values['state-dir'] ?? join(dir, 'state') }, jobs);
 }
 
