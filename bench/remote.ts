@@ -55,6 +55,7 @@ async function jobmanager(host: SshHost, knownHosts: string, dir: string): Promi
   const jobs = join(dir, 'jobs');
   mkdirSync(jobs);
   for (let i = 0; i < N; i++) writeFileSync(join(jobs, `r${i}.yaml`), `ClassType: Remote\nHostname: ${host.name}\nOrder: [{Run: "true"}]\n`);
+  spawnSync('sync'); // flushed now, not by the kernel during the timed run
   const config = { LogLevel: 'warn', StateDir: join(dir, 'state'), KnownHosts: knownHosts, Deployment: `bench${Date.now() % 100000}`, Hosts: [host.hostEntry(SLOTS)] };
   return timeQueueWait(dir, config, jobs);
 }
