@@ -38,6 +38,9 @@ async function noInstances(ec2: LoopbackEc2): Promise<void> {
 
 /** The endpoint goes in the config, or (endpointFromEnv) in AWS_ENDPOINT_URL_EC2, which the SDK reads. */
 async function setUp(options: { consoleHostKeys?: boolean; config?: Record<string, unknown>; endpointFromEnv?: boolean } = {}): Promise<{ ws: Workspace; ec2: LoopbackEc2 }> {
+  // Credentials through the standard chain (the environment), as a user gives them.
+  process.env.AWS_ACCESS_KEY_ID = 'AKIDLOOPBACKTEST';
+  process.env.AWS_SECRET_ACCESS_KEY = 'loopback-secret-never-logged';
   const ws = await Workspace.create();
   const key = join(ws.dir, 'ec2_key');
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
@@ -63,8 +66,6 @@ function jobFile(ws: Workspace, name: string, run: string): string {
   let ec2: LoopbackEc2;
 
   before(async function () {
-    process.env.AWS_ACCESS_KEY_ID = 'AKIDLOOPBACKTEST';
-    process.env.AWS_SECRET_ACCESS_KEY = 'loopback-secret-never-logged';
     ({ ws, ec2 } = await setUp({ endpointFromEnv: true }));
     process.env.AWS_ENDPOINT_URL_EC2 = ec2.endpoint;
     await ws.startSupervisor();
@@ -183,8 +184,6 @@ function jobFile(ws: Workspace, name: string, run: string): string {
   let ec2: LoopbackEc2;
 
   before(async function () {
-    process.env.AWS_ACCESS_KEY_ID = 'AKIDLOOPBACKTEST';
-    process.env.AWS_SECRET_ACCESS_KEY = 'loopback-secret-never-logged';
     ({ ws, ec2 } = await setUp({ consoleHostKeys: false, config: {} }));
     const config = JSON.parse(readFileSync(ws.configFile, 'utf8'));
     config.EC2.ReadyTimeout = '4s';

@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import { MissingProgramError, RedisUnavailableError } from '../errors.js';
 import { sleep } from '../stop-signal.js';
 
@@ -26,8 +26,12 @@ export function embeddedRedisUrl(stateDir: string): string {
 }
 
 export async function pingSocket(socket: string): Promise<boolean> {
-  if (!existsSync(socket)) return false;
-  const redis = new Redis({ path: socket, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000 });
+  return existsSync(socket) && answersPing({ path: socket });
+}
+
+/** Whether a redis-server answers PING at this address now (one try, no retries). */
+export async function answersPing(options: RedisOptions): Promise<boolean> {
+  const redis = new Redis({ ...options, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000 });
   redis.on('error', () => {});
   try {
     await redis.connect();

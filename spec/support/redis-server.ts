@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis } from 'ioredis';
+import { answersPing } from '../../lib/store/embedded-redis.js';
 import { removeDir, tempDir } from './temp.js';
 import { waitFor } from './wait-for.js';
 
@@ -79,19 +80,5 @@ export class RedisServer {
       await exited;
     }
     if (!this.options.dir) removeDir(this.dir);
-  }
-}
-
-/** Whether a redis-server answers PING at this address now (one try, no retries). */
-export async function answersPing(options: RedisOptions): Promise<boolean> {
-  const client = new Redis({ ...options, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  client.on('error', () => {});
-  try {
-    await client.connect();
-    return (await client.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    client.disconnect();
   }
 }

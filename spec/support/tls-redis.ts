@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { removeDir, tempDir } from './temp.js';
 import { waitFor } from './wait-for.js';
-import { answersPing } from './redis-server.js';
+import { answersPing } from '../../lib/store/embedded-redis.js';
 
 // A real redis-server that speaks TLS only (no plain port) and wants a password, for the specs
 // of rediss:// URLs. Its certificate is made here with openssl: a CA of its own, and a server
