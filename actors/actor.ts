@@ -52,7 +52,6 @@ export function runActor(name: ActorName, create: (ctx: ActorContext) => Promise
         process.exit(70);
       case 'epoch':
       case 'abort':
-      case 'wake':
       case 'launched':
         if (actor) actor.handle(message);
         else early.push(message);

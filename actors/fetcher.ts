@@ -173,17 +173,10 @@ class Fetcher implements Actor {
     const stepped: RunState[] = [];
     const ended: RunState[] = [];
     const now = Date.now();
-    for (const [epoch, reader] of this.readers) {
-      const events = reader.readNew();
+    // Local run logs (read here) and remote ones (streamed by the fleet's followers).
+    const local = [...this.readers].map(([epoch, reader]) => ({ epoch, events: reader.readNew() }));
+    for (const { epoch, events } of [...local, ...this.fleet.drain()]) {
       if (events.length === 0) continue;
-      const changes = this.table.apply(epoch, events);
-      for (const run of changes.started) {
-        if (run.endedAt === null && run.pid !== null) this.starts.set(run.runId, { id: run.jobId, run: run.run, pid: run.pid, startedAt: run.forkedAt ?? now, epoch, seenAt: now });
-      }
-      stepped.push(...changes.stepped.filter((run) => run.endedAt === null));
-      ended.push(...changes.ended.filter((run) => !run.recorded));
-    }
-    for (const { epoch, events } of this.fleet.drain()) {
       const changes = this.table.apply(epoch, events);
       for (const run of changes.started) {
         if (run.endedAt === null && run.pid !== null) this.starts.set(run.runId, { id: run.jobId, run: run.run, pid: run.pid, startedAt: run.forkedAt ?? now, epoch, seenAt: now });

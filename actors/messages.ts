@@ -19,8 +19,6 @@ export type ToActor =
   | { type: 'epoch'; epoch: string }
   /** Starter: stop a thread job's run (timeout or cancel, decided by the fetcher). */
   | { type: 'abort'; runId: string; reason: string }
-  /** Look at Redis now rather than at the next timeout. */
-  | { type: 'wake' }
   /** Fetcher: the starter launched jobs on this host; follow its run log now if it does not yet. */
   | { type: 'launched'; host: string };
 

@@ -62,12 +62,11 @@ export class RemoteDispatch {
     const jobs = this.pending.get(host) ?? [];
     this.pending.delete(host);
     if (jobs.length === 0) return;
-    // A host just made known (an EC2 instance that became ready) may be newer than the registry.
-    if (!this.hosts.get(host)) await this.hosts.refresh(true);
-    // So may its state: a host that answers again is granted jobs at once (grantFrom.lua reads
-    // HostState), while this registry may say "down" for up to 2 s more. Look again before
-    // refusing them, or they fail for a host that is up.
-    if (this.hosts.isDown(host)) await this.hosts.refresh(true);
+    // The registry may be older than the grant: a host just made known (an EC2 instance that
+    // became ready), or one that answers again (grantFrom.lua reads HostState at once, this
+    // registry may say "down" for up to 2 s more). Look again before refusing the jobs, or they
+    // fail for a host that is up.
+    if (!this.hosts.get(host) || this.hosts.isDown(host)) await this.hosts.refresh(true);
     if (this.hosts.isDown(host)) {
       for (const job of jobs) this.notStarted(makeRunId(job.id, job.run), `host ${host} is down: ${this.hosts.state(host)?.reason ?? 'unreachable'}`);
       return;

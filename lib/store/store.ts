@@ -92,7 +92,6 @@ function withIncludes(lua: string): string {
   return lua.replace(/^-- @include (\w+)$/gm, (_, name: string) => readFileSync(join(LUA_DIR, 'includes', `${name}.lua`), 'utf8'));
 }
 
-/** A launch payload from Granted_Queue (see lua/includes/grantFrom.lua). */
 /**
  * A launch payload from Granted_Queue (see lua/includes/grantFrom.lua), or null if it is not one:
  * ids, run numbers and locations become paths and run log lines, so nothing else is let through.
