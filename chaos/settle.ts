@@ -1,4 +1,5 @@
 import { isFinal } from '../lib/store/job-record.js';
+import { sleep } from '../lib/stop-signal.js';
 import type { Store } from '../lib/store/store.js';
 import type { World } from './world.js';
 
@@ -46,6 +47,6 @@ export async function settle(world: World, store: Store, deadline: number, log: 
     }
     if (done) return true;
     if (now >= deadline || signal?.aborted) return false;
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await sleep(500, signal); // cut short when the run is stopped
   }
 }
