@@ -76,7 +76,7 @@ export class Provisioner {
     if (!this.sdk) ({ sdk: this.sdk, client: this.ec2 } = await loadEc2(this.config.ec2));
     const described = records.length || Date.now() - this.orphansSweptAt >= ORPHAN_SWEEP_MS ? await this.describe() : [];
     // What counts against MaxInstances: this deployment's instances, orphans included.
-    this.aliveTagged = described.filter((i) => !['terminated'].includes(i.State?.Name ?? '')).length;
+    this.aliveTagged = described.filter((i) => i.State?.Name !== 'terminated').length;
     if (Date.now() - this.orphansSweptAt >= ORPHAN_SWEEP_MS) await this.terminateOrphans(records, described);
     records = await this.observe(records, described);
     await this.launchForDemand(records, locations);
