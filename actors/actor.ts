@@ -1,10 +1,10 @@
 import { parentPort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import type { Config } from '../lib/config/config.js';
-import { CallbackLogger, type Logger } from '../lib/log.js';
-import { StopSignal } from '../lib/stop-signal.js';
-import { errorMessage } from '../lib/errors.js';
-import { assertNever, type ActorName, type FromActor, type ToActor } from './messages.js';
+import { CallbackLogger, type Logger } from '../lib/util/log.js';
+import { StopSignal } from '../lib/util/stop-signal.js';
+import { errorMessage } from '../lib/util/errors.js';
+import { assertNever, type ActorName, type FromActor, type ToActor } from './protocol.js';
 
 // What every actor thread shares: it waits for `init`, builds its actor, runs its loop, and on
 // `stop` closes it (bounded) and answers `stopped`. An actor keeps no state that Redis does not

@@ -1,20 +1,20 @@
 import { mkdirSync, unlinkSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { runActor, type Actor, type ActorContext } from './actor.js';
-import type { ToActor } from './messages.js';
+import type { ToActor } from './protocol.js';
 import { Store, type GrantPool, type RunFinished, type RunStarted } from '../lib/store/store.js';
 import { BlockingConnection } from '../lib/store/blocking.js';
-import { StopSignal, Wakeup } from '../lib/stop-signal.js';
-import { RunLogReader, runId as makeRunId } from '../lib/jobs/run-log.js';
-import { RunTable, type RunState } from '../lib/jobs/run-table.js';
-import { JOB_INFO_FIELDS, parseJobInfo, type FetchContext, type Job, type JobInfo } from '../lib/jobs/job.js';
-import { LocalJob } from '../lib/jobs/local-job.js';
-import { ThreadJob } from '../lib/jobs/thread-job.js';
-import { poolsFor } from '../lib/jobs/locations.js';
-import { runLogPath } from '../lib/jobs/local-paths.js';
-import { RemoteFleet } from '../lib/jobs/remote-fleet.js';
-import { RemoteJob } from '../lib/jobs/remote-job.js';
-import { errorMessage } from '../lib/errors.js';
+import { StopSignal, Wakeup } from '../lib/util/stop-signal.js';
+import { RunLogReader, runId as makeRunId } from '../lib/runs/run-log.js';
+import { RunTable, type RunState } from '../lib/runs/run-table.js';
+import { JOB_INFO_FIELDS, parseJobInfo, type FetchContext, type Job, type JobInfo } from '../lib/backends/job.js';
+import { LocalJob } from '../lib/backends/local/local-job.js';
+import { ThreadJob } from '../lib/backends/thread/thread-job.js';
+import { poolsFor } from '../lib/backends/placement.js';
+import { runLogPath } from '../lib/runs/paths.js';
+import { RemoteFleet } from '../lib/backends/remote/fleet.js';
+import { RemoteJob } from '../lib/backends/remote/remote-job.js';
+import { errorMessage } from '../lib/util/errors.js';
 
 // The ResultFetcher actor. It keeps Running_Queue (score = the next time to look at a job) and
 // sleeps exactly until the earliest job is due or something reports: a run log line (a job

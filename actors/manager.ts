@@ -1,14 +1,14 @@
 import { runActor, type Actor, type ActorContext } from './actor.js';
-import type { ToActor } from './messages.js';
+import type { ToActor } from './protocol.js';
 import { Store, type GrantPool, type RouteDecision } from '../lib/store/store.js';
 import { BlockingConnection } from '../lib/store/blocking.js';
-import { validateJobSpec, type JobSpec } from '../lib/spec/job-spec.js';
+import { validateJobSpec, type JobSpec } from '../lib/jobfile/job-spec.js';
 import { parseJson } from '../lib/store/job-record.js';
-import { errorMessage, JobSpecError } from '../lib/errors.js';
-import { locationOf, poolsFor } from '../lib/jobs/locations.js';
-import { prepareJobDir } from '../lib/jobs/local-paths.js';
+import { errorMessage, JobSpecError } from '../lib/util/errors.js';
+import { locationOf, poolsFor } from '../lib/backends/placement.js';
+import { prepareJobDir } from '../lib/runs/paths.js';
 import { HostRegistry } from '../lib/ssh/hosts.js';
-import { Provisioner } from '../lib/ec2/provisioner.js';
+import { Provisioner } from '../lib/backends/ec2/provisioner.js';
 
 // The JobManager actor. It watches Job_Queue: every entry is checked (a job file that is not
 // valid becomes `rejected`, with the reason, and everything else goes on) and routed to the queue
@@ -17,7 +17,7 @@ import { Provisioner } from '../lib/ec2/provisioner.js';
 // stay untouched until a finishing job frees a slot, which signals the manager.
 //
 // It blocks on Signal:manager (new jobs, freed slots, an instance ready) between rounds, or until
-// the next delayed retry is due. Beside that loop runs the EC2 provisioner (lib/ec2/provisioner.ts),
+// the next delayed retry is due. Beside that loop runs the EC2 provisioner (lib/backends/ec2/provisioner.ts),
 // which launches, readies and terminates instances; EC2's slowness never holds up a grant.
 
 const INTAKE_BATCH = 500;

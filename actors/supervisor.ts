@@ -4,14 +4,14 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Redis } from 'ioredis';
 import type { Config } from '../lib/config/config.js';
-import { FileLogger } from '../lib/log.js';
+import { FileLogger } from '../lib/util/log.js';
 import { Store } from '../lib/store/store.js';
 import { createRedis, describeRedis } from '../lib/store/connect.js';
 import { embeddedRedisUrl, ensureEmbeddedRedis, stopEmbeddedRedis } from '../lib/store/embedded-redis.js';
-import { acquireStateLock, releaseStateLock } from '../lib/state-lock.js';
-import { errorMessage, IllegalStateError } from '../lib/errors.js';
-import { StopSignal } from '../lib/stop-signal.js';
-import { ACTOR_NAMES, assertNever, type ActorName, type FromActor, type ToActor } from './messages.js';
+import { acquireStateLock, releaseStateLock } from '../lib/util/state-lock.js';
+import { errorMessage, IllegalStateError } from '../lib/util/errors.js';
+import { StopSignal } from '../lib/util/stop-signal.js';
+import { ACTOR_NAMES, assertNever, type ActorName, type FromActor, type ToActor } from './protocol.js';
 
 // The supervisor: one process, three actors, each in its own worker thread.
 //

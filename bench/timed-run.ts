@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { DIST_DIR } from '../lib/paths.js';
+import { DIST_DIR } from '../lib/util/paths.js';
 
 // What every benchmark does with JobManager: start a supervisor (detached) with the given config,
 // time `jobmanager queue --wait DIR` from the outside, read the Events stream for the pipeline's

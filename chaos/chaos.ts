@@ -1,4 +1,4 @@
-import { StopSignal } from '../lib/stop-signal.js';
+import { StopSignal } from '../lib/util/stop-signal.js';
 import { seededRandom } from '../spec/support/random.js';
 import { World } from './world.js';
 import { Workload, KINDS, type JobKind } from './workload.js';

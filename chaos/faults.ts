@@ -1,5 +1,5 @@
-import { errorMessage } from '../lib/errors.js';
-import { sleep, type StopSignal } from '../lib/stop-signal.js';
+import { errorMessage } from '../lib/util/errors.js';
+import { sleep, type StopSignal } from '../lib/util/stop-signal.js';
 import type { World } from './world.js';
 import { GIVEN_UP_AFTER_MS } from './world.js';
 import { pick } from './workload.js';

@@ -1,5 +1,5 @@
 import { isFinal } from '../lib/store/job-record.js';
-import { sleep } from '../lib/stop-signal.js';
+import { sleep } from '../lib/util/stop-signal.js';
 import type { Store } from '../lib/store/store.js';
 import type { World } from './world.js';
 

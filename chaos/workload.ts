@@ -1,5 +1,5 @@
 import type { Workspace } from '../spec/support/workspace.js';
-import type { StopSignal } from '../lib/stop-signal.js';
+import type { StopSignal } from '../lib/util/stop-signal.js';
 import type { Ledger } from './ledger.js';
 
 // The chaos run's workload: waves of job files of every ClassType, queued with `jobmanager

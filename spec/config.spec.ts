@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, type Config } from '../lib/config/config.js';
-import { ConfigError } from '../lib/errors.js';
+import { ConfigError } from '../lib/util/errors.js';
 import { removeDir, tempDir } from './support/temp.js';
 import { Workspace } from './support/workspace.js';
 

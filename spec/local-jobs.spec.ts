@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { Workspace } from './support/workspace.js';
 import { alive } from './support/processes.js';
 import { waitFor } from './support/wait-for.js';
-import { PROJECT_ROOT } from '../lib/paths.js';
-import { runLogPath } from '../lib/jobs/local-paths.js';
+import { PROJECT_ROOT } from '../lib/util/paths.js';
+import { runLogPath } from '../lib/runs/paths.js';
 import type { JobView } from '../lib/cli/views.js';
 
 // Local and Thread jobs end to end: a real supervisor process, a real redis-server, the real

@@ -3,7 +3,7 @@ import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { createServer, type Server } from 'node:net';
 import { Workspace, FAST_CONFIG } from './support/workspace.js';
-import { SshHost } from './support/sshd.js';
+import { loopbackIndex, SshHost } from './support/sshd.js';
 import { waitFor } from './support/wait-for.js';
 import { runCli } from './support/cli.js';
 import type { JobView } from '../lib/cli/views.js';
@@ -109,8 +109,8 @@ async function remoteDir(host: SshHost, ws: Workspace, id: string): Promise<stri
     expect(most.get(host2.username), 'host2 used').to.be.at.least(1);
     expect(most.get(host3.username), 'host3 used').to.be.at.least(1);
     const store = await ws.store();
-    expect(await store.redis.scard(store.keys.remoteJobs('host2'))).to.equal(0);
-    expect(await store.redis.scard(store.keys.remoteJobs('host3'))).to.equal(0);
+    expect(await store.redis.scard(store.keys.remoteJobs(host2.name))).to.equal(0);
+    expect(await store.redis.scard(store.keys.remoteJobs(host3.name))).to.equal(0);
   });
 
   it('kills the remote process tree on Timeout and on cancel', async function () {
@@ -243,13 +243,13 @@ async function remoteDir(host: SshHost, ws: Workspace, id: string): Promise<stri
   before(async function () {
     host4 = await SshHost.start({ index: 4 });
     silent = createServer(() => {}); // accepts connections, never says a word
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.9', resolve));
+    await new Promise<void>((resolve) => silent.listen(0, `127.0.0.${loopbackIndex(9)}`, resolve));
     const silentPort = (silent.address() as { port: number }).port;
     ws = await Workspace.create();
     const knownHosts = ws.write('known_hosts', `${host4.knownHostsLine}\n`);
     ws.writeConfig({
       ...FAST_CONFIG, Deployment: `r${basename(ws.dir).slice(-6)}`, KnownHosts: knownHosts, HostDownAfter: '2s',
-      Hosts: [host4.hostEntry(2), { Name: 'silent', Hostname: '127.0.0.9', Port: silentPort, Username: 'nobody', Key: host4.clientKey, Slots: 2 }],
+      Hosts: [host4.hostEntry(2), { Name: 'silent', Hostname: `127.0.0.${loopbackIndex(9)}`, Port: silentPort, Username: 'nobody', Key: host4.clientKey, Slots: 2 }],
     });
     await ws.startSupervisor();
   });

@@ -2,8 +2,8 @@ import { expect } from 'chai';
 import type { Redis } from 'ioredis';
 import { RedisServer } from './support/redis-server.js';
 import { Store, parseGrantedPayload, type GrantPool, type NewJob, type Outcome, type RouteDecision, type RunFinished, type TakenJob } from '../lib/store/store.js';
-import { validateJobSpec } from '../lib/spec/job-spec.js';
-import { JobSpecError } from '../lib/errors.js';
+import { validateJobSpec } from '../lib/jobfile/job-spec.js';
+import { JobSpecError } from '../lib/util/errors.js';
 
 // Every transition of the durable store (one Lua script each, lib/store/lua), run against a real
 // redis-server. Time is an argument (`now`), so backoffs and deadlines are moved past by passing a

@@ -1,7 +1,7 @@
 import { loadConfig, type Config } from '../config/config.js';
 import { Store } from '../store/store.js';
 import { ensureEmbeddedRedis, stopEmbeddedRedis } from '../store/embedded-redis.js';
-import { lockOwner } from '../state-lock.js';
+import { lockOwner } from '../util/state-lock.js';
 import type { ConnectionRole } from '../store/connect.js';
 
 // What a command needs: the config, and a connection to the deployment's Redis. With the embedded

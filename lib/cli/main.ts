@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { PROJECT_ROOT } from '../paths.js';
-import { JobManagerError, errorMessage } from '../errors.js';
+import { PROJECT_ROOT } from '../util/paths.js';
+import { JobManagerError, errorMessage } from '../util/errors.js';
 import { consoleOutput } from './output.js';
 import { queueCommand } from './commands/queue.js';
 import { jobsCommand, showCommand, waitCommand } from './commands/jobs.js';

@@ -1,4 +1,4 @@
-import { formatDuration } from '../duration.js';
+import { formatDuration } from '../util/duration.js';
 
 // How the command line prints: aligned tables for people, JSON for scripts (--json), and a
 // progress line on stderr that rewrites itself on a terminal and stays quiet otherwise.

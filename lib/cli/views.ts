@@ -1,4 +1,4 @@
-import { formatDuration } from '../duration.js';
+import { formatDuration } from '../util/duration.js';
 import { isFinal, type JobRecord, type RunEntry, type StepState } from '../store/job-record.js';
 import { age, table, timestamp, took } from './output.js';
 

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { createRedis } from '../store/connect.js';
 import { isFinal, parseJobRecord, type JobRecord } from '../store/job-record.js';
-import { sleep } from '../stop-signal.js';
+import { sleep } from '../util/stop-signal.js';
 import type { Store } from '../store/store.js';
 import { ProgressLine } from './output.js';
 

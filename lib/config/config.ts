@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ConfigError } from '../errors.js';
-import { DEFAULT_CONFIG_FILE, expandHome } from '../paths.js';
-import { checkKeys, describeType, expectMap, optDuration, optInt, optString, optStringList, optStringMap, printable, looksLikeKey, type Fail } from '../spec/fields.js';
-import { readYamlFile, YamlProblem, type ParsedYaml, type YamlPath } from '../spec/yaml.js';
+import { ConfigError } from '../util/errors.js';
+import { DEFAULT_CONFIG_FILE, expandHome } from '../util/paths.js';
+import { checkKeys, describeType, expectMap, optDuration, optInt, optString, optStringList, optStringMap, printable, looksLikeKey, type Fail } from '../jobfile/fields.js';
+import { readYamlFile, YamlProblem, type ParsedYaml, type YamlPath } from '../jobfile/yaml.js';
 
 // Configuration: config/default.yaml documents every key and holds its default; a user file
 // (--config, JM_CONFIG, or ./jobmanager.yaml) overrides keys; JM_REDIS_URL and JM_STATE_DIR

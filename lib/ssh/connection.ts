@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { Client, type ClientChannel, type SFTPWrapper } from 'ssh2';
 import type { HostKeyPolicy } from '../config/config.js';
-import { JobManagerError, errorMessage } from '../errors.js';
-import type { Logger } from '../log.js';
+import { JobManagerError, errorMessage } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
 import { addHostKey, checkHostKey, knownHostsName } from './known-hosts.js';
 
 // One pooled SSH connection to a host (ssh2), shared by everything an actor does there.

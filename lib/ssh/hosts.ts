@@ -2,7 +2,7 @@ import type { Config } from '../config/config.js';
 import type { Store } from '../store/store.js';
 import { join } from 'node:path';
 import type { SshTarget } from './connection.js';
-import { instanceHostName, type InstanceRecord } from '../ec2/instances.js';
+import { instanceHostName, type InstanceRecord } from '../backends/ec2/instances.js';
 
 // The SSH hosts a deployment knows: those in the config's Hosts, those that job files name with
 // their own connection keys (the old tool's way: Hostname, Username, Key in the job), which the

@@ -1,5 +1,5 @@
 import type { Config } from '../config/config.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../util/log.js';
 import { SshConnection, SshUnavailableError } from './connection.js';
 import type { HostRegistry } from './hosts.js';
 

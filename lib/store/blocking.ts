@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { createRedis } from './connect.js';
-import type { StopSignal } from '../stop-signal.js';
+import type { StopSignal } from '../util/stop-signal.js';
 
 // Blocking on Redis, done carefully (BullMQ's lessons, its issues #1658, #4479, #4585): blocking
 // commands get a connection of their own, their timeout is capped at 5 s, and a watchdog

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { Redis, type RedisOptions } from 'ioredis';
 import { redactUrl } from '../config/config.js';
-import { ConfigError, errorMessage } from '../errors.js';
+import { ConfigError, errorMessage } from '../util/errors.js';
 
 // One place that turns a Redis address into an ioredis connection. Two kinds:
 //  - 'actor': waits out a Redis restart (commands queue and are retried when it is back), since

@@ -2,8 +2,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
-import { MissingProgramError, RedisUnavailableError } from '../errors.js';
-import { sleep } from '../stop-signal.js';
+import { MissingProgramError, RedisUnavailableError } from '../util/errors.js';
+import { sleep } from '../util/stop-signal.js';
 
 // The embedded default: with no Redis address configured, JobManager runs its own redis-server
 // under StateDir/redis: unix socket only (no TCP port), socket mode 0700 in a 0700 directory,

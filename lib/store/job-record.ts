@@ -1,4 +1,4 @@
-import type { ClassType, JobSpec } from '../spec/job-spec.js';
+import type { ClassType, JobSpec } from '../jobfile/job-spec.js';
 
 // The job record as stored in the hash job:<id>, and its lifecycle:
 //

@@ -21,9 +21,9 @@
 //   Hosts                hash   host name → connection (JSON) of hosts named only in job files
 //   HostState            hash   host name → {state: up|down, since, reason} (JSON)
 //   RemoteLogs           hash   host name → how far its run log has been read (bytes)
-//   Instances            hash   launch token → EC2 instance record (JSON), see lib/ec2/instances.ts
+//   Instances            hash   launch token → EC2 instance record (JSON), see lib/backends/ec2/instances.ts
 //   StoreId              string this Redis's random id, set once: keeps the files its jobs leave
-//                               on hosts apart from another Redis's (lib/jobs/remote-paths.ts)
+//                               on hosts apart from another Redis's (lib/backends/remote/paths.ts)
 
 export type Location = string; // 'local' | `host:${name}` | 'any' | 'ec2'
 

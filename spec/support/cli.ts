@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { DIST_DIR } from '../../lib/paths.js';
+import { DIST_DIR } from '../../lib/util/paths.js';
 
 // Runs the real command line in a child process, as a user would.
 

@@ -1,5 +1,5 @@
 import { stringify } from 'yaml';
-import { shq } from '../../lib/shell.js';
+import { shq } from '../../lib/util/shell.js';
 import { seededRandom } from './random.js';
 
 // Hostile input for the fuzz pass (spec/fuzz.spec.ts): job files, config files and raw job
@@ -564,7 +564,7 @@ function runnable(r: Rng, w: RunWorld, n: number, classType: RunnableJob['classT
     env.push([key, note(data(r, c))]);
   }
   // Now and then a large value: up to the script's limit it must run (it appears twice in the
-  // script: in Env and in the check below), over it the file is refused (lib/spec/job-spec.ts).
+  // script: in Env and in the check below), over it the file is refused (lib/jobfile/job-spec.ts).
   if (classType !== 'Thread' && r.chance(0.03)) {
     env.push(['BIG', `${'b'.repeat(r.int(10, 70) * 1024)}${r.pick(c.shell)}`]);
     nastiness += 10;

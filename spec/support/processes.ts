@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { processAlive } from '../../lib/process.js';
+import { processAlive } from '../../lib/util/process.js';
 
 // Finding the processes a spec left behind: job processes carry JM_JOB_DIR in their environment,
 // so everything started under a workspace's state directory can be found and stopped by pid.

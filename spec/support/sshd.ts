@@ -39,6 +39,17 @@ export interface SshdOptions {
 }
 
 const SSHD = '/usr/sbin/sshd';
+
+/**
+ * The N of 127.0.0.N for a spec's host index: JM_SPEC_HOST_OFFSET (default 0) is added, so that
+ * test runs in several checkouts at once use hosts (addresses and host users) of their own.
+ */
+export function loopbackIndex(index: number): number {
+  const offset = Number(process.env.JM_SPEC_HOST_OFFSET ?? 0);
+  const n = index + (Number.isInteger(offset) ? offset : 0);
+  if (n < 2 || n > 254) throw new Error(`loopback host index ${n} is out of 2..254 (JM_SPEC_HOST_OFFSET=${process.env.JM_SPEC_HOST_OFFSET})`);
+  return n;
+}
 /** Set by sshd in every session of a host (SetEnv), so detached processes can be found by pid. */
 const MARKER = 'JM_SSHD_DIR';
 
@@ -93,7 +104,8 @@ export class SshHost {
     return spawnSync(SSHD, ['-V'], { stdio: 'ignore' }).error === undefined && process.getuid?.() === 0;
   }
 
-  static async start(options: SshdOptions): Promise<SshHost> {
+  static async start(given: SshdOptions): Promise<SshHost> {
+    const options = { ...given, index: loopbackIndex(given.index) };
     const username = ensureUser(options.username ?? `jmhost${options.index}`);
     const dir = tempDir('jm-sshd-');
     chmodSync(dir, 0o755);

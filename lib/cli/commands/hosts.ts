@@ -3,8 +3,8 @@ import { age, table } from '../output.js';
 import { HostRegistry, type Host } from '../../ssh/hosts.js';
 import type { Config } from '../../config/config.js';
 import { SshConnection } from '../../ssh/connection.js';
-import { silentLogger } from '../../log.js';
-import { errorMessage } from '../../errors.js';
+import { silentLogger } from '../../util/log.js';
+import { errorMessage } from '../../util/errors.js';
 import { EXIT, type CommandArgs } from './types.js';
 
 // `jobmanager hosts`: every SSH host, reachable or not (tried now, with the same host key check

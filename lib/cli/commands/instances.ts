@@ -1,6 +1,6 @@
 import { readConfig, openStore } from '../context.js';
 import { age, table } from '../output.js';
-import { InstanceBook, instanceHostName } from '../../ec2/instances.js';
+import { InstanceBook, instanceHostName } from '../../backends/ec2/instances.js';
 import { EXIT, type CommandArgs } from './types.js';
 
 // `jobmanager instances`: the EC2 instances this deployment launched: state, the job on each,

@@ -1,7 +1,7 @@
 import { readConfig, openStore } from '../context.js';
 import { jobsTable, jobView, showJob } from '../views.js';
 import { JOB_STATES, type JobRecord } from '../../store/job-record.js';
-import { jobDir } from '../../jobs/local-paths.js';
+import { jobDir } from '../../runs/paths.js';
 import { waitAndReport } from './queue.js';
 import { EXIT, type CommandArgs } from './types.js';
 

@@ -4,17 +4,17 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Supervisor } from '../../../actors/supervisor.js';
 import { readConfig, openStore } from '../context.js';
-import { lockOwner } from '../../state-lock.js';
+import { lockOwner } from '../../util/state-lock.js';
 import { embeddedRedisSocket, pingSocket, stopEmbeddedRedis } from '../../store/embedded-redis.js';
 import { describeRedis } from '../../store/connect.js';
 import { age, ProgressLine, table } from '../output.js';
-import { errorMessage, JobManagerError } from '../../errors.js';
+import { errorMessage, JobManagerError } from '../../util/errors.js';
 import { parseJson } from '../../store/job-record.js';
 import { EXIT, type CommandArgs } from './types.js';
 import { HostRegistry } from '../../ssh/hosts.js';
 import type { Config } from '../../config/config.js';
-import { sleep } from '../../stop-signal.js';
-import { processAlive } from '../../process.js';
+import { sleep } from '../../util/stop-signal.js';
+import { processAlive } from '../../util/process.js';
 
 // The supervisor's lifecycle: start (foreground, or --detach), stop, restart, status.
 

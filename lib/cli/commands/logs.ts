@@ -1,18 +1,18 @@
 import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import { readConfig, openStore } from '../context.js';
-import { jobDir } from '../../jobs/local-paths.js';
+import { jobDir } from '../../runs/paths.js';
 import { isFinal } from '../../store/job-record.js';
-import { StopSignal, Wakeup } from '../../stop-signal.js';
+import { StopSignal, Wakeup } from '../../util/stop-signal.js';
 import type { Config } from '../../config/config.js';
 import type { Store } from '../../store/store.js';
 import type { JobRecord } from '../../store/job-record.js';
 import { HostRegistry } from '../../ssh/hosts.js';
 import { SshPool } from '../../ssh/pool.js';
-import { remoteJobDir } from '../../jobs/remote-paths.js';
-import { shellPath } from '../../shell.js';
-import { silentLogger } from '../../log.js';
-import { errorMessage } from '../../errors.js';
+import { remoteJobDir } from '../../backends/remote/paths.js';
+import { shellPath } from '../../util/shell.js';
+import { silentLogger } from '../../util/log.js';
+import { errorMessage } from '../../util/errors.js';
 import { EXIT, type CommandArgs } from './types.js';
 
 // `jobmanager logs ID [--step N] [--follow]`: the job's log (what its steps printed), or one

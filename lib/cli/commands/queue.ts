@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { parseDuration } from '../../duration.js';
+import { parseDuration } from '../../util/duration.js';
 import { readConfig, openStore } from '../context.js';
-import { loadJobFiles, type LoadedJob } from '../job-files.js';
+import { loadJobFiles, type LoadedJob } from '../../jobfile/load-files.js';
 import { jobsTable, jobView } from '../views.js';
 import { table } from '../output.js';
 import { eventsPosition, waitForJobs } from '../wait.js';
 import type { Store } from '../../store/store.js';
-import type { JobSpecError } from '../../errors.js';
+import type { JobSpecError } from '../../util/errors.js';
 import type { Output } from '../output.js';
 import { EXIT, type CommandArgs } from './types.js';
 

@@ -1,8 +1,8 @@
 import { Supervisor } from '../../../actors/supervisor.js';
 import { readConfig, openStore } from '../context.js';
-import { loadJobFiles } from '../job-files.js';
+import { loadJobFiles } from '../../jobfile/load-files.js';
 import { eventsPosition } from '../wait.js';
-import { lockOwner } from '../../state-lock.js';
+import { lockOwner } from '../../util/state-lock.js';
 import { refuse, submit, waitAndReport } from './queue.js';
 import { EXIT, type CommandArgs } from './types.js';
 

@@ -1,0 +1,319 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import type { EC2Client, Instance } from '@aws-sdk/client-ec2';
+import type { Config } from '../../config/config.js';
+import type { Logger } from '../../util/log.js';
+import { errorMessage } from '../../util/errors.js';
+import { formatDuration } from '../../util/duration.js';
+import type { StopSignal } from '../../util/stop-signal.js';
+import type { Store } from '../../store/store.js';
+import { SshConnection } from '../../ssh/connection.js';
+import { ec2KnownHosts } from '../../ssh/hosts.js';
+import { knownHostsName } from '../../ssh/known-hosts.js';
+import { errorCode, loadEc2, RETRYABLE, type Ec2Sdk } from './client.js';
+import { hostKeysFromConsole } from './console-keys.js';
+import { instanceHostName, InstanceBook, type InstanceRecord } from './instances.js';
+
+// The EC2 provisioner, run by the manager beside its own loop (it never blocks it: every EC2 call
+// is awaited here, not there). It keeps the deployment's instances matched to the EC2 jobs
+// waiting: launches instances while jobs wait and no idle one can take them (never more than
+// MaxInstances, counting only this deployment's records and tag), readies new ones (host key
+// from the console, SSH answering) so that the manager can grant them jobs like any host, and
+// terminates those idle for IdleTimeout. Instances carrying the deployment's tag that no record
+// explains are terminated: no orphan keeps running.
+
+export const DEPLOYMENT_TAG = 'jobmanager:deployment';
+export const TOKEN_TAG = 'jobmanager:token';
+
+const STEP_MS = 1000;
+const ORPHAN_SWEEP_MS = 60_000;
+/** An instance may be invisible to DescribeInstances this long after RunInstances. */
+const VISIBILITY_GRACE_MS = 60_000;
+/** A retiring instance waits this long (registries refresh every 2 s) before it is terminated. */
+const RETIRE_SETTLE_MS = 6000;
+
+interface Backoff {
+  until: number;
+  delay: number;
+  reason: string;
+  failures: number;
+}
+
+export class Provisioner {
+  private ec2!: EC2Client;
+  private sdk!: Ec2Sdk;
+  private readonly book: InstanceBook;
+  private readonly readying = new Set<string>();
+  private readonly backoff = new Map<string, Backoff>();
+  private orphansSweptAt = 0;
+  private aliveTagged = 0;
+
+  constructor(
+    private readonly config: Config,
+    private readonly store: Store,
+    private readonly log: Logger,
+    private readonly wakeManager: () => void,
+  ) {
+    this.book = new InstanceBook(store);
+  }
+
+  async run(stop: StopSignal): Promise<void> {
+    while (!stop.stopped) {
+      try {
+        await this.step();
+      } catch (err) {
+        this.log.warn(`EC2: ${errorMessage(err)}; trying again`);
+      }
+      await stop.sleep(STEP_MS);
+    }
+  }
+
+  private async step(): Promise<void> {
+    const locations = await this.store.redis.smembers(this.store.keys.ec2Locations);
+    let records = await this.book.all();
+    // Without EC2 in the config and nothing launched, EC2 is not asked anything (nor loaded).
+    if (records.length === 0 && locations.length === 0 && !this.config.ec2.imageId) return;
+    if (!this.sdk) ({ sdk: this.sdk, client: this.ec2 } = await loadEc2(this.config.ec2));
+    const described = records.length || Date.now() - this.orphansSweptAt >= ORPHAN_SWEEP_MS ? await this.describe() : [];
+    // What counts against MaxInstances: this deployment's instances, orphans included.
+    this.aliveTagged = described.filter((i) => i.State?.Name !== 'terminated').length;
+    if (Date.now() - this.orphansSweptAt >= ORPHAN_SWEEP_MS) await this.terminateOrphans(records, described);
+    records = await this.observe(records, described);
+    await this.launchForDemand(records, locations);
+    await this.retireIdle(records, locations);
+  }
+
+  /** Every instance carrying this deployment's tag, in any state. */
+  private async describe(): Promise<Instance[]> {
+    const instances: Instance[] = [];
+    let NextToken: string | undefined;
+    do {
+      const page = await this.ec2.send(new this.sdk.DescribeInstancesCommand({ Filters: [{ Name: `tag:${DEPLOYMENT_TAG}`, Values: [this.config.deployment] }], NextToken }));
+      for (const reservation of page.Reservations ?? []) instances.push(...(reservation.Instances ?? []));
+      NextToken = page.NextToken;
+    } while (NextToken);
+    return instances;
+  }
+
+  /** Brings each record up to date with what EC2 says; returns the records still alive. */
+  private async observe(records: InstanceRecord[], described: Instance[]): Promise<InstanceRecord[]> {
+    const now = Date.now();
+    const alive: InstanceRecord[] = [];
+    for (const record of records) {
+      const instance = described.find((i) => i.InstanceId === record.instanceId) ?? described.find((i) => i.Tags?.some((t) => t.Key === TOKEN_TAG && t.Value === record.token));
+      const state = instance?.State?.Name;
+      if (record.state === 'requested') {
+        if (instance?.InstanceId) {
+          await this.update(record, { instanceId: instance.InstanceId, state: 'pending' });
+        } else if (now - record.changedAt > 5000) {
+          // The launch may have been cut short by a crash: ask again with the same token.
+          await this.requestInstance(record);
+        }
+      } else if (state === 'terminated' || (!instance && now - record.requestedAt > VISIBILITY_GRACE_MS && record.state !== 'pending')) {
+        if (record.state !== 'terminating') this.log.warn(`EC2: instance ${record.instanceId} is gone (${state ?? 'not found'})`);
+        await this.forget(record);
+        continue;
+      } else if ((record.state === 'pending' || record.state === 'booting') && state === 'running') {
+        const address = instance?.PublicIpAddress ?? instance?.PrivateIpAddress ?? null;
+        if (address && record.state === 'pending') await this.update(record, { state: 'booting', address });
+        if (record.state === 'booting') this.ready(record);
+      }
+      if ((record.state === 'pending' || record.state === 'booting') && now - record.requestedAt > this.config.ec2.readyTimeoutMs) {
+        await this.terminate(record, `it did not answer over SSH within ${formatDuration(this.config.ec2.readyTimeoutMs)} of its launch${record.lastError ? ` (${record.lastError})` : ''}`);
+      }
+      alive.push(record);
+    }
+    return alive;
+  }
+
+  /** Checks a running instance's host key (from its console) and SSH, without blocking the loop. */
+  private ready(record: InstanceRecord): void {
+    if (this.readying.has(record.token)) return;
+    this.readying.add(record.token);
+    void (async () => {
+      try {
+        const keys = await this.consoleHostKeys(record.instanceId!);
+        if (keys.length) this.trustKeys(record.address!, keys);
+        else if (this.config.hostKeyPolicy !== 'accept-new') throw new Error('its console output shows no SSH host keys yet (HostKeyPolicy: accept-new would trust the first key seen)');
+        const ssh = new SshConnection(
+          { name: instanceHostName(record.instanceId!), hostname: record.address!, port: this.config.ec2.port, username: this.config.ec2.username, key: this.config.ec2.key },
+          { knownHosts: ec2KnownHosts(this.config), hostKeyPolicy: this.config.hostKeyPolicy, log: this.log, connectTimeoutMs: 5000 },
+        );
+        try {
+          await ssh.exec('true');
+        } finally {
+          ssh.close();
+        }
+        await this.update(record, { state: 'ready', readyAt: Date.now(), idleSince: Date.now(), lastError: null });
+        this.log.info(`EC2: instance ${record.instanceId} (${record.address}) is ready, ${formatDuration(Date.now() - record.requestedAt)} after its launch`);
+        this.wakeManager();
+      } catch (err) {
+        await this.update(record, { lastError: errorMessage(err) });
+      } finally {
+        this.readying.delete(record.token);
+      }
+    })();
+  }
+
+  private async consoleHostKeys(instanceId: string): Promise<{ type: string; key: string }[]> {
+    const reply = await this.ec2.send(new this.sdk.GetConsoleOutputCommand({ InstanceId: instanceId, Latest: true }));
+    return hostKeysFromConsole(Buffer.from(reply.Output ?? '', 'base64').toString('utf8'));
+  }
+
+  /** Writes the keys read from the console into the EC2 known_hosts file (replacing that address's). */
+  private trustKeys(address: string, keys: { type: string; key: string }[]): void {
+    const file = ec2KnownHosts(this.config);
+    const name = knownHostsName(address, this.config.ec2.port);
+    const kept = existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((line) => line && !line.startsWith(`${name} `)) : [];
+    writeFileSync(file, [...kept, ...keys.map((k) => `${name} ${k.type} ${k.key}`)].join('\n') + '\n', { mode: 0o600 });
+  }
+
+  /** Launches instances for EC2 jobs that wait and that no idle or coming instance will take. */
+  private async launchForDemand(records: InstanceRecord[], locations: string[]): Promise<void> {
+    for (const location of locations) {
+      const waiting = await this.store.redis.llen(this.store.keys.locationQueue(location));
+      if (waiting === 0) continue;
+      const coming = records.filter((r) => r.location === location && ['requested', 'pending', 'booting'].includes(r.state)).length;
+      const idle = (await Promise.all(records.filter((r) => r.location === location && r.state === 'ready').map((r) => this.slotsUsed(r)))).filter((used) => used === 0).length;
+      const room = this.config.ec2.maxInstances - Math.max(records.length, this.aliveTagged);
+      const wanted = Math.min(waiting - coming - idle, room);
+      const backoff = this.backoff.get(location);
+      if (wanted <= 0 || (backoff && Date.now() < backoff.until)) continue;
+      const [, imageId, instanceType] = location.split(':');
+      for (let i = 0; i < wanted; i++) {
+        const record: InstanceRecord = {
+          token: randomUUID(), instanceId: null, state: 'requested', location, imageId, instanceType,
+          requestedAt: Date.now(), address: null, readyAt: null, idleSince: null, changedAt: Date.now(), lastError: null,
+        };
+        // Saved before the call: after a crash the same token is used again (no duplicate).
+        await this.book.save(record);
+        records.push(record);
+        if (!(await this.requestInstance(record))) break;
+      }
+    }
+  }
+
+  /** RunInstances with the record's ClientToken. False when EC2 said no (the record is dropped). */
+  private async requestInstance(record: InstanceRecord): Promise<boolean> {
+    const ec2 = this.config.ec2;
+    try {
+      const reply = await this.ec2.send(new this.sdk.RunInstancesCommand({
+        ClientToken: record.token,
+        ImageId: record.imageId,
+        InstanceType: record.instanceType as never,
+        MinCount: 1,
+        MaxCount: 1,
+        ...(ec2.keyName ? { KeyName: ec2.keyName } : {}),
+        ...(ec2.securityGroupIds.length ? { SecurityGroupIds: ec2.securityGroupIds } : {}),
+        ...(ec2.subnetId ? { SubnetId: ec2.subnetId } : {}),
+        TagSpecifications: [{
+          ResourceType: 'instance',
+          Tags: [
+            { Key: 'Name', Value: `jobmanager-${this.config.deployment}` },
+            ...Object.entries(ec2.tags).map(([Key, Value]) => ({ Key, Value })),
+            { Key: DEPLOYMENT_TAG, Value: this.config.deployment },
+            { Key: TOKEN_TAG, Value: record.token },
+          ],
+        }],
+      }));
+      const instanceId = reply.Instances?.[0]?.InstanceId ?? null;
+      await this.update(record, { instanceId, state: 'pending', lastError: null });
+      this.backoff.delete(record.location);
+      this.log.info(`EC2: launched ${instanceId} (${record.instanceType}, ${record.imageId}) for jobs waiting in ${record.location}`);
+      return true;
+    } catch (err) {
+      const code = errorCode(err);
+      const failures = (this.backoff.get(record.location)?.failures ?? 0) + 1;
+      const delay = Math.min(1000 * 2 ** failures, RETRYABLE.has(code) ? 60_000 : 300_000);
+      const reason = `${code}: ${errorMessage(err)}`;
+      this.backoff.set(record.location, { until: Date.now() + delay, delay, reason, failures });
+      this.log.warn(`EC2: RunInstances failed (${reason}); trying again in ${formatDuration(delay)}`);
+      // An error answer from EC2 means no instance was made for this token: the request is
+      // dropped. No answer at all (the network) leaves it unknown: the record stays, and the
+      // same token is used again later, so an instance made meanwhile is found, not doubled.
+      const answered = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== undefined;
+      if (answered) await this.book.remove(record.token);
+      await this.explainWait(record.location, `waiting for an EC2 instance: RunInstances failed ${failures} time${failures > 1 ? 's' : ''} (${reason}); trying again in ${formatDuration(delay)}`);
+      return false;
+    }
+  }
+
+  /** Tells the jobs waiting for a location why they wait (shown by `jobs` and `show`). */
+  private async explainWait(location: string, reason: string): Promise<void> {
+    const ids = await this.store.redis.lrange(this.store.keys.locationQueue(location), 0, 99);
+    const pipeline = this.store.redis.pipeline();
+    for (const id of ids) pipeline.hset(this.store.keys.job(id), 'reason', reason);
+    await pipeline.exec();
+  }
+
+  private slotsUsed(record: InstanceRecord): Promise<number> {
+    return this.store.redis.scard(this.store.keys.remoteJobs(instanceHostName(record.instanceId!)));
+  }
+
+  /** Idle instances: retired (no new grants) after IdleTimeout, then terminated if still idle. */
+  private async retireIdle(records: InstanceRecord[], locations: string[]): Promise<void> {
+    const now = Date.now();
+    for (const record of records) {
+      if (record.state !== 'ready' && record.state !== 'retiring') continue;
+      const used = await this.slotsUsed(record);
+      if (record.state === 'ready') {
+        if (used > 0) {
+          if (record.idleSince !== null) await this.update(record, { idleSince: null });
+        } else if (record.idleSince === null) {
+          await this.update(record, { idleSince: now });
+        } else if (now - record.idleSince >= this.config.ec2.idleTimeoutMs) {
+          const waiting = locations.includes(record.location) ? await this.store.redis.llen(this.store.keys.locationQueue(record.location)) : 0;
+          if (waiting === 0) await this.update(record, { state: 'retiring' });
+        }
+      } else if (used > 0) {
+        await this.update(record, { state: 'ready', idleSince: null });
+      } else if (now - record.changedAt >= RETIRE_SETTLE_MS) {
+        await this.terminate(record, `idle for ${formatDuration(now - (record.idleSince ?? record.changedAt))}`);
+      }
+    }
+  }
+
+  private async terminate(record: InstanceRecord, why: string): Promise<void> {
+    if (!record.instanceId) return;
+    try {
+      await this.ec2.send(new this.sdk.TerminateInstancesCommand({ InstanceIds: [record.instanceId] }));
+      this.log.info(`EC2: terminating ${record.instanceId}: ${why}`);
+      await this.update(record, { state: 'terminating' });
+    } catch (err) {
+      if (errorCode(err) === 'InvalidInstanceID.NotFound') await this.forget(record);
+      else this.log.warn(`EC2: could not terminate ${record.instanceId} (${errorMessage(err)}); trying again`);
+    }
+  }
+
+  /** Instances with this deployment's tag that no record explains. */
+  private async terminateOrphans(records: InstanceRecord[], described: Instance[]): Promise<void> {
+    this.orphansSweptAt = Date.now();
+    const known = new Set(records.flatMap((r) => [r.token, r.instanceId ?? '']));
+    const orphans = described.filter((i) => {
+      const state = i.State?.Name;
+      if (state === 'terminated' || state === 'shutting-down') return false;
+      const token = i.Tags?.find((t) => t.Key === TOKEN_TAG)?.Value ?? '';
+      return !known.has(i.InstanceId ?? '') && !known.has(token);
+    });
+    if (orphans.length === 0) return;
+    const ids = orphans.map((i) => i.InstanceId!);
+    this.log.warn(`EC2: terminating ${ids.length} instance(s) with this deployment's tag that no record explains: ${ids.join(' ')}`);
+    await this.ec2.send(new this.sdk.TerminateInstancesCommand({ InstanceIds: ids }));
+  }
+
+  private async forget(record: InstanceRecord): Promise<void> {
+    await this.book.remove(record.token);
+    if (record.address) {
+      const file = ec2KnownHosts(this.config);
+      const name = knownHostsName(record.address, this.config.ec2.port);
+      if (existsSync(file)) writeFileSync(file, readFileSync(file, 'utf8').split('\n').filter((line) => line && !line.startsWith(`${name} `)).join('\n') + '\n');
+    }
+  }
+
+  private async update(record: InstanceRecord, changes: Partial<InstanceRecord>): Promise<void> {
+    const moved = changes.state !== undefined && changes.state !== record.state;
+    Object.assign(record, changes);
+    if (moved) record.changedAt = Date.now();
+    await this.book.save(record);
+  }
+}

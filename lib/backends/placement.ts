@@ -1,0 +1,69 @@
+import type { Config } from '../config/config.js';
+import type { JobSpec } from '../jobfile/job-spec.js';
+import type { Keys, Location } from '../store/keys.js';
+import type { GrantPool } from '../store/store.js';
+import { configuredHosts, type Host, type HostRegistry } from '../ssh/hosts.js';
+
+// Where a job runs, as a location, and the slot pools the manager grants from.
+//   local         Local and Thread jobs: LocalMaxJobs slots (the set LocalJobs)
+//   host:<name>   Remote jobs for that host: its Slots (the set RemoteJobs:<name>)
+//   any           Remote jobs with Hostname: any: a slot on any configured host that has one
+//   ec2:<image>:<type>   EC2 jobs: the slot of an instance of that image and type (one each)
+
+export type Placement = { location: Location; adhoc?: Host } | { reason: string };
+
+export function locationOf(spec: JobSpec, config: Config): Placement {
+  switch (spec.classType) {
+    case 'Local':
+    case 'Thread':
+      return { location: 'local' };
+    case 'Remote':
+      return remoteLocation(spec, config);
+    case 'EC2': {
+      const imageId = spec.ec2?.imageId ?? config.ec2.imageId;
+      if (!imageId) return { reason: 'EC2 jobs need an image: set EC2.ImageId in the config (or ImageId in the job file)' };
+      if (!config.ec2.key && !process.env.SSH_AUTH_SOCK) return { reason: 'EC2 jobs need EC2.Key in the config (the private key of EC2.KeyName) or an ssh-agent' };
+      return { location: `ec2:${imageId}:${spec.ec2?.instanceType ?? config.ec2.instanceType}` };
+    }
+  }
+}
+
+function remoteLocation(spec: JobSpec, config: Config): Placement {
+  const remote = spec.remote!;
+  const hostname = remote.hostname!;
+  const hosts = configuredHosts(config);
+  if (hostname === 'any') {
+    if (hosts.length === 0) return { reason: 'Hostname: any needs hosts in the config (Hosts: [...]); none are configured' };
+    return { location: 'any' };
+  }
+  const configured = hosts.find((h) => h.name === hostname || h.hostname === hostname);
+  if (configured) {
+    for (const [key, value] of [['Username', remote.username], ['Port', remote.port], ['Key', remote.key]] as const) {
+      if (value !== null) return { reason: `${key} is set in the job file, but ${hostname} is a host from the config, which says how to reach it: remove ${key} from the job file (or change the config)` };
+    }
+    return { location: `host:${configured.name}` };
+  }
+  // A host only this job file names, as the old tool's RemoteJob did.
+  const port = remote.port ?? 22;
+  const name = port === 22 ? hostname : `${hostname}_${port}`;
+  const adhoc: Host = {
+    name,
+    hostname,
+    port,
+    username: remote.username ?? process.env.USER ?? 'root',
+    key: remote.key,
+    slots: config.remoteMaxJobsPerHost,
+    adhoc: true,
+  };
+  return { location: `host:${name}`, adhoc };
+}
+
+export function poolsFor(config: Config, keys: Keys, hosts: HostRegistry | null = null): GrantPool[] {
+  const pools: GrantPool[] = [{ location: 'local', slotKey: keys.localJobs, limit: config.localMaxJobs, queues: ['local'] }];
+  for (const host of hosts?.all() ?? configuredHosts(config)) {
+    if (hosts?.isDown(host.name)) continue;
+    const location = `host:${host.name}`;
+    pools.push({ location, slotKey: keys.remoteJobs(host.name), limit: host.slots, queues: host.queues ?? (host.adhoc ? [location] : [location, 'any']) });
+  }
+  return pools;
+}

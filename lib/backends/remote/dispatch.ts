@@ -1,0 +1,101 @@
+import type { Logger } from '../../util/log.js';
+import { errorMessage } from '../../util/errors.js';
+import type { Store } from '../../store/store.js';
+import { parseJson } from '../../store/job-record.js';
+import { HostKeyError, SshConfigError } from '../../ssh/connection.js';
+import type { HostRegistry } from '../../ssh/hosts.js';
+import { LaunchError, type RemoteLaunch, type RemoteStarter } from './launch.js';
+import { runId as makeRunId } from '../../runs/run-log.js';
+
+// The starter's queue of Remote launches, per host. Launches go out in batches, concurrently with
+// the starter's local work. A host that cannot be reached is tried again with a growing delay
+// (its jobs keep their slots: a short outage costs nothing); once the host is marked down, or
+// when trying again cannot help (a refused host key), the jobs are recorded as not started and
+// the fetcher turns that into a retry or a failure.
+
+/** Launch batches in flight per host (each an SSH channel; well below MaxSessions). */
+const BATCHES_IN_FLIGHT = 3;
+
+export class RemoteDispatch {
+  private readonly pending = new Map<string, RemoteLaunch[]>();
+  private readonly retry = new Map<string, { at: number; delay: number }>();
+  private readonly inFlight = new Map<string, number>();
+
+  constructor(
+    private readonly starter: RemoteStarter,
+    private readonly hosts: HostRegistry,
+    private readonly store: Store,
+    private readonly notStarted: (runId: string, reason: string) => void,
+    private readonly launched: (host: string) => void,
+    private readonly log: Logger,
+  ) {}
+
+  get waiting(): boolean {
+    return this.pending.size > 0;
+  }
+
+  add(host: string, job: RemoteLaunch): void {
+    this.pending.set(host, [...(this.pending.get(host) ?? []), job]);
+  }
+
+  /**
+   * Launches what is due, in batches per host, several batches in flight per host at once (a
+   * batch that waits for the one before would wait for an SSH round trip).
+   */
+  async flush(): Promise<void> {
+    await this.hosts.refresh();
+    const now = Date.now();
+    const due = [...this.pending.keys()].filter((host) => (this.retry.get(host)?.at ?? 0) <= now && (this.inFlight.get(host) ?? 0) < BATCHES_IN_FLIGHT);
+    await Promise.all(due.map(async (host) => {
+      this.inFlight.set(host, (this.inFlight.get(host) ?? 0) + 1);
+      try {
+        await this.launchOn(host);
+      } finally {
+        this.inFlight.set(host, (this.inFlight.get(host) ?? 1) - 1);
+      }
+      // What came while this batch was out goes now.
+      if (this.pending.has(host)) void this.flush();
+    }));
+  }
+
+  private async launchOn(host: string): Promise<void> {
+    const jobs = this.pending.get(host) ?? [];
+    this.pending.delete(host);
+    if (jobs.length === 0) return;
+    // The registry may be older than the grant: a host just made known (an EC2 instance that
+    // became ready), or one that answers again (grantFrom.lua reads HostState at once, this
+    // registry may say "down" for up to 2 s more). Look again before refusing the jobs, or they
+    // fail for a host that is up.
+    if (!this.hosts.get(host) || this.hosts.isDown(host)) await this.hosts.refresh(true);
+    if (this.hosts.isDown(host)) {
+      for (const job of jobs) this.notStarted(makeRunId(job.id, job.run), `host ${host} is down: ${this.hosts.state(host)?.reason ?? 'unreachable'}`);
+      return;
+    }
+    try {
+      await this.withDefinitions(jobs);
+      const { failed } = await this.starter.launch(host, jobs);
+      for (const f of failed) this.notStarted(f.runId, f.reason);
+      this.retry.delete(host);
+      this.log.debug(`JobStarter: started ${jobs.length - failed.length} jobs on ${host}`);
+      this.launched(host);
+    } catch (err) {
+      if (err instanceof HostKeyError || err instanceof SshConfigError || err instanceof LaunchError) {
+        this.log.error(`JobStarter: ${err.message}`);
+        for (const job of jobs) this.notStarted(makeRunId(job.id, job.run), err.message);
+        return;
+      }
+      const delay = Math.min((this.retry.get(host)?.delay ?? 500) * 2, 10_000);
+      this.retry.set(host, { at: Date.now() + delay, delay });
+      this.pending.set(host, [...jobs, ...(this.pending.get(host) ?? [])]);
+      this.log.warn(`JobStarter: cannot start ${jobs.length} job(s) on ${host} yet (${errorMessage(err)}); trying again in ${delay}ms`);
+    }
+  }
+
+  /** The job file written on the host is the definition as queued (payloads carry it only sometimes). */
+  private async withDefinitions(jobs: RemoteLaunch[]): Promise<void> {
+    const missing = jobs.filter((job) => job.raw === null || job.raw === undefined);
+    if (missing.length === 0) return;
+    const rows = await this.store.getFields(missing.map((job) => job.id), ['raw']);
+    missing.forEach((job, i) => (job.raw = parseJson(rows[i][0])));
+  }
+}
