@@ -14,7 +14,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import { Client } from 'ssh2';
 import { LoopbackEc2 } from './support/ec2-server.js';
-import { loopbackIndex, SshHost, sshBanner } from './support/sshd.js';
+import { loopbackAddress, SshHost, sshBanner } from './support/sshd.js';
 import { removeDir, tempDir } from './support/temp.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -161,7 +161,7 @@ async function expectEc2Error(call: Promise<unknown>, code: string, status: numb
     const [instance] = first.Instances!;
     expect(instance.InstanceId).to.match(/^i-[0-9a-f]{17}$/);
     expect(instance.State).to.deep.equal({ Code: 0, Name: 'pending' });
-    expect(instance.PrivateIpAddress).to.match(/^127\.0\.0\.\d+$/);
+    expect(instance.PrivateIpAddress).to.match(/^127\.\d+\.0\.\d+$/);
     expect(instance.PublicIpAddress).to.equal(instance.PrivateIpAddress);
     expect(instance).to.include({ ImageId: IMAGE, InstanceType: 't3.micro', KeyName: 'jobmanager', ClientToken: 'token-1', SubnetId: 'subnet-0bbbbbbbbbbbbbbbb' });
     expect(instance.LaunchTime).to.be.instanceOf(Date);
@@ -330,9 +330,9 @@ async function expectEc2Error(call: Promise<unknown>, code: string, status: numb
       expect(await listed()).to.deep.equal([]);
       await expectEc2Error(lateClient.send(new DescribeInstancesCommand({ InstanceIds: [id] })), 'InvalidInstanceID.NotFound', 400);
       await waitFor('running', async () => (late.instances()[0].state === 'running' ? true : null));
-      expect(await sshBanner(`127.0.0.${loopbackIndex(60)}`, late.sshPort), 'running, but sshd not up yet').to.equal(false);
+      expect(await sshBanner(loopbackAddress(60), late.sshPort), 'running, but sshd not up yet').to.equal(false);
       await waitFor('the instance listed', async () => ((await listed()).includes(id) ? true : null));
-      expect(late.instances().map((i) => i.address)).to.deep.equal([`127.0.0.${loopbackIndex(60)}`]);
+      expect(late.instances().map((i) => i.address)).to.deep.equal([loopbackAddress(60)]);
 
       // cloud-init finishes once sshd has its keys; this server prints none of them.
       const text = await waitFor('cloud-init finished', async () => {
@@ -341,7 +341,7 @@ async function expectEc2Error(call: Promise<unknown>, code: string, status: numb
         return output.includes('Cloud-init v. 22.2.2 finished') ? output : null;
       });
       expect(consoleHostKeys(text)).to.deep.equal([]);
-      expect(await sshBanner(`127.0.0.${loopbackIndex(60)}`, late.sshPort), 'sshd up').to.equal(true);
+      expect(await sshBanner(loopbackAddress(60), late.sshPort), 'sshd up').to.equal(true);
     });
   });
 });

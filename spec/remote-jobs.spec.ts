@@ -3,7 +3,7 @@ import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { createServer, type Server } from 'node:net';
 import { Workspace, FAST_CONFIG } from './support/workspace.js';
-import { loopbackIndex, SshHost } from './support/sshd.js';
+import { loopbackAddress, SshHost } from './support/sshd.js';
 import { waitFor } from './support/wait-for.js';
 import { runCli } from './support/cli.js';
 import type { JobView } from '../lib/cli/views.js';
@@ -243,13 +243,13 @@ async function remoteDir(host: SshHost, ws: Workspace, id: string): Promise<stri
   before(async function () {
     host4 = await SshHost.start({ index: 4 });
     silent = createServer(() => {}); // accepts connections, never says a word
-    await new Promise<void>((resolve) => silent.listen(0, `127.0.0.${loopbackIndex(9)}`, resolve));
+    await new Promise<void>((resolve) => silent.listen(0, loopbackAddress(9), resolve));
     const silentPort = (silent.address() as { port: number }).port;
     ws = await Workspace.create();
     const knownHosts = ws.write('known_hosts', `${host4.knownHostsLine}\n`);
     ws.writeConfig({
       ...FAST_CONFIG, Deployment: `r${basename(ws.dir).slice(-6)}`, KnownHosts: knownHosts, HostDownAfter: '2s',
-      Hosts: [host4.hostEntry(2), { Name: 'silent', Hostname: `127.0.0.${loopbackIndex(9)}`, Port: silentPort, Username: 'nobody', Key: host4.clientKey, Slots: 2 }],
+      Hosts: [host4.hostEntry(2), { Name: 'silent', Hostname: loopbackAddress(9), Port: silentPort, Username: 'nobody', Key: host4.clientKey, Slots: 2 }],
     });
     await ws.startSupervisor();
   });
@@ -267,7 +267,7 @@ async function remoteDir(host: SshHost, ws: Workspace, id: string): Promise<stri
     const [id] = await queue(ws, ws.write('mitm.yaml', ['ClassType: Remote', 'Hostname: host4', 'Order: [{Run: "echo should not run"}]'].join('\n')));
     const job = (await waitJobs(ws, id))[id];
     expect(job.state).to.equal('failed');
-    expect(job.reason).to.match(/host key of \[127\.0\.0\.4\]:\d+ \(host host4\) does not match/);
+    expect(job.reason).to.match(new RegExp(`host key of \\[${host4.address.replace(/\./g, '\\.')}\\]:\\d+ \\(host host4\\) does not match`));
     expect(job.reason).to.contain('ssh-keygen -R');
     expect(host4.run(`ls ${host4.home}/.jobmanager/${ws.deployment} 2>/dev/null || echo none`).trim()).to.equal('none');
   });

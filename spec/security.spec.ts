@@ -6,7 +6,7 @@ import { basename, dirname, join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { JobView } from '../lib/cli/views.js';
 import { Workspace, FAST_CONFIG } from './support/workspace.js';
-import { SshHost } from './support/sshd.js';
+import { loopbackAddress, SshHost } from './support/sshd.js';
 import { SupervisorProcess } from './support/supervisor-process.js';
 import { CLI_MAIN, runCli, type CliResult } from './support/cli.js';
 import { TlsRedisServer } from './support/tls-redis.js';
@@ -134,14 +134,14 @@ function leaks(texts: [string, string][], secrets: Record<string, string>): stri
     expect(lines[0], 'the other host\'s entry is intact').to.equal(otherLine);
     expect(lines.slice(1), 'the new host\'s key, and nothing else').to.have.length.greaterThan(0);
     for (const line of lines.slice(1)) expect(line).to.equal(host.knownHostsLine);
-    expect(readFileSync(join(ws.stateDir, 'supervisor.log'), 'utf8')).to.match(/accepted the new host key of \[127\.0\.0\.12\]:\d+ \(host host12\) into .* \(HostKeyPolicy: accept-new\)/);
+    expect(readFileSync(join(ws.stateDir, 'supervisor.log'), 'utf8')).to.match(/accepted the new host key of \[127\.\d+\.0\.12\]:\d+ \(host host12\) into .* \(HostKeyPolicy: accept-new\)/);
 
     // A new key, and no connection left from before (one made with the old key would go on).
     await host.killAll();
     await host.changeHostKey();
     const second = await runRemote(ws, 'second');
     expect(second.state).to.equal('failed');
-    expect(second.reason).to.match(/host key of \[127\.0\.0\.12\]:\d+ \(host host12\) does not match/);
+    expect(second.reason).to.match(/host key of \[127\.\d+\.0\.12\]:\d+ \(host host12\) does not match/);
     expect(readFileSync(knownHosts, 'utf8'), 'a changed key is never written').to.equal(trusted);
     expect(ranOnHost(ws, 'second'), 'nothing ran on the impostor').to.equal(false);
     const hosts = JSON.parse((await ws.cli('hosts', '--json')).stdout).hosts as { name: string; reachable: boolean; error: string | null }[];
@@ -153,7 +153,7 @@ function leaks(texts: [string, string][], secrets: Record<string, string>): stri
     const ws = await workspace({ KnownHosts: join(host.dir, 'empty_known_hosts'), HostKeyPolicy: 'strict' });
     const job = await runRemote(ws, 'unknown');
     expect(job.state).to.equal('failed');
-    expect(job.reason).to.match(/\[127\.0\.0\.12\]:\d+ \(host host12\) is not in .*empty_known_hosts; add its key \(ssh-keyscan -p \d+ 127\.0\.0\.12 >> .*\) or set HostKeyPolicy: accept-new/);
+    expect(job.reason).to.match(/\[127\.\d+\.0\.12\]:\d+ \(host host12\) is not in .*empty_known_hosts; add its key \(ssh-keyscan -p \d+ 127\.\d+\.0\.12 >> .*\) or set HostKeyPolicy: accept-new/);
     expect(ranOnHost(ws, 'unknown')).to.equal(false);
     expect(existsSync(join(host.dir, 'empty_known_hosts')), 'strict writes nothing').to.equal(false);
   });
@@ -257,7 +257,7 @@ function leaks(texts: [string, string][], secrets: Record<string, string>): stri
 
     // Refused input: a private key pasted into a job file, and into the config's Hosts.
     const keyText = readFileSync(host.clientKey, 'utf8');
-    const pasted = await cli('queue', ws.write('pasted.yaml', `ClassType: Remote\nHostname: 127.0.0.13\nKey: ${JSON.stringify(keyText)}\nOrder: [{Run: "true"}]\n`));
+    const pasted = await cli('queue', ws.write('pasted.yaml', `ClassType: Remote\nHostname: ${loopbackAddress(13)}\nKey: ${JSON.stringify(keyText)}\nOrder: [{Run: "true"}]\n`));
     expect(pasted.code).to.equal(2);
     expect(pasted.stderr).to.match(/Key: must be the path of a private key file, not the key itself/);
     const badConfig = ws.write('pasted-config.yaml', `Hosts:\n  - {Name: lab1, Hostname: 10.0.0.5, Key: ${JSON.stringify(keyText)}}\n`);

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
-import { ensureLoginUser, loopbackIndex, SshHost } from './sshd.js';
+import { ensureLoginUser, LOOPBACK_NET, loopbackAddress, SshHost } from './sshd.js';
 
 // A loopback server that speaks the EC2 Query API for the calls JobManager makes, so EC2 specs
 // run the real @aws-sdk/client-ec2 with no client mock. Its "instances" are real OpenSSH sshd
@@ -891,11 +891,11 @@ function fingerprintLine(line: string): string {
 // ---- small helpers ---------------------------------------------------------------------
 
 function addressOf(index: number): string {
-  return `127.0.0.${loopbackIndex(index)}`;
+  return loopbackAddress(index);
 }
 
 function hostnameOf(index: number): string {
-  return `ip-127-0-0-${loopbackIndex(index)}`;
+  return `ip-127-${LOOPBACK_NET}-0-${index}`;
 }
 
 function hexId(): string {

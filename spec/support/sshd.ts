@@ -17,7 +17,7 @@ import { waitFor } from './wait-for.js';
 export type HostKeyType = 'ed25519' | 'ecdsa' | 'rsa';
 
 export interface SshdOptions {
-  /** The N of 127.0.0.N (2 and up). */
+  /** The N of 127.K.0.N (2 and up; K: LOOPBACK_NET). */
   index: number;
   maxSessions?: number;
   /** Listen on this port. @defaultValue a free port on 127.0.0.N */
@@ -41,14 +41,19 @@ export interface SshdOptions {
 const SSHD = '/usr/sbin/sshd';
 
 /**
- * The N of 127.0.0.N for a spec's host index: JM_SPEC_HOST_OFFSET (default 0) is added, so that
- * test runs in several checkouts at once use hosts (addresses and host users) of their own.
+ * The loopback network of this test run: JM_SPEC_LOOPBACK_NET=K puts every spec host on
+ * 127.K.0.N (and gives it its own login user), so that test runs in several checkouts at once
+ * never meet. All of 127.0.0.0/8 is loopback on Linux. @defaultValue 0 (127.0.0.N)
  */
-export function loopbackIndex(index: number): number {
-  const offset = Number(process.env.JM_SPEC_HOST_OFFSET ?? 0);
-  const n = index + (Number.isInteger(offset) ? offset : 0);
-  if (n < 2 || n > 254) throw new Error(`loopback host index ${n} is out of 2..254 (JM_SPEC_HOST_OFFSET=${process.env.JM_SPEC_HOST_OFFSET})`);
-  return n;
+export const LOOPBACK_NET = (() => {
+  const net = Number(process.env.JM_SPEC_LOOPBACK_NET ?? 0);
+  if (!Number.isInteger(net) || net < 0 || net > 255) throw new Error(`JM_SPEC_LOOPBACK_NET=${process.env.JM_SPEC_LOOPBACK_NET}: give a whole number from 0 to 255`);
+  return net;
+})();
+
+/** The address of spec host N: 127.<LOOPBACK_NET>.0.N. */
+export function loopbackAddress(index: number): string {
+  return `127.${LOOPBACK_NET}.0.${index}`;
 }
 /** Set by sshd in every session of a host (SetEnv), so detached processes can be found by pid. */
 const MARKER = 'JM_SSHD_DIR';
@@ -65,7 +70,7 @@ export class SshHost {
   ) {}
 
   get address(): string {
-    return `127.0.0.${this.index}`;
+    return loopbackAddress(this.index);
   }
 
   get name(): string {
@@ -104,9 +109,8 @@ export class SshHost {
     return spawnSync(SSHD, ['-V'], { stdio: 'ignore' }).error === undefined && process.getuid?.() === 0;
   }
 
-  static async start(given: SshdOptions): Promise<SshHost> {
-    const options = { ...given, index: loopbackIndex(given.index) };
-    const username = ensureUser(options.username ?? `jmhost${options.index}`);
+  static async start(options: SshdOptions): Promise<SshHost> {
+    const username = ensureUser(options.username ?? `jmhost${LOOPBACK_NET ? `${LOOPBACK_NET}x` : ''}${options.index}`);
     const dir = tempDir('jm-sshd-');
     chmodSync(dir, 0o755);
     if (options.authorizedKey === undefined) {
@@ -116,7 +120,7 @@ export class SshHost {
       writeFileSync(join(dir, 'authorized_keys'), `${options.authorizedKey.trim()}\n`);
     }
     chmodSync(join(dir, 'authorized_keys'), 0o644);
-    const port = options.port ?? (await freePort(`127.0.0.${options.index}`));
+    const port = options.port ?? (await freePort(loopbackAddress(options.index)));
     const host = new SshHost(options.index, dir, port, username, options);
     host.makeHostKeys();
     host.writeConfig();
