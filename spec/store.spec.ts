@@ -635,6 +635,72 @@ describe('store (Lua transitions on a real redis-server)', function () {
     });
   });
 
+  describe('retry-3.lua', function () {
+    it('failed: queued again at the end of its queue with attempt 1, its outcome cleared, its runs kept; granted with the next run number', async function () {
+      const f = await fixture();
+      const [job] = await f.running(1, 1, { retries: 1 });
+      await f.finish([ended(job.id, 1, 'failed', { steps: [{ label: 'x', state: 'failed' }] })], 1, T0);
+      await f.grant(1, T0 + 60_000);
+      const [again] = await f.take();
+      await f.start([again], T0 + 60_000);
+      await f.finish([ended(job.id, 2, 'failed')], 1, T0 + 61_000);
+      const [waiting] = await f.queue(1);
+      expect(await f.store.getJob(job.id)).to.include({ state: 'failed', attempt: 2 });
+      await f.db.del(f.k.signal('manager'));
+
+      expect(await f.store.retry([job.id], T0 + 70_000)).to.deep.equal(['queued']);
+      const record = await f.store.getJob(job.id);
+      expect(record).to.include({ state: 'queued', attempt: 1, run: 2, queuedAt: T0 + 70_000, retriedAt: T0 + 70_000, manualRetries: 1, reason: null, exitCode: null, endedAt: null, startedAt: null });
+      expect(record!.steps).to.deep.equal([]);
+      expect(await f.waiting(), 'behind the job already waiting').to.deep.equal([waiting, job.id]);
+      expect((await f.store.runsOf(job.id)).map((r) => r.run)).to.deep.equal([1, 2]);
+      expect((await f.events()).at(-1)).to.deep.equal({ job: job.id, state: 'queued', reason: 'retried by hand, was failed' });
+      expect(await f.db.llen(f.k.signal('manager')), 'the manager is told').to.equal(1);
+
+      await f.grant(2, T0 + 70_001);
+      const taken = await f.take();
+      expect(taken.map((t) => [t.id, t.run, t.attempt])).to.deep.equal([[waiting, 1, 1], [job.id, 3, 1]]);
+    });
+
+    it('cancelled before it was routed: back on Job_Queue for the manager to check again', async function () {
+      const f = await fixture();
+      const [a] = await f.add(1);
+      await f.store.cancel([a], T0);
+      expect(await f.store.retry([a], T0 + 1)).to.deep.equal(['queued']);
+      expect(await f.store.getJob(a)).to.include({ state: 'queued', cancelRequested: false });
+      expect(await f.db.lrange(f.k.jobQueue, 0, -1)).to.deep.equal([a]);
+      expect(await f.store.route([accept(a)], T0 + 2)).to.deep.equal({ routed: 1, rejected: 0 });
+      expect(await f.grant(1, T0 + 3)).to.deep.equal({ granted: 1, nextDueMs: null });
+    });
+
+    it('cancelled while running: runs again, and the old cancel request does not cancel the new run', async function () {
+      const f = await fixture();
+      const [job] = await f.running(1, 1);
+      await f.store.cancel([job.id], T0 + 1);
+      await f.finish([ended(job.id, 1, 'failed', { reason: 'killed by SIGTERM' })], 1, T0 + 2);
+      expect(await f.state(job.id)).to.equal('cancelled');
+      expect(await f.store.retry([job.id], T0 + 3)).to.deep.equal(['queued']);
+      await f.grant(1, T0 + 4);
+      const [again] = await f.take();
+      await f.start([again], T0 + 5);
+      expect(await f.db.zscore(f.k.runningQueue, job.id), 'due one poll period later, not at once').to.equal(String(T0 + 5 + POLL_MS));
+      await f.finish([ended(job.id, again.run, 'succeeded')], 1, T0 + 6);
+      expect(await f.store.getJob(job.id)).to.include({ state: 'succeeded', run: 2 });
+    });
+
+    it('any other state, or unknown: reports the state and changes nothing', async function () {
+      const f = await fixture();
+      const [done] = await f.running(1, 1);
+      await f.finish([ended(done.id, 1, 'succeeded')], 1, T0);
+      const [rejected, queued] = await f.add(2);
+      await f.store.route([reject(rejected, 'no')], T0);
+      const [running] = await f.running(1, 1);
+      const before = await f.dump();
+      expect(await f.store.retry([done.id, rejected, queued, running.id, '999'], T0 + 1)).to.deep.equal(['succeeded', 'rejected', 'queued', 'running', 'unknown']);
+      expect(await f.dump()).to.deep.equal(before);
+    });
+  });
+
   describe('relaunch-1.lua', function () {
     it('gives a granted job whose run never launched a new run and its payload, once', async function () {
       const f = await fixture();

@@ -7,6 +7,8 @@ import type { ClassType, JobSpec } from '../jobfile/job-spec.js';
 //     │  └── retry after backoff <───────────────┘ (failed with retries left)
 //     └──> rejected (the manager could not use the job file)
 //
+//   failed | cancelled ──retry by hand (retry-3.lua: the web page's button)──> queued, attempt 1
+//
 // `granted` covers the starter's launch too: a granted job holds a slot and is in Granted_Queue or
 // being launched.
 
@@ -68,6 +70,9 @@ export interface JobRecord {
   spec: JobSpec | null;
   raw: unknown;
   dir: string | null;
+  /** How often it was run again by hand (retry-3.lua), and when last. */
+  manualRetries: number;
+  retriedAt: number | null;
 }
 
 export function parseJobRecord(hash: Record<string, string>): JobRecord | null {
@@ -101,6 +106,8 @@ export function parseJobRecord(hash: Record<string, string>): JobRecord | null {
     spec: parseJson(hash.spec) as JobSpec | null,
     raw: parseJson(hash.raw),
     dir: hash.dir || null,
+    manualRetries: num('manualRetries') ?? 0,
+    retriedAt: num('retriedAt'),
   };
 }
 

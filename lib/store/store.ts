@@ -74,6 +74,32 @@ export interface RunFinished {
   startedAt: number | null;
 }
 
+/** One entry of the Events stream: a job changed state (lua/*.lua write them, `Events:` in each header). */
+export interface JobEvent {
+  /** The stream entry's id; its first part is the time it was written (ms). */
+  id: string;
+  job: string;
+  state: string;
+  run: number | null;
+  host: string | null;
+  reason: string | null;
+}
+
+/** How full a location is: jobs waiting in Job_Queue:<location>, and slots held. */
+export interface LocationLoad {
+  location: Location;
+  waiting: number;
+  used: number;
+}
+
+export interface QueueDepths {
+  Job_Queue: number;
+  Granted_Queue: number;
+  Running_Queue: number;
+  Delayed: number;
+  locations: LocationLoad[];
+}
+
 type Script = (...args: (string | number)[]) => Promise<unknown>;
 
 let scriptSources: Map<string, { keys: number; lua: string }> | null = null;
@@ -228,6 +254,16 @@ export class Store {
     return (await this.script('cancel')(k.jobQueue, k.grantedQueue, k.delayed, k.runningQueue, k.events, k.signal('fetcher'), k.signal('manager'), k.prefix, now, ...ids)) as string[];
   }
 
+  /**
+   * Runs failed or cancelled jobs again (lua/retry-3.lua): each goes back to queued with a fresh
+   * attempt count. Returns per id 'queued', 'unknown', or the state it had and kept.
+   */
+  async retry(ids: string[], now = Date.now()): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const k = this.keys;
+    return (await this.script('retry')(k.jobQueue, k.events, k.signal('manager'), k.prefix, now, ...ids)) as string[];
+  }
+
   // ---- reads -------------------------------------------------------------------------------
 
   async getJob(id: string): Promise<JobRecord | null> {
@@ -257,6 +293,68 @@ export class Store {
   async runsOf(id: string): Promise<RunEntry[]> {
     const entries = await this.redis.lrange(this.keys.jobRuns(id), 0, -1);
     return entries.map((e) => parseJson(e)).filter((e): e is RunEntry => e !== null && typeof e === 'object' && typeof (e as RunEntry).run === 'number');
+  }
+
+  /** The id of the newest entry of the Events stream ('0-0' when it is empty). */
+  async lastEventId(): Promise<string> {
+    const newest = await this.redis.xrevrange(this.keys.events, '+', '-', 'COUNT', 1);
+    return newest[0]?.[0] ?? '0-0';
+  }
+
+  /**
+   * Events after `after`, waiting up to `blockMs` for one (XREAD BLOCK). It blocks this Store's
+   * connection: call it only on a Store of its own (see lib/web/event-hub.ts). Entries that are
+   * not job events are skipped, but `lastId` moves past them.
+   */
+  async readEvents(after: string, blockMs: number, count: number): Promise<{ lastId: string; events: JobEvent[] }> {
+    const reply = (await this.redis.xread('COUNT', count, 'BLOCK', blockMs, 'STREAMS', this.keys.events, after)) as [string, [string, string[]][]][] | null;
+    const events: JobEvent[] = [];
+    let lastId = after;
+    for (const [, entries] of reply ?? []) {
+      for (const [id, fields] of entries) {
+        lastId = id;
+        const f: Record<string, string> = {};
+        for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]] = fields[i + 1];
+        if (!f.job || !f.state) continue;
+        events.push({ id, job: f.job, state: f.state, run: f.run ? Number(f.run) : null, host: f.host || null, reason: f.reason || null });
+      }
+    }
+    return { lastId, events };
+  }
+
+  /** The intake and hand-off queues, and for each location its waiting jobs and used slots. */
+  async queueDepths(locations: Location[]): Promise<QueueDepths> {
+    const k = this.keys;
+    const pipeline = this.redis.pipeline().llen(k.jobQueue).llen(k.grantedQueue).zcard(k.runningQueue).zcard(k.delayed);
+    for (const location of locations) pipeline.llen(k.locationQueue(location)).scard(k.slotSet(location));
+    const counts = ((await pipeline.exec()) ?? []).map(([err, n]) => (err ? 0 : Number(n)));
+    return {
+      Job_Queue: counts[0], Granted_Queue: counts[1], Running_Queue: counts[2], Delayed: counts[3],
+      locations: locations.map((location, i) => ({ location, waiting: counts[4 + 2 * i], used: counts[5 + 2 * i] })),
+    };
+  }
+
+  /** Ids of the jobs holding a slot of `location` (local, host:<name>). */
+  async slotHolders(location: Location): Promise<string[]> {
+    const ids = await this.redis.smembers(this.keys.slotSet(location));
+    return ids.sort((a, b) => Number(a) - Number(b));
+  }
+
+  /** The EC2 locations (ec2:<image>:<type>) jobs have been queued for. */
+  async ec2Locations(): Promise<Location[]> {
+    return (await this.redis.smembers(this.keys.ec2Locations)).sort();
+  }
+
+  /** What the running supervisor last wrote in its heartbeat (the Supervisor hash). */
+  async supervisorInfo(): Promise<Record<string, string>> {
+    return this.redis.hgetall(this.keys.supervisor);
+  }
+
+  /** One PING's round trip, in milliseconds. */
+  async roundTripMs(): Promise<number> {
+    const started = process.hrtime.bigint();
+    await this.redis.ping();
+    return Number(process.hrtime.bigint() - started) / 1e6;
   }
 
   /**

@@ -1,0 +1,46 @@
+--[[
+  retry: run failed or cancelled jobs again, by hand (the web page's retry button). Each goes
+  back to `queued` with a fresh attempt count (attempt 1 of 1 + Retries), its last outcome
+  cleared (reason, exit code, result, steps, end time), and joins the end of its location's
+  queue; a job that was never routed (cancelled while in Job_Queue) goes back to Job_Queue for
+  the manager to check again. Its run numbers go on counting, so the new run never meets the
+  files or run log lines of an old one; its finished runs stay in job:<id>:runs. The job records
+  when and how often it was retried (retriedAt, manualRetries), and the Events entry says from
+  which state.
+  A job in any other state is left as it is: retry is no way to run a job twice at once.
+
+  KEYS[1] Job_Queue   KEYS[2] Events   KEYS[3] Signal:manager
+  ARGV[1] key prefix  ARGV[2] now (ms)  ARGV[3..] job ids
+  Returns: one result per id: 'queued' | 'unknown' | the state it had (not retried)
+  Events: queued (reason: retried by hand, was <state>)
+]]
+local prefix, now = ARGV[1], ARGV[2]
+local results = {}
+local any = false
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local jobKey = prefix .. 'job:' .. id
+  local state, location, spec = unpack(redis.call('HMGET', jobKey, 'state', 'location', 'spec'))
+  local result
+  if not state then
+    result = 'unknown'
+  elseif state == 'failed' or state == 'cancelled' then
+    redis.call('HDEL', jobKey, 'reason', 'exitCode', 'result', 'steps', 'endedAt', 'startedAt', 'grantedAt',
+      'cancelRequested', 'retryAt', 'pid', 'deadline', 'timedOut', 'killAt', 'slot')
+    redis.call('HSET', jobKey, 'state', 'queued', 'attempt', 1, 'queuedAt', now, 'retriedAt', now)
+    redis.call('HINCRBY', jobKey, 'manualRetries', 1)
+    if location and spec then
+      redis.call('LPUSH', prefix .. 'Job_Queue:' .. location, id)
+    else
+      redis.call('LPUSH', KEYS[1], id)
+    end
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'queued', 'reason', 'retried by hand, was ' .. state)
+    any = true
+    result = 'queued'
+  else
+    result = state
+  end
+  results[#results + 1] = result
+end
+if any and redis.call('LLEN', KEYS[3]) == 0 then redis.call('LPUSH', KEYS[3], 1) end
+return results
