@@ -1,22 +1,45 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { PROJECT_ROOT } from '../../util/paths.js';
 import { LauncherError, MissingProgramError } from '../../util/errors.js';
 import type { Logger } from '../../util/log.js';
 import { jobEnvironment } from '../job-env.js';
+import { launcherEnvironment } from './launcher-env.js';
 
-// The Node side of the local launcher (lib/backends/local/launcher.pl): one long-lived process per starter
-// incarnation ("epoch"), fed launch requests on stdin. It runs in its own session, so it and the
-// jobs it starts survive the supervisor; closing its stdin tells it to start nothing more.
+// The supervisor's side of the local launcher (launcher-main.ts): one long-lived process per
+// starter incarnation ("epoch"), fed launch requests on stdin. It runs in its own session, so it
+// and the jobs it starts survive the supervisor; closing its stdin tells it to start nothing more.
+//
+// JM_LAUNCHER=perl starts the Perl launcher (launcher.pl) instead, which speaks the same protocol
+// and writes the same run log: kept only to measure one against the other (bench/launcher.ts).
 
-export const LAUNCHER_SCRIPT = join(PROJECT_ROOT, 'lib', 'backends', 'local', 'launcher.pl');
+const NODE_LAUNCHER = fileURLToPath(new URL('./launcher-main.js', import.meta.url));
+const PERL_LAUNCHER = join(PROJECT_ROOT, 'lib', 'backends', 'local', 'launcher.pl');
+
+export type LauncherKind = 'node' | 'perl';
+
+/** Which launcher program to start: JM_LAUNCHER (node or perl). @defaultValue node */
+export function launcherKind(env: NodeJS.ProcessEnv = process.env): LauncherKind {
+  const kind = env.JM_LAUNCHER ?? 'node';
+  if (kind !== 'node' && kind !== 'perl') throw new LauncherError(`JM_LAUNCHER=${kind}: give node (the default) or perl`);
+  return kind;
+}
+
+function launcherCommand(kind: LauncherKind, runLog: string): [string, string[]] {
+  if (kind === 'perl') {
+    checkPerl();
+    return ['perl', [PERL_LAUNCHER, runLog]];
+  }
+  return [process.execPath, [NODE_LAUNCHER, runLog]];
+}
 
 let perlChecked = false;
-export function checkPerl(): void {
+function checkPerl(): void {
   if (perlChecked) return;
   const probe = spawnSync('perl', ['-MPOSIX', '-e', '1'], { stdio: 'ignore' });
   if (probe.error || probe.status !== 0) {
-    throw new MissingProgramError('perl was not found; local jobs are started by a small Perl launcher (Debian: apt-get install perl-base, present on every Debian system)');
+    throw new MissingProgramError('JM_LAUNCHER=perl, but perl was not found (Debian: apt-get install perl-base); unset JM_LAUNCHER to use the node launcher');
   }
   perlChecked = true;
 }
@@ -33,8 +56,8 @@ export class Launcher {
     private readonly log: Logger,
     onExit: (code: number | null) => void,
   ) {
-    checkPerl();
-    this.child = spawn('perl', [LAUNCHER_SCRIPT, runLog], { detached: true, stdio: ['pipe', 'ignore', 'pipe'], env: jobEnvironment() });
+    const [command, args] = launcherCommand(launcherKind(), runLog);
+    this.child = spawn(command, args, { detached: true, stdio: ['pipe', 'ignore', 'pipe'], env: launcherEnvironment(jobEnvironment()) });
     this.child.unref();
     this.child.stderr?.setEncoding('utf8').on('data', (text: string) => log.warn(`launcher ${epoch}: ${text.trim()}`));
     this.child.stdin?.on('error', () => {});
