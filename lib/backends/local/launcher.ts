@@ -26,12 +26,13 @@ export function launcherKind(env: NodeJS.ProcessEnv = process.env): LauncherKind
   return kind;
 }
 
-function launcherCommand(kind: LauncherKind, runLog: string): [string, string[]] {
+/** The program, its arguments and its environment (the jobs' one, which it passes on). */
+function launcherCommand(kind: LauncherKind, runLog: string): [string, string[], NodeJS.ProcessEnv] {
   if (kind === 'perl') {
     checkPerl();
-    return ['perl', [PERL_LAUNCHER, runLog]];
+    return ['perl', [PERL_LAUNCHER, runLog], jobEnvironment()];
   }
-  return [process.execPath, [NODE_LAUNCHER, runLog]];
+  return [process.execPath, [NODE_LAUNCHER, runLog], launcherEnvironment(jobEnvironment())];
 }
 
 let perlChecked = false;
@@ -56,8 +57,8 @@ export class Launcher {
     private readonly log: Logger,
     onExit: (code: number | null) => void,
   ) {
-    const [command, args] = launcherCommand(launcherKind(), runLog);
-    this.child = spawn(command, args, { detached: true, stdio: ['pipe', 'ignore', 'pipe'], env: launcherEnvironment(jobEnvironment()) });
+    const [command, args, env] = launcherCommand(launcherKind(), runLog);
+    this.child = spawn(command, args, { detached: true, stdio: ['pipe', 'ignore', 'pipe'], env });
     this.child.unref();
     this.child.stderr?.setEncoding('utf8').on('data', (text: string) => log.warn(`launcher ${epoch}: ${text.trim()}`));
     this.child.stdin?.on('error', () => {});
