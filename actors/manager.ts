@@ -1,7 +1,7 @@
 import { runActor, type Actor, type ActorContext } from './actor.js';
 import type { ToActor } from './protocol.js';
 import { Store, type GrantPool, type RouteDecision } from '../lib/store/store.js';
-import { BlockingConnection } from '../lib/store/blocking.js';
+import type { BlockingConnection } from '../lib/store/blocking.js';
 import { validateJobSpec, type JobSpec } from '../lib/jobfile/job-spec.js';
 import { parseJson } from '../lib/store/job-record.js';
 import { errorMessage, JobSpecError } from '../lib/util/errors.js';
@@ -13,7 +13,7 @@ import { Provisioner } from '../lib/backends/ec2/provisioner.js';
 // The JobManager actor. It watches Job_Queue: every entry is checked (a job file that is not
 // valid becomes `rejected`, with the reason, and everything else goes on) and routed to the queue
 // of the location it needs. Then it grants: for each location with room, jobs move to
-// Granted_Queue while slots remain (grant-4.lua). Full locations are not watched: their queues
+// Granted_Queue while slots remain (grant-3.lua). Full locations are not watched: their queues
 // stay untouched until a finishing job frees a slot, which signals the manager.
 //
 // It blocks on Signal:manager (new jobs, freed slots, an instance ready) between rounds, or until
@@ -34,7 +34,7 @@ class Manager implements Actor {
     private readonly ctx: ActorContext,
     private readonly store: Store,
   ) {
-    this.waiter = new BlockingConnection(ctx.redisUrl);
+    this.waiter = store.blocking(ctx.log);
     this.hosts = new HostRegistry(ctx.config, store);
     this.provisioner = new Provisioner(ctx.config, store, ctx.log, () => void store.signal('manager'));
   }
@@ -50,7 +50,7 @@ class Manager implements Actor {
       this.granted += granted;
       if (intake === INTAKE_BATCH || granted === GRANT_BATCH) continue;
       // A host that comes back up (HostState) is noticed within the idle wait.
-      await this.waiter.wait([this.store.keys.signal('manager')], nextDueMs ?? IDLE_WAIT_MS, stop);
+      await this.waiter.waitForSignal('manager', nextDueMs ?? IDLE_WAIT_MS, stop);
     }
     await provisioning;
   }
@@ -98,7 +98,7 @@ class Manager implements Actor {
     const placement = locationOf(spec, this.ctx.config);
     if ('reason' in placement) return reject(placement.reason);
     if (placement.adhoc) await this.hosts.register(placement.adhoc);
-    if (placement.location.startsWith('ec2:')) await this.store.redis.sadd(this.store.keys.ec2Locations, placement.location);
+    if (placement.location.startsWith('ec2:')) await this.store.addEc2Location(placement.location);
     return {
       entry,
       location: placement.location,

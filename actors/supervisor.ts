@@ -2,11 +2,11 @@ import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { Redis } from 'ioredis';
 import type { Config } from '../lib/config/config.js';
 import { FileLogger } from '../lib/util/log.js';
 import { Store } from '../lib/store/store.js';
-import { createRedis, describeRedis } from '../lib/store/connect.js';
+import { describeRedis } from '../lib/store/connect.js';
+import type { BlockingConnection } from '../lib/store/blocking.js';
 import { embeddedRedisUrl, ensureEmbeddedRedis, stopEmbeddedRedis } from '../lib/store/embedded-redis.js';
 import { acquireStateLock, releaseStateLock } from '../lib/util/state-lock.js';
 import { errorMessage, IllegalStateError } from '../lib/util/errors.js';
@@ -54,13 +54,15 @@ export class Supervisor {
   private readonly log: FileLogger;
   private readonly actors = new Map<ActorName, ActorSlot>();
   private store: Store | null = null;
-  private control: Redis | null = null;
+  private control: BlockingConnection | null = null;
   private redisUrl = '';
   private epoch = '0';
   private startedAt = Date.now();
   private readonly stop$ = new StopSignal();
   private stopping: Promise<void> | null = null;
   private heartbeatTimer: NodeJS.Timeout | null = null;
+  /** The reason the last heartbeat was not recorded (logged once until one is). */
+  private heartbeatFailure: string | null = null;
 
   constructor(
     readonly config: Config,
@@ -185,19 +187,16 @@ export class Supervisor {
 
   /** Fault injection and actor-level commands pushed to the Control list (`jobmanager debug`). */
   private async controlLoop(): Promise<void> {
-    this.control = createRedis(this.redisUrl, 'actor');
+    // Its errors are waited out (a lost connection) or logged once and backed off (see blocking.ts).
+    this.control = this.store!.blocking(this.log);
     while (!this.stop$.stopped) {
-      try {
-        const reply = await this.control.blpop(this.store!.keys.control, 5);
-        if (!reply) continue;
-        const [verb, target] = reply[1].split(' ');
-        const slot = this.actors.get(target as ActorName);
-        if (verb === 'crash' && slot?.worker) {
-          this.log.warn(`supervisor: crashing the ${target} actor on request`);
-          slot.worker.postMessage({ type: 'crash' } satisfies ToActor);
-        }
-      } catch {
-        if (!this.stop$.stopped) await this.stop$.sleep(200);
+      const command = await this.control.takeControl(5000, this.stop$);
+      if (!command) continue;
+      const [verb, target] = command.split(' ');
+      const slot = this.actors.get(target as ActorName);
+      if (verb === 'crash' && slot?.worker) {
+        this.log.warn(`supervisor: crashing the ${target} actor on request`);
+        slot.worker.postMessage({ type: 'crash' } satisfies ToActor);
       }
     }
   }
@@ -207,12 +206,15 @@ export class Supervisor {
     const actors: Record<string, { state: string; restarts: number }> = {};
     for (const [name, slot] of this.actors) actors[name] = { state: slot.state, restarts: slot.restarts.length };
     try {
-      await this.store.redis.hset(this.store.keys.supervisor, {
+      await this.store.saveSupervisor({
         pid: process.pid, host: hostname(), startedAt: this.startedAt, heartbeatAt: Date.now(), status: this.status,
-        epoch: this.epoch, stateDir: this.config.stateDir, actors: JSON.stringify(actors),
+        epoch: this.epoch, stateDir: this.config.stateDir, actors,
       });
-    } catch {
-      // Redis is away; the next beat will tell
+      this.heartbeatFailure = null;
+    } catch (err) {
+      // Redis away (the client retries, and the next beat tells) or refusing the write: said once.
+      if (this.heartbeatFailure !== errorMessage(err)) this.log.warn(`supervisor: heartbeat not recorded: ${errorMessage(err)}`);
+      this.heartbeatFailure = errorMessage(err);
     }
   }
 
@@ -226,12 +228,12 @@ export class Supervisor {
     this.setStatus('stopping');
     this.stop$.stop();
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    this.control?.disconnect();
+    this.control?.close();
     const deadline = new Promise<void>((resolve) => setTimeout(resolve, STOP_DEADLINE_MS).unref());
     await Promise.race([Promise.all([...this.actors.values()].map((slot) => this.stopActor(slot))), deadline]);
     for (const slot of this.actors.values()) await slot.worker?.terminate();
     if (this.store) {
-      await this.store.redis.hset(this.store.keys.supervisor, { status: 'stopped', heartbeatAt: Date.now() }).catch(() => {});
+      await this.store.markSupervisorStopped(Date.now()).catch((err: unknown) => this.log.warn(`supervisor: could not record that it stopped: ${errorMessage(err)}`));
       await this.store.close();
     }
     // The embedded redis-server stops with the supervisor (a command that needs it later starts

@@ -1,7 +1,6 @@
-import type { Redis } from 'ioredis';
-import { createRedis } from '../store/connect.js';
 import { isFinal, parseJobRecord, type JobRecord } from '../store/job-record.js';
 import { sleep } from '../util/stop-signal.js';
+import { silentLogger } from '../util/log.js';
 import type { Store } from '../store/store.js';
 import { ProgressLine } from './output.js';
 
@@ -35,12 +34,6 @@ export interface WaitOptions {
   fullRecords?: boolean;
 }
 
-/** The id of the newest entry of the Events stream ('0-0' when it is empty). */
-export async function eventsPosition(store: Store): Promise<string> {
-  const newest = await store.redis.xrevrange(store.keys.events, '+', '-', 'COUNT', 1);
-  return newest[0]?.[0] ?? '0-0';
-}
-
 /** States of a set of jobs with counts kept up to date as they change. */
 class StateTally {
   readonly states = new Map<string, string>();
@@ -69,9 +62,15 @@ class StateTally {
   }
 }
 
+/** The id of the newest entry of the Events stream ('0-0' when it is empty). */
+export function eventsPosition(store: Store): Promise<string> {
+  return store.lastEventId();
+}
+
 export async function waitForJobs(store: Store, ids: string[], options: WaitOptions): Promise<{ records: JobRecord[]; timedOut: boolean }> {
   const tally = new StateTally();
-  const blocking: Redis = createRedis(store.url, 'actor');
+  // Its errors are thrown (readEvents), not logged: the command reports them.
+  const blocking = store.blocking(silentLogger);
   const progress = new ProgressLine(options.progress);
   const deadline = options.timeoutMs === null ? Infinity : Date.now() + options.timeoutMs;
   try {
@@ -82,7 +81,7 @@ export async function waitForJobs(store: Store, ids: string[], options: WaitOpti
       for (const id of ids) tally.set(id, 'queued');
       refreshAt = Date.now() + BLOCK_MS;
     } else {
-      lastId = await eventsPosition(store);
+      lastId = await store.lastEventId();
       refreshAt = 0;
     }
     let readAt = 0;
@@ -100,18 +99,13 @@ export async function waitForJobs(store: Store, ids: string[], options: WaitOpti
       if (gap > 0) await sleep(Math.min(gap, deadline - Date.now()));
       readAt = Date.now();
       const wait = Math.min(BLOCK_MS, Math.max(1, deadline - readAt));
-      const reply = (await blocking.xread('COUNT', 10_000, 'BLOCK', wait, 'STREAMS', store.keys.events, lastId)) as [string, [string, string[]][]][] | null;
-      for (const [, entries] of reply ?? []) {
-        for (const [id, fields] of entries) {
-          lastId = id;
-          // Entries are: job <id> state <state> ...
-          if (fields[0] === 'job' && fields[2] === 'state' && tally.states.has(fields[1])) tally.set(fields[1], fields[3]);
-        }
-      }
+      const batch = await blocking.readEvents(lastId, 10_000, wait);
+      lastId = batch.lastId;
+      for (const { job, state } of batch.events) if (tally.states.has(job)) tally.set(job, state);
     }
   } finally {
     progress.done();
-    blocking.disconnect();
+    blocking.close();
   }
   const records = (await readRecords(store, ids, options.fullRecords ?? true)).filter((r): r is JobRecord => r !== null);
   return { records, timedOut: records.some((r) => !isFinal(r.state)) };

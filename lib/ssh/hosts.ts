@@ -2,7 +2,10 @@ import type { Config } from '../config/config.js';
 import type { Store } from '../store/store.js';
 import { join } from 'node:path';
 import type { SshTarget } from './connection.js';
-import { instanceHostName, type InstanceRecord } from '../backends/ec2/instances.js';
+import { instanceHostName } from '../backends/ec2/instances.js';
+import type { HostState, InstanceRecord } from '../store/registry-records.js';
+
+export type { HostState } from '../store/registry-records.js';
 
 // The SSH hosts a deployment knows: those in the config's Hosts, those that job files name with
 // their own connection keys (the old tool's way: Hostname, Username, Key in the job), which the
@@ -18,12 +21,6 @@ export interface Host extends SshTarget {
   queues?: string[];
   /** Its own known_hosts file (EC2 instances: keys read from their console). */
   knownHosts?: string;
-}
-
-export interface HostState {
-  state: 'up' | 'down';
-  since: number;
-  reason: string | null;
 }
 
 const REFRESH_MS = 2000;
@@ -66,14 +63,10 @@ export class HostRegistry {
   /** Re-reads ad-hoc hosts and host states from Redis, at most every 2 s unless forced. */
   async refresh(force = false): Promise<void> {
     if (!force && Date.now() - this.refreshedAt < REFRESH_MS) return;
-    const [adhoc, states, instances] = await Promise.all([
-      this.store.redis.hgetall(this.store.keys.hosts),
-      this.store.redis.hgetall(this.store.keys.hostState),
-      this.store.redis.hgetall(this.store.keys.instances),
-    ]);
-    this.adhoc = new Map(Object.entries(adhoc).map(([name, json]) => [name, { ...(JSON.parse(json) as Host), name, adhoc: true }]));
-    this.instances = Object.values(instances).map((json) => instanceHost(JSON.parse(json) as InstanceRecord, this.config)).filter((h): h is Host => h !== null);
-    this.states = new Map(Object.entries(states).map(([name, json]) => [name, JSON.parse(json) as HostState]));
+    const [adhoc, states, instances] = await Promise.all([this.store.adhocHosts(), this.store.hostStates(), this.store.instances()]);
+    this.adhoc = new Map([...adhoc].map(([name, record]) => [name, { ...record, name, adhoc: true }]));
+    this.instances = instances.map((record) => instanceHost(record, this.config)).filter((h): h is Host => h !== null);
+    this.states = states;
     this.refreshedAt = Date.now();
   }
 
@@ -96,14 +89,14 @@ export class HostRegistry {
   async register(host: Host): Promise<void> {
     if (this.adhoc.has(host.name)) return;
     const { name, hostname, port, username, key, slots } = host;
-    await this.store.redis.hset(this.store.keys.hosts, name, JSON.stringify({ hostname, port, username, key, slots }));
+    await this.store.registerHost(name, { hostname, port, username, key, slots });
     this.adhoc.set(name, host);
   }
 
   async setState(name: string, state: 'up' | 'down', reason: string | null = null): Promise<void> {
     if (this.states.get(name)?.state === state) return;
     const value: HostState = { state, since: Date.now(), reason };
-    await this.store.redis.hset(this.store.keys.hostState, name, JSON.stringify(value));
+    await this.store.setHostState(name, value);
     this.states.set(name, value);
   }
 }

@@ -1,25 +1,87 @@
 import type { Redis } from 'ioredis';
-import { createRedis } from './connect.js';
+import { createRedis, isConnectionLoss } from './connect.js';
+import type { ActorName, Keys } from './keys.js';
+import { parseEvents, type EventBatch, type XReadReply } from './events.js';
+import { errorMessage } from '../util/errors.js';
+import { FileLogger, type Logger } from '../util/log.js';
 import type { StopSignal } from '../util/stop-signal.js';
 
 // Blocking on Redis, done carefully (BullMQ's lessons, its issues #1658, #4479, #4585): blocking
 // commands get a connection of their own, their timeout is capped at 5 s, and a watchdog
 // reconnects if a call outlives its timeout (a blocking command can hang silently across a
 // reconnect). Stop cuts a wait short by closing the connection.
+//
+// A failed wait is not "no work" in silence. Losing the connection (Redis restarting, a reconnect)
+// is waited out quietly: commands queue until it is back. Redis refusing the command (NOSCRIPT,
+// WRONGTYPE, NOAUTH...) does not mend by itself: it is logged once, with its reason, and the
+// waits back off (up to 5 s) instead of spinning on the error; a success is logged as the end of it.
+//
+// Made by Store.blocking(log), it knows the deployment's keys and callers say what they wait for
+// (takeGranted, waitForSignal, readEvents, takeControl).
 
 const MAX_BLOCK_MS = 5000;
+const MAX_BACKOFF_MS = 5000;
+/** Where a connection made without a logger reports (a worker thread's stderr reaches the supervisor's). */
+const STDERR: Logger = new FileLogger(null, 'info', 'redis', true);
 
 export class BlockingConnection {
   private readonly redis: Redis;
   private closed = false;
+  private failures = 0;
+  private reported: string | null = null;
 
-  constructor(url: string) {
+  constructor(
+    url: string,
+    private readonly log: Logger = STDERR,
+    private readonly keys: Keys | null = null,
+  ) {
     this.redis = createRedis(url, 'actor');
+  }
+
+  private get k(): Keys {
+    if (!this.keys) throw new Error('this BlockingConnection was made without keys: make it with Store.blocking()');
+    return this.keys;
+  }
+
+  /** The starter's take: up to `max` launch payloads from Granted_Queue, oldest first. */
+  takeGranted(max: number, ms: number, stop: StopSignal): Promise<string[]> {
+    return this.popMany([this.k.grantedQueue], max, ms, stop, 'RIGHT');
+  }
+
+  /** Waits for a wake-up token on Signal:<actor>. True if one came. */
+  waitForSignal(actor: ActorName, ms: number, stop: StopSignal): Promise<boolean> {
+    return this.wait([this.k.signal(actor)], ms, stop);
+  }
+
+  /** The supervisor's next Control command (`crash fetcher`), or null after `ms`. */
+  async takeControl(ms: number, stop: StopSignal): Promise<string | null> {
+    const [command] = await this.popMany([this.k.control], 1, ms, stop);
+    return command ?? null;
+  }
+
+  /**
+   * Job state changes from the Events stream after `after` (an entry id), waiting at most `ms`
+   * for the first. A lost connection reads as none (the caller re-reads states now and then);
+   * Redis refusing the read is thrown.
+   */
+  async readEvents(after: string, count: number, ms: number): Promise<EventBatch> {
+    const blockMs = Math.max(1, Math.min(ms, MAX_BLOCK_MS));
+    const watchdog = setTimeout(() => this.redis.disconnect(true), blockMs + 5000);
+    try {
+      const reply = (await this.redis.xread('COUNT', count, 'BLOCK', blockMs, 'STREAMS', this.k.events, after)) as XReadReply;
+      return parseEvents(reply, after);
+    } catch (err) {
+      if (this.closed || !isConnectionLoss(err)) throw err;
+      return { lastId: after, events: [] };
+    } finally {
+      clearTimeout(watchdog);
+    }
   }
 
   /**
    * Pops up to `count` entries from the first non-empty list of `keys` (BLMPOP), waiting at most
-   * `ms`. Returns [] on timeout, stop or error.
+   * `ms`. Returns [] on timeout, stop or error (see the top of this file for errors).
+   * @deprecated outside lib/store: use takeGranted, waitForSignal or takeControl.
    */
   async popMany(keys: string[], count: number, ms: number, stop: StopSignal, end: 'LEFT' | 'RIGHT' = 'LEFT'): Promise<string[]> {
     if (stop.stopped || this.closed) return [];
@@ -29,9 +91,10 @@ export class BlockingConnection {
     stop.signal.addEventListener('abort', onStop, { once: true });
     try {
       const reply = (await this.redis.call('BLMPOP', (blockMs / 1000).toFixed(3), keys.length, ...keys, end, 'COUNT', count)) as [string, string[]] | null;
+      this.recovered(keys);
       return reply ? reply[1] : [];
-    } catch {
-      if (!stop.stopped) await stop.sleep(50);
+    } catch (err) {
+      await this.failed(err, keys, stop);
       return [];
     } finally {
       clearTimeout(watchdog);
@@ -42,11 +105,38 @@ export class BlockingConnection {
   /**
    * Waits for a wake-up token on any of `keys` (Signal:<actor> lists; all tokens are taken).
    * True if one came. Losing a token is harmless: the waiter looks again after `ms` anyway.
+   * @deprecated outside lib/store: use waitForSignal.
    */
   async wait(keys: string[], ms: number, stop: StopSignal): Promise<boolean> {
     const tokens = await this.popMany(keys, 1000, ms, stop);
-    if (tokens.length && keys.length > 1) await this.redis.del(...keys).catch(() => {});
+    if (tokens.length && keys.length > 1) {
+      // A token left in another list only makes the next wait return at once.
+      await this.redis.del(...keys).catch((err: unknown) => this.failed(err, keys, stop));
+    }
     return tokens.length > 0;
+  }
+
+  private async failed(err: unknown, keys: string[], stop: StopSignal): Promise<void> {
+    if (stop.stopped || this.closed) return;
+    if (isConnectionLoss(err)) {
+      await stop.sleep(50);
+      return;
+    }
+    this.failures++;
+    const reason = errorMessage(err);
+    const delay = Math.min(100 * 2 ** (this.failures - 1), MAX_BACKOFF_MS);
+    if (reason !== this.reported) {
+      this.reported = reason;
+      this.log.error(`Redis refused a blocking wait on ${keys.join(' ')}: ${reason}; waiting again with a backoff of up to ${MAX_BACKOFF_MS / 1000}s`);
+    }
+    await stop.sleep(delay);
+  }
+
+  private recovered(keys: string[]): void {
+    if (this.failures === 0) return;
+    if (this.reported) this.log.info(`Redis answers the blocking wait on ${keys.join(' ')} again`);
+    this.failures = 0;
+    this.reported = null;
   }
 
   close(): void {

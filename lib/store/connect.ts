@@ -90,3 +90,19 @@ function readCa(path: string, fromUrl: boolean): Buffer {
     throw fromUrl ? new ConfigError('Redis.Url', 'ca', why) : new ConfigError('environment', 'JM_REDIS_CA', why);
   }
 }
+
+/** Replies Redis gives while it cannot serve yet (loading its append-only file, a failover). */
+const TRANSIENT_REPLIES = /^(LOADING|BUSY|TRYAGAIN|MASTERDOWN|CLUSTERDOWN|READONLY)\b/;
+
+/**
+ * Whether an error is the connection's (Redis away, restarting, a reconnect cutting a call
+ * short), to be waited out, rather than Redis refusing the command (NOSCRIPT, WRONGTYPE, NOAUTH,
+ * a wrong argument), which waiting does not fix and someone must be told about.
+ */
+export function isConnectionLoss(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err.name === 'ReplyError') return TRANSIENT_REPLIES.test(err.message);
+  if (['AbortError', 'InterruptError', 'MaxRetriesPerRequestError'].includes(err.name)) return true;
+  return typeof (err as NodeJS.ErrnoException).code === 'string'
+    || /Connection is closed|Stream isn't writeable|connect ETIMEDOUT|Command timed out/.test(err.message);
+}

@@ -2,15 +2,22 @@ import type { ClassType, JobSpec } from '../jobfile/job-spec.js';
 
 // The job record as stored in the hash job:<id>, and its lifecycle:
 //
-//   queued ──> granted ──> running ──> succeeded | failed | cancelled
-//     │  ^         (starter takes it;            │
-//     │  └── retry after backoff <───────────────┘ (failed with retries left)
+//   queued ──────> granted ──────> running
+//     │  ^            │               │
+//     │  │            └───────┬───────┘
+//     │  │                    v
+//     │  └─── retry ───── a run ends ──> succeeded | failed | cancelled
+//     │   (failed with retries left: after a backoff; interrupted: at once)
+//     ├──> cancelled (before it was granted)
 //     └──> rejected (the manager could not use the job file)
 //
 //   failed | cancelled ──retry by hand (retry-3.lua: the web page's button)──> queued, attempt 1
 //
 // `granted` covers the starter's launch too: a granted job holds a slot and is in Granted_Queue or
-// being launched.
+// being launched. A run ends from `granted` as well as from `running`: a short job ends before
+// the fetcher marks it running (it goes from granted to its end in one step), a job still in
+// Granted_Queue is cancelled at once (one being launched when its run ends), a run whose launch
+// fails is failed, and one whose host goes down is failed or interrupted.
 
 export const JOB_STATES = ['queued', 'granted', 'running', 'succeeded', 'failed', 'cancelled', 'rejected'] as const;
 export type JobState = (typeof JOB_STATES)[number];

@@ -5,8 +5,14 @@ import type { Redis } from 'ioredis';
 import { LUA_DIR } from '../util/paths.js';
 import { RedisUnavailableError } from '../util/errors.js';
 import { createRedis, describeRedis, type ConnectionRole } from './connect.js';
-import { Keys, type Location } from './keys.js';
+import { Keys, type ActorName, type Location } from './keys.js';
 import { parseJobRecord, parseJson, type JobRecord, type RunEntry } from './job-record.js';
+import type { ActorStatus, AdhocHostRecord, HostState, InstanceRecord, SupervisorRecord } from './registry-records.js';
+import { BlockingConnection } from './blocking.js';
+import { parseEvents, type EventBatch, type XReadReply } from './events.js';
+
+export type { EventBatch, JobEvent } from './events.js';
+import type { Logger } from '../util/log.js';
 
 // The durable store. Every state change goes through one Lua script (lib/store/lua, one file
 // each, named <command>-<number of keys>.lua with a header saying what it takes and returns);
@@ -74,17 +80,6 @@ export interface RunFinished {
   startedAt: number | null;
 }
 
-/** One entry of the Events stream: a job changed state (lua/*.lua write them, `Events:` in each header). */
-export interface JobEvent {
-  /** The stream entry's id; its first part is the time it was written (ms). */
-  id: string;
-  job: string;
-  state: string;
-  run: number | null;
-  host: string | null;
-  reason: string | null;
-}
-
 /** How full a location is: jobs waiting in Job_Queue:<location>, and slots held. */
 export interface LocationLoad {
   location: Location;
@@ -113,9 +108,16 @@ function loadScripts(): Map<string, { keys: number; lua: string }> {
   return scriptSources;
 }
 
-/** `-- @include name` lines are replaced by lua/includes/name.lua (shared code, as in BullMQ). */
-function withIncludes(lua: string): string {
-  return lua.replace(/^-- @include (\w+)$/gm, (_, name: string) => readFileSync(join(LUA_DIR, 'includes', `${name}.lua`), 'utf8'));
+/**
+ * `-- @include name` lines are replaced by lua/includes/name.lua (shared code, as in BullMQ); an
+ * include may include others, and each one goes into a script once.
+ */
+export function withIncludes(lua: string, included = new Set<string>()): string {
+  return lua.replace(/^-- @include (\w+)$/gm, (_, name: string) => {
+    if (included.has(name)) return '';
+    included.add(name);
+    return withIncludes(readFileSync(join(LUA_DIR, 'includes', `${name}.lua`), 'utf8'), included);
+  });
 }
 
 /**
@@ -129,7 +131,17 @@ export function parseGrantedPayload(payload: string): TakenJob | null {
   return { id, run: Number(run), attempt: Number(attempt), where, spec, raw: raw ?? 'null' };
 }
 
+/** A hash of JSON values, parsed (a value that is not JSON throws: these records are the store's own). */
+function parseHash<T>(hash: Record<string, string>): Map<string, T> {
+  return new Map(Object.entries(hash).map(([field, json]) => [field, JSON.parse(json) as T]));
+}
+
 export class Store {
+  /**
+   * The key names, and below the connection itself: for specs, chaos and bench to inspect Redis
+   * with. Product code (lib/, actors/) goes through the methods: spec/store.spec.ts reads
+   * the sources to hold that.
+   */
   readonly keys: Keys;
   private closing: Promise<void> | null = null;
 
@@ -248,6 +260,11 @@ export class Store {
     await this.script('saveProgress')(this.keys.prefix, ...args);
   }
 
+  /** Tells up to `max` jobs waiting for `location` why they wait (the reason `jobs` shows). */
+  async explainWait(location: Location, reason: string, max = 100): Promise<number> {
+    return (await this.script('explainWait')(this.keys.locationQueue(location), this.keys.prefix, reason, max)) as number;
+  }
+
   async cancel(ids: string[], now = Date.now()): Promise<string[]> {
     if (ids.length === 0) return [];
     const k = this.keys;
@@ -277,6 +294,7 @@ export class Store {
     return replies.map(([err, hash]) => (err ? null : parseJobRecord(hash as Record<string, string>)));
   }
 
+  /** Some fields of each job record, in the order asked (null: no such field, or no such job). */
   async getFields(ids: string[], fields: string[]): Promise<(string | null)[][]> {
     const pipeline = this.redis.pipeline();
     for (const id of ids) pipeline.hmget(this.keys.job(id), ...fields);
@@ -295,6 +313,33 @@ export class Store {
     return entries.map((e) => parseJson(e)).filter((e): e is RunEntry => e !== null && typeof e === 'object' && typeof (e as RunEntry).run === 'number');
   }
 
+  /** How many slots each location has taken, in the order given. */
+  async slotsUsed(locations: Location[]): Promise<number[]> {
+    return Promise.all(locations.map((location) => this.redis.scard(this.keys.slotSet(location))));
+  }
+
+  /** How many jobs wait in the queue of `location` for a slot (retries in Delayed not counted). */
+  async waitingCount(location: Location): Promise<number> {
+    return this.redis.llen(this.keys.locationQueue(location));
+  }
+
+  /** The ids of the jobs whose launch payloads wait in Granted_Queue. */
+  async grantedQueueJobIds(): Promise<Set<string>> {
+    const payloads = await this.redis.lrange(this.keys.grantedQueue, 0, -1);
+    return new Set(payloads.map((p) => p.slice(0, p.indexOf('\n'))));
+  }
+
+  /** Running_Queue: up to `max` ids due at `now` (score <= now), earliest first. */
+  async dueRunning(now: number, max: number): Promise<string[]> {
+    return this.redis.zrangebyscore(this.keys.runningQueue, '-inf', now, 'LIMIT', 0, max);
+  }
+
+  /** When the earliest job in Running_Queue is due; null when none runs. */
+  async nextDueAt(): Promise<number | null> {
+    const [, score] = await this.redis.zrange(this.keys.runningQueue, 0, 0, 'WITHSCORES');
+    return score === undefined ? null : Number(score);
+  }
+
   /** The id of the newest entry of the Events stream ('0-0' when it is empty). */
   async lastEventId(): Promise<string> {
     const newest = await this.redis.xrevrange(this.keys.events, '+', '-', 'COUNT', 1);
@@ -306,20 +351,9 @@ export class Store {
    * connection: call it only on a Store of its own (see lib/web/event-hub.ts). Entries that are
    * not job events are skipped, but `lastId` moves past them.
    */
-  async readEvents(after: string, blockMs: number, count: number): Promise<{ lastId: string; events: JobEvent[] }> {
-    const reply = (await this.redis.xread('COUNT', count, 'BLOCK', blockMs, 'STREAMS', this.keys.events, after)) as [string, [string, string[]][]][] | null;
-    const events: JobEvent[] = [];
-    let lastId = after;
-    for (const [, entries] of reply ?? []) {
-      for (const [id, fields] of entries) {
-        lastId = id;
-        const f: Record<string, string> = {};
-        for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]] = fields[i + 1];
-        if (!f.job || !f.state) continue;
-        events.push({ id, job: f.job, state: f.state, run: f.run ? Number(f.run) : null, host: f.host || null, reason: f.reason || null });
-      }
-    }
-    return { lastId, events };
+  async readEvents(after: string, blockMs: number, count: number): Promise<EventBatch> {
+    const reply = (await this.redis.xread('COUNT', count, 'BLOCK', blockMs, 'STREAMS', this.keys.events, after)) as XReadReply;
+    return parseEvents(reply, after);
   }
 
   /** The intake and hand-off queues, and for each location its waiting jobs and used slots. */
@@ -369,8 +403,103 @@ export class Store {
     return id;
   }
 
-  async signal(actor: 'manager' | 'starter' | 'fetcher'): Promise<void> {
+  // ---- hosts, instances, run logs, the supervisor (one command each: atomic) -------------------
+
+  /** Hosts named only by job files (the manager registers them as it accepts such a job). */
+  async adhocHosts(): Promise<Map<string, AdhocHostRecord>> {
+    return parseHash<AdhocHostRecord>(await this.redis.hgetall(this.keys.hosts));
+  }
+
+  async registerHost(name: string, record: AdhocHostRecord): Promise<void> {
+    await this.redis.hset(this.keys.hosts, name, JSON.stringify(record));
+  }
+
+  async hostStates(): Promise<Map<string, HostState>> {
+    return parseHash<HostState>(await this.redis.hgetall(this.keys.hostState));
+  }
+
+  async setHostState(name: string, state: HostState): Promise<void> {
+    await this.redis.hset(this.keys.hostState, name, JSON.stringify(state));
+  }
+
+  /** The EC2 instances this deployment launched, one record per launch token. */
+  async instances(): Promise<InstanceRecord[]> {
+    return [...parseHash<InstanceRecord>(await this.redis.hgetall(this.keys.instances)).values()];
+  }
+
+  async saveInstance(record: InstanceRecord): Promise<void> {
+    await this.redis.hset(this.keys.instances, record.token, JSON.stringify(record));
+  }
+
+  async removeInstance(token: string): Promise<void> {
+    await this.redis.hdel(this.keys.instances, token);
+  }
+
+  async addEc2Location(location: Location): Promise<void> {
+    await this.redis.sadd(this.keys.ec2Locations, location);
+  }
+
+  /** The run logs of local launchers with jobs in flight: epoch → path. */
+  async runLogs(): Promise<Map<string, string>> {
+    return new Map(Object.entries(await this.redis.hgetall(this.keys.runlogs)));
+  }
+
+  async registerRunLog(epoch: string, path: string): Promise<void> {
+    await this.redis.hset(this.keys.runlogs, epoch, path);
+  }
+
+  async forgetRunLog(epoch: string): Promise<void> {
+    await this.redis.hdel(this.keys.runlogs, epoch);
+  }
+
+  /** A new starter incarnation's number (its launcher and run log are named by it). */
+  async nextEpoch(): Promise<string> {
+    return String(await this.redis.incr(this.keys.epoch));
+  }
+
+  /** How far each host's run log has been read (bytes). */
+  async remoteLogOffsets(): Promise<Map<string, number>> {
+    const hash = await this.redis.hgetall(this.keys.remoteLogs);
+    return new Map(Object.entries(hash).map(([host, offset]) => [host, Number(offset)]));
+  }
+
+  async saveRemoteLogOffsets(offsets: Map<string, number>): Promise<void> {
+    if (offsets.size) await this.redis.hset(this.keys.remoteLogs, Object.fromEntries(offsets));
+  }
+
+  /** The supervisor's heartbeat. */
+  async saveSupervisor(record: SupervisorRecord): Promise<void> {
+    await this.redis.hset(this.keys.supervisor, { ...record, actors: JSON.stringify(record.actors) });
+  }
+
+  async markSupervisorStopped(at: number): Promise<void> {
+    await this.redis.hset(this.keys.supervisor, { status: 'stopped', heartbeatAt: at });
+  }
+
+  /** The last heartbeat of a supervisor of this deployment; null if none ever ran. */
+  async supervisorRecord(): Promise<Partial<SupervisorRecord> | null> {
+    const hash = await this.redis.hgetall(this.keys.supervisor);
+    if (Object.keys(hash).length === 0) return null;
+    const num = (v: string | undefined) => (v === undefined || v === '' ? undefined : Number(v));
+    return {
+      pid: num(hash.pid), host: hash.host, startedAt: num(hash.startedAt), heartbeatAt: num(hash.heartbeatAt),
+      status: hash.status, epoch: hash.epoch, stateDir: hash.stateDir,
+      actors: (parseJson(hash.actors) ?? {}) as Record<string, ActorStatus>,
+    };
+  }
+
+  /** Fault injection: asks the supervisor to crash an actor (chaos runs, `jobmanager debug`). */
+  async requestActorCrash(actor: ActorName): Promise<void> {
+    await this.redis.rpush(this.keys.control, `crash ${actor}`);
+  }
+
+  async signal(actor: ActorName): Promise<void> {
     await this.redis.lpush(this.keys.signal(actor), 1);
+  }
+
+  /** A connection of its own for blocking waits (BLMPOP, XREAD), on this deployment's keys. */
+  blocking(log: Logger): BlockingConnection {
+    return new BlockingConnection(this.url, log, this.keys);
   }
 
   async close(): Promise<void> {

@@ -12,7 +12,7 @@ import { ec2KnownHosts } from '../../ssh/hosts.js';
 import { knownHostsName } from '../../ssh/known-hosts.js';
 import { errorCode, loadEc2, RETRYABLE, type Ec2Sdk } from './client.js';
 import { hostKeysFromConsole } from './console-keys.js';
-import { instanceHostName, InstanceBook, type InstanceRecord } from './instances.js';
+import { instanceHostName, type InstanceRecord } from './instances.js';
 
 // The EC2 provisioner, run by the manager beside its own loop (it never blocks it: every EC2 call
 // is awaited here, not there). It keeps the deployment's instances matched to the EC2 jobs
@@ -42,7 +42,6 @@ interface Backoff {
 export class Provisioner {
   private ec2!: EC2Client;
   private sdk!: Ec2Sdk;
-  private readonly book: InstanceBook;
   private readonly readying = new Set<string>();
   private readonly backoff = new Map<string, Backoff>();
   private orphansSweptAt = 0;
@@ -53,9 +52,7 @@ export class Provisioner {
     private readonly store: Store,
     private readonly log: Logger,
     private readonly wakeManager: () => void,
-  ) {
-    this.book = new InstanceBook(store);
-  }
+  ) {}
 
   async run(stop: StopSignal): Promise<void> {
     while (!stop.stopped) {
@@ -69,8 +66,8 @@ export class Provisioner {
   }
 
   private async step(): Promise<void> {
-    const locations = await this.store.redis.smembers(this.store.keys.ec2Locations);
-    let records = await this.book.all();
+    const locations = await this.store.ec2Locations();
+    let records = await this.store.instances();
     // Without EC2 in the config and nothing launched, EC2 is not asked anything (nor loaded).
     if (records.length === 0 && locations.length === 0 && !this.config.ec2.imageId) return;
     if (!this.sdk) ({ sdk: this.sdk, client: this.ec2 } = await loadEc2(this.config.ec2));
@@ -171,7 +168,7 @@ export class Provisioner {
   /** Launches instances for EC2 jobs that wait and that no idle or coming instance will take. */
   private async launchForDemand(records: InstanceRecord[], locations: string[]): Promise<void> {
     for (const location of locations) {
-      const waiting = await this.store.redis.llen(this.store.keys.locationQueue(location));
+      const waiting = await this.store.waitingCount(location);
       if (waiting === 0) continue;
       const coming = records.filter((r) => r.location === location && ['requested', 'pending', 'booting'].includes(r.state)).length;
       const idle = (await Promise.all(records.filter((r) => r.location === location && r.state === 'ready').map((r) => this.slotsUsed(r)))).filter((used) => used === 0).length;
@@ -186,7 +183,7 @@ export class Provisioner {
           requestedAt: Date.now(), address: null, readyAt: null, idleSince: null, changedAt: Date.now(), lastError: null,
         };
         // Saved before the call: after a crash the same token is used again (no duplicate).
-        await this.book.save(record);
+        await this.store.saveInstance(record);
         records.push(record);
         if (!(await this.requestInstance(record))) break;
       }
@@ -232,22 +229,15 @@ export class Provisioner {
       // dropped. No answer at all (the network) leaves it unknown: the record stays, and the
       // same token is used again later, so an instance made meanwhile is found, not doubled.
       const answered = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== undefined;
-      if (answered) await this.book.remove(record.token);
-      await this.explainWait(record.location, `waiting for an EC2 instance: RunInstances failed ${failures} time${failures > 1 ? 's' : ''} (${reason}); trying again in ${formatDuration(delay)}`);
+      if (answered) await this.store.removeInstance(record.token);
+      await this.store.explainWait(record.location, `waiting for an EC2 instance: RunInstances failed ${failures} time${failures > 1 ? 's' : ''} (${reason}); trying again in ${formatDuration(delay)}`);
       return false;
     }
   }
 
-  /** Tells the jobs waiting for a location why they wait (shown by `jobs` and `show`). */
-  private async explainWait(location: string, reason: string): Promise<void> {
-    const ids = await this.store.redis.lrange(this.store.keys.locationQueue(location), 0, 99);
-    const pipeline = this.store.redis.pipeline();
-    for (const id of ids) pipeline.hset(this.store.keys.job(id), 'reason', reason);
-    await pipeline.exec();
-  }
-
-  private slotsUsed(record: InstanceRecord): Promise<number> {
-    return this.store.redis.scard(this.store.keys.remoteJobs(instanceHostName(record.instanceId!)));
+  private async slotsUsed(record: InstanceRecord): Promise<number> {
+    const [used] = await this.store.slotsUsed([`host:${instanceHostName(record.instanceId!)}`]);
+    return used;
   }
 
   /** Idle instances: retired (no new grants) after IdleTimeout, then terminated if still idle. */
@@ -262,7 +252,7 @@ export class Provisioner {
         } else if (record.idleSince === null) {
           await this.update(record, { idleSince: now });
         } else if (now - record.idleSince >= this.config.ec2.idleTimeoutMs) {
-          const waiting = locations.includes(record.location) ? await this.store.redis.llen(this.store.keys.locationQueue(record.location)) : 0;
+          const waiting = locations.includes(record.location) ? await this.store.waitingCount(record.location) : 0;
           if (waiting === 0) await this.update(record, { state: 'retiring' });
         }
       } else if (used > 0) {
@@ -302,7 +292,7 @@ export class Provisioner {
   }
 
   private async forget(record: InstanceRecord): Promise<void> {
-    await this.book.remove(record.token);
+    await this.store.removeInstance(record.token);
     if (record.address) {
       const file = ec2KnownHosts(this.config);
       const name = knownHostsName(record.address, this.config.ec2.port);
@@ -314,6 +304,6 @@ export class Provisioner {
     const moved = changes.state !== undefined && changes.state !== record.state;
     Object.assign(record, changes);
     if (moved) record.changedAt = Date.now();
-    await this.book.save(record);
+    await this.store.saveInstance(record);
   }
 }

@@ -30,7 +30,7 @@ export async function hostsCommand(args: CommandArgs): Promise<number> {
     await registry.refresh(true);
     const hosts = registry.all();
     const rows: HostRow[] = await Promise.all(hosts.map(async (host) => {
-      const [jobs, error] = await Promise.all([store.redis.smembers(store.keys.remoteJobs(host.name)), probe(host, config)]);
+      const [jobs, error] = await Promise.all([store.slotHolders(`host:${host.name}`), probe(host, config)]);
       const state = registry.state(host.name);
       return {
         name: host.name,

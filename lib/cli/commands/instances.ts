@@ -1,6 +1,6 @@
 import { readConfig, openStore } from '../context.js';
 import { age, table } from '../output.js';
-import { InstanceBook, instanceHostName } from '../../backends/ec2/instances.js';
+import { instanceHostName } from '../../backends/ec2/instances.js';
 import { EXIT, type CommandArgs } from './types.js';
 
 // `jobmanager instances`: the EC2 instances this deployment launched: state, the job on each,
@@ -11,10 +11,10 @@ export async function instancesCommand(args: CommandArgs): Promise<number> {
   const handle = await openStore(config);
   try {
     const { store } = handle;
-    const records = (await new InstanceBook(store).all()).sort((a, b) => a.requestedAt - b.requestedAt);
+    const records = (await store.instances()).sort((a, b) => a.requestedAt - b.requestedAt);
     const rows = await Promise.all(records.map(async (r) => ({
       ...r,
-      jobs: r.instanceId ? await store.redis.smembers(store.keys.remoteJobs(instanceHostName(r.instanceId))) : [],
+      jobs: r.instanceId ? await store.slotHolders(`host:${instanceHostName(r.instanceId)}`) : [],
     })));
     if (args.out.json) {
       args.out.data({ instances: rows.map(({ token, instanceId, state, jobs, requestedAt, readyAt, address, instanceType, imageId, lastError }) => ({ instanceId, state, jobs, requestedAt, readyAt, address, instanceType, imageId, lastError, clientToken: token })) });

@@ -9,7 +9,7 @@ import { embeddedRedisSocket, pingSocket, stopEmbeddedRedis } from '../../store/
 import { describeRedis } from '../../store/connect.js';
 import { age, ProgressLine, table } from '../output.js';
 import { errorMessage, JobManagerError } from '../../util/errors.js';
-import { parseJson } from '../../store/job-record.js';
+import type { ActorName } from '../../store/keys.js';
 import { EXIT, type CommandArgs } from './types.js';
 import { HostRegistry } from '../../ssh/hosts.js';
 import type { Config } from '../../config/config.js';
@@ -144,27 +144,25 @@ export async function statusCommand(args: CommandArgs): Promise<number> {
   }
   try {
     const { store } = handle;
-    const k = store.keys;
-    const info = await store.redis.hgetall(k.supervisor);
+    const info = (await store.supervisorRecord()) ?? {};
     const registry = new HostRegistry(config, store);
     await registry.refresh(true);
-    // Every location, hosts that are down included (poolsFor leaves those out).
-    const pools = [
-      { name: 'local', queue: k.locationQueue('local'), slots: k.localJobs, limit: config.localMaxJobs },
-      ...registry.all().map((h) => ({ name: `host:${h.name}`, queue: k.locationQueue(`host:${h.name}`), slots: k.remoteJobs(h.name), limit: h.slots })),
+    // Every location, hosts that are down included (poolsFor leaves those out); `any` has no
+    // slots of its own (its jobs take a host's).
+    const pools: { name: string; limit: number | null }[] = [
+      { name: 'local', limit: config.localMaxJobs },
+      ...registry.all().map((h) => ({ name: `host:${h.name}`, limit: h.slots })),
     ];
-    if (registry.all().some((h) => !h.adhoc)) pools.push({ name: 'any', queue: k.locationQueue('any'), slots: '', limit: 0 });
-    const pipeline = store.redis.pipeline().llen(k.jobQueue).llen(k.grantedQueue).zcard(k.runningQueue).zcard(k.delayed);
-    for (const p of pools) pipeline.llen(p.queue).scard(p.slots || k.localJobs);
-    const counts = ((await pipeline.exec()) ?? []).map(([, n]) => Number(n));
-    const [intake, granted, running, delayed] = counts;
-    const poolRows = pools.map((p, i) => ({ location: p.name, waiting: counts[4 + i * 2], used: p.slots ? counts[5 + i * 2] : null, slots: p.slots ? p.limit : null }));
-    const alive = pid !== null && Number(info.pid) === pid && info.status !== 'stopped';
-    const actors = (parseJson(info.actors) ?? {}) as Record<string, { state: string; restarts: number }>;
-    const heartbeat = info.heartbeatAt ? Number(info.heartbeatAt) : null;
+    if (registry.all().some((h) => !h.adhoc)) pools.push({ name: 'any', limit: null });
+    const depths = await store.queueDepths(pools.map((p) => p.name));
+    const { Job_Queue: intake, Granted_Queue: granted, Running_Queue: running, Delayed: delayed } = depths;
+    const poolRows = pools.map((p, i) => ({ location: p.name, waiting: depths.locations[i].waiting, used: p.limit === null ? null : depths.locations[i].used, slots: p.limit }));
+    const alive = pid !== null && info.pid === pid && info.status !== 'stopped';
+    const actors = info.actors ?? {};
+    const heartbeat = info.heartbeatAt ?? null;
     if (out.json) {
       out.data({
-        supervisor: alive ? { pid, host: info.host, startedAt: Number(info.startedAt), heartbeatAt: heartbeat, actors } : null,
+        supervisor: alive ? { pid, host: info.host, startedAt: info.startedAt, heartbeatAt: heartbeat, actors } : null,
         redis: { address: redisText, reachable: true },
         queues: { Job_Queue: intake, Granted_Queue: granted, Running_Queue: running, Delayed: delayed },
         locations: poolRows,
@@ -172,7 +170,7 @@ export async function statusCommand(args: CommandArgs): Promise<number> {
       return alive ? EXIT.ok : EXIT.unavailable;
     }
     const stale = heartbeat !== null && Date.now() - heartbeat > 10_000;
-    out.line(`supervisor  ${alive ? `running, pid ${pid} on ${info.host}, up ${age(Number(info.startedAt))}${stale ? `, NOT RESPONDING (last heartbeat ${age(heartbeat)} ago)` : ''}` : 'not running (start it with `jobmanager start`)'}`);
+    out.line(`supervisor  ${alive ? `running, pid ${pid} on ${info.host}, up ${age(info.startedAt ?? null)}${stale ? `, NOT RESPONDING (last heartbeat ${age(heartbeat)} ago)` : ''}` : 'not running (start it with `jobmanager start`)'}`);
     if (alive) out.line(`actors      ${Object.entries(actors).map(([name, a]) => `${name} ${a.state}${a.restarts ? ` (${a.restarts} restarts in the last minute)` : ''}`).join(' · ')}`);
     out.line(`redis       ${redisText}`);
     out.line(`queues      Job_Queue ${intake} · Granted_Queue ${granted} · Running_Queue ${running} · waiting to retry ${delayed}`);
@@ -193,7 +191,7 @@ export async function debugCommand(args: CommandArgs): Promise<number> {
   }
   const handle = await openStore(readConfig(args.config));
   try {
-    await handle.store.redis.rpush(handle.store.keys.control, `crash ${target}`);
+    await handle.store.requestActorCrash(target as ActorName);
     return EXIT.ok;
   } finally {
     await handle.release();

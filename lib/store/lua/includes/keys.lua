@@ -1,0 +1,16 @@
+--[[
+  keys (included): the names of the keys a script finds only inside Redis -- the record of a job
+  id popped from a queue or read from a sorted set, a queue or slot set named by a job's
+  location -- built from the key prefix, which the script is given as a KEY (so that on Redis
+  Cluster the call is routed to the hash slot of the deployment's {tag}, which all these share).
+  A mirror of lib/store/keys.ts; spec/store.spec.ts checks that both build the same names.
+  Every key a script can name before it runs is passed in KEYS instead.
+]]
+local function jobKey(prefix, id) return prefix .. 'job:' .. id end
+local function jobRunsKey(prefix, id) return prefix .. 'job:' .. id .. ':runs' end
+local function locationQueueKey(prefix, location) return prefix .. 'Job_Queue:' .. location end
+local function slotSetKey(prefix, location)
+  if location == 'local' then return prefix .. 'LocalJobs' end
+  if string.sub(location, 1, 5) == 'host:' then return prefix .. 'RemoteJobs:' .. string.sub(location, 6) end
+  return prefix .. 'Slots:' .. location
+end
