@@ -120,6 +120,34 @@ describe('config', function () {
     });
   });
 
+  describe('Web', function () {
+    const TOKEN = 'a-web-token-0123456789abcdef';
+
+    it('is on by default on 127.0.0.1:8650 without a token; null turns it off', function () {
+      expect(loadConfig({ cwd: dir, env: {} }).web).to.deep.equal({ listen: { host: '127.0.0.1', port: 8650 }, token: null });
+      expect(load('Web: {Listen: null}\n').web).to.deep.equal({ listen: null, token: null });
+      expect(load('Web: {Listen: "[::1]:0"}\n').web.listen).to.deep.equal({ host: '::1', port: 0 });
+      expect(load('Web: {Listen: "localhost:9000"}\n').web.listen).to.deep.equal({ host: 'localhost', port: 9000 });
+    });
+
+    it('needs a token for any address but loopback, and takes one', function () {
+      const error = expectRefused('Web:\n  Listen: 0.0.0.0:8650\n', 2, 'Web.Listen', /^0\.0\.0\.0:8650 is not a loopback address, so the page needs a secret: set Web\.Token/);
+      expect(error.message).to.include('openssl rand -hex 24');
+      expectRefused('Web: {Listen: "10.1.2.3:80"}\n', 1, 'Web.Listen', /is not a loopback address/);
+      expect(load(`Web: {Listen: "0.0.0.0:8650", Token: ${TOKEN}}\n`).web).to.deep.equal({ listen: { host: '0.0.0.0', port: 8650 }, token: TOKEN });
+    });
+
+    it('refuses a bad address or a weak token without echoing the token', function () {
+      expectRefused('Web: {Listen: "8650"}\n', 1, 'Web.Listen', /^must be ADDRESS:PORT .* or null to turn the page off, not the text "8650"$/);
+      expectRefused('Web: {Listen: "127.0.0.1:70000"}\n', 1, 'Web.Listen', /^must be ADDRESS:PORT/);
+      expectRefused('Web: {Listen: "http://127.0.0.1:8650"}\n', 1, 'Web.Listen', /^must be ADDRESS:PORT/);
+      const weak = expectRefused(`Web: {Token: ${SECRET.slice(0, 10)}}\n`, 1, 'Web.Token', /^must be 16 to 1024 printable characters without spaces/);
+      expect(weak.message).not.to.include(SECRET.slice(0, 10));
+      expectRefused('Web: {Token: [a]}\n', 1, 'Web.Token', /^must be text/);
+      expectRefused('Web: {Port: 8650}\n', 1, 'Web.Port', /^unknown key in Web/);
+    });
+  });
+
   describe('refuses', function () {
     it('an old key together with its new name', function () {
       expectRefused('regionName: us-west-2\nEC2:\n  Region: eu-west-1\n', 1, 'regionName', /^is the old name of EC2\.Region, which is also set; keep one$/);

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { ConfigError } from '../util/errors.js';
 import { DEFAULT_CONFIG_FILE, expandHome } from '../util/paths.js';
@@ -40,6 +41,19 @@ export interface Ec2Config {
   endpoint: string | null;
 }
 
+/** Where the web page listens (lib/web): an address of this machine and a port (0: any free one). */
+export interface WebListen {
+  host: string;
+  port: number;
+}
+
+export interface WebConfig {
+  /** null: no web page. */
+  listen: WebListen | null;
+  /** Required unless `listen` is a loopback address; when set, every request needs it. */
+  token: string | null;
+}
+
 export interface Config {
   /** The file the user's settings came from, or null when only defaults apply. */
   file: string | null;
@@ -57,9 +71,10 @@ export interface Config {
   hostDownAfterMs: number;
   hosts: HostConfig[];
   ec2: Ec2Config;
+  web: WebConfig;
 }
 
-const TOP_KEYS = ['Redis', 'Deployment', 'StateDir', 'LocalMaxJobs', 'RemoteMaxJobsPerHost', 'PollPeriod', 'RetryBackoff', 'KillGrace', 'LogLevel', 'KnownHosts', 'HostKeyPolicy', 'HostDownAfter', 'Hosts', 'EC2'];
+const TOP_KEYS = ['Redis', 'Deployment', 'StateDir', 'LocalMaxJobs', 'RemoteMaxJobsPerHost', 'PollPeriod', 'RetryBackoff', 'KillGrace', 'LogLevel', 'KnownHosts', 'HostKeyPolicy', 'HostDownAfter', 'Hosts', 'EC2', 'Web'];
 const EC2_KEYS = ['Region', 'ImageId', 'InstanceType', 'KeyName', 'SecurityGroupIds', 'SubnetId', 'Username', 'Key', 'MaxInstances', 'IdleTimeout', 'ReadyTimeout', 'Port', 'Tags', 'Endpoint'];
 const HOST_KEYS = ['Name', 'Hostname', 'Port', 'Username', 'Key', 'Slots'];
 /** The old tool's config keys, and where they live now. */
@@ -211,6 +226,7 @@ function compile(raw: Record<string, unknown>, file: string | null, env: NodeJS.
     hostDownAfterMs: optDuration(raw, 'HostDownAfter', [], fail) ?? 120_000,
     hosts: compileHosts(raw.Hosts, remoteMaxJobsPerHost, fail),
     ec2: compileEc2(raw.EC2, fail),
+    web: compileWeb(raw.Web, fail),
   };
 }
 
@@ -264,6 +280,44 @@ function compileEc2(raw: unknown, fail: Fail): Ec2Config {
     tags: optStringMap(ec2, 'Tags', path, fail) ?? {},
     endpoint: optString(ec2, 'Endpoint', path, fail, 1024) ?? null,
   };
+}
+
+const WEB_TOKEN_MIN = 16;
+
+function compileWeb(raw: unknown, fail: Fail): WebConfig {
+  const web = expectMap(raw ?? {}, ['Web'], fail, 'Web');
+  checkKeys(web, ['Listen', 'Token'], ['Web'], fail, 'Web');
+  const listenText = optString(web, 'Listen', ['Web'], fail, 300);
+  // The token is a secret: its messages never quote it.
+  const token = web.Token === undefined || web.Token === null ? null : web.Token;
+  if (token !== null && typeof token !== 'string') fail(['Web', 'Token'], 'must be text (a secret of at least 16 characters, e.g. from `openssl rand -hex 24`)');
+  if (typeof token === 'string' && (token.length < WEB_TOKEN_MIN || token.length > 1024 || !/^[\x21-\x7e]+$/.test(token))) {
+    fail(['Web', 'Token'], `must be ${WEB_TOKEN_MIN} to 1024 printable characters without spaces (e.g. from \`openssl rand -hex 24\`)`);
+  }
+  if (!listenText) return { listen: null, token };
+  const listen = parseListen(listenText);
+  if (!listen) fail(['Web', 'Listen'], `must be ADDRESS:PORT (127.0.0.1:8650, [::1]:8650, 0.0.0.0:8650; port 0 for any free one) or null to turn the page off, not ${describeType(listenText)}`);
+  if (!isLoopback(listen.host) && token === null) {
+    fail(['Web', 'Listen'], `${printable(listenText)} is not a loopback address, so the page needs a secret: set Web.Token (16+ characters, e.g. from \`openssl rand -hex 24\`), or listen on 127.0.0.1`);
+  }
+  return { listen, token };
+}
+
+/** `127.0.0.1:8650`, `[::1]:8650`, `localhost:8650`; null when it is not an address and port. */
+export function parseListen(text: string): WebListen | null {
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(text.trim());
+  if (!match) return null;
+  const port = Number(match[3]);
+  if (port > 65535) return null;
+  const host = match[1] ?? match[2];
+  if (match[2] !== undefined && !isIP(host) && !/^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(host)) return null;
+  if (match[1] !== undefined && isIP(host) !== 6) return null;
+  return { host, port };
+}
+
+/** Only this machine can reach it: 127.0.0.0/8, ::1 or localhost. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
 }
 
 /** A Redis URL fit for logs and `--json`: the password is never shown. */
