@@ -1,6 +1,6 @@
 // The Events stream: every script that changes a job's state appends an entry (`Events:` in each
-// script's header) in the same step. Readers follow it with XREAD: the web page (Store.readEvents,
-// on a Store of its own) and `wait` (BlockingConnection.readEvents, with its watchdog).
+// script's header) in the same step. Readers follow it with XREAD on a connection of their own
+// (BlockingConnection.readEvents, with its watchdog): `wait`, and the web page's event hub.
 
 /** One entry of the Events stream: a job changed state. */
 export interface JobEvent {

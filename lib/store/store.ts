@@ -9,7 +9,6 @@ import { Keys, type ActorName, type Location } from './keys.js';
 import { parseJobRecord, parseJson, type JobRecord, type RunEntry } from './job-record.js';
 import type { ActorStatus, AdhocHostRecord, HostState, InstanceRecord, SupervisorRecord } from './registry-records.js';
 import { BlockingConnection } from './blocking.js';
-import { parseEvents, type EventBatch, type XReadReply } from './events.js';
 
 export type { EventBatch, JobEvent } from './events.js';
 import type { Logger } from '../util/log.js';
@@ -94,6 +93,7 @@ export interface QueueDepths {
   Delayed: number;
   locations: LocationLoad[];
 }
+
 
 type Script = (...args: (string | number)[]) => Promise<unknown>;
 
@@ -344,16 +344,6 @@ export class Store {
   async lastEventId(): Promise<string> {
     const newest = await this.redis.xrevrange(this.keys.events, '+', '-', 'COUNT', 1);
     return newest[0]?.[0] ?? '0-0';
-  }
-
-  /**
-   * Events after `after`, waiting up to `blockMs` for one (XREAD BLOCK). It blocks this Store's
-   * connection: call it only on a Store of its own (see lib/web/event-hub.ts). Entries that are
-   * not job events are skipped, but `lastId` moves past them.
-   */
-  async readEvents(after: string, blockMs: number, count: number): Promise<EventBatch> {
-    const reply = (await this.redis.xread('COUNT', count, 'BLOCK', blockMs, 'STREAMS', this.keys.events, after)) as XReadReply;
-    return parseEvents(reply, after);
   }
 
   /** The intake and hand-off queues, and for each location its waiting jobs and used slots. */

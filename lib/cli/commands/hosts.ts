@@ -1,10 +1,7 @@
 import { readConfig, openStore } from '../context.js';
 import { age, table } from '../output.js';
-import { HostRegistry, type Host } from '../../ssh/hosts.js';
-import type { Config } from '../../config/config.js';
-import { SshConnection } from '../../ssh/connection.js';
-import { silentLogger } from '../../util/log.js';
-import { errorMessage } from '../../util/errors.js';
+import { HostRegistry } from '../../ssh/hosts.js';
+import { probeHost } from '../../ssh/probe.js';
 import { EXIT, type CommandArgs } from './types.js';
 
 // `jobmanager hosts`: every SSH host, reachable or not (tried now, with the same host key check
@@ -30,7 +27,7 @@ export async function hostsCommand(args: CommandArgs): Promise<number> {
     await registry.refresh(true);
     const hosts = registry.all();
     const rows: HostRow[] = await Promise.all(hosts.map(async (host) => {
-      const [jobs, error] = await Promise.all([store.slotHolders(`host:${host.name}`), probe(host, config)]);
+      const [jobs, error] = await Promise.all([store.slotHolders(`host:${host.name}`), probeHost(host, config)]);
       const state = registry.state(host.name);
       return {
         name: host.name,
@@ -57,17 +54,5 @@ export async function hostsCommand(args: CommandArgs): Promise<number> {
     return rows.every((r) => r.reachable) ? EXIT.ok : EXIT.unavailable;
   } finally {
     await handle.release();
-  }
-}
-
-async function probe(host: Host, config: Config): Promise<string | null> {
-  const connection = new SshConnection(host, { knownHosts: config.knownHosts, hostKeyPolicy: config.hostKeyPolicy, log: silentLogger, connectTimeoutMs: 5000 });
-  try {
-    const result = await connection.exec('exit 0');
-    return result.code === 0 ? null : `a test command failed (exit ${result.code})`;
-  } catch (err) {
-    return errorMessage(err);
-  } finally {
-    connection.close();
   }
 }

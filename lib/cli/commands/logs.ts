@@ -1,17 +1,9 @@
-import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync, watch } from 'node:fs';
-import { join } from 'node:path';
 import { readConfig, openStore } from '../context.js';
-import { jobDir } from '../../runs/paths.js';
 import { isFinal } from '../../store/job-record.js';
-import { StopSignal, Wakeup } from '../../util/stop-signal.js';
-import type { Config } from '../../config/config.js';
+import { StopSignal } from '../../util/stop-signal.js';
 import type { Store } from '../../store/store.js';
 import type { JobRecord } from '../../store/job-record.js';
-import { HostRegistry } from '../../ssh/hosts.js';
-import { SshPool } from '../../ssh/pool.js';
-import { remoteJobDir } from '../../backends/remote/paths.js';
-import { shellPath } from '../../util/shell.js';
-import { silentLogger } from '../../util/log.js';
+import { JobLogs } from '../../logs/job-log.js';
 import { errorMessage } from '../../util/errors.js';
 import { EXIT, type CommandArgs } from './types.js';
 
@@ -42,50 +34,49 @@ export async function logsCommand(args: CommandArgs): Promise<number> {
       }
       name = step.log ?? 'job.log';
     }
-    if (record.host?.startsWith('host:')) return await remoteLogs(config, handle.store, record, name, args);
-    const dir = jobDir(config.stateDir, id);
-    const file = join(dir, name);
-    let offset = 0;
-    const drain = () => {
-      if (!existsSync(file)) return;
-      const size = statSync(file).size;
-      if (size <= offset) return;
-      const fd = openSync(file, 'r');
-      try {
-        const buffer = Buffer.alloc(Math.min(size - offset, 1 << 20));
-        const n = readSync(fd, buffer, 0, buffer.length, offset);
-        offset += n;
-        process.stdout.write(buffer.subarray(0, n));
-      } finally {
-        closeSync(fd);
-      }
-    };
-    drain();
-    if (!args.follow) {
-      if (!existsSync(file)) out.error(record.state === 'queued' || record.state === 'granted' ? `job ${id} has not started yet` : `job ${id} wrote no log`);
-      return EXIT.ok;
-    }
-    const stop = new StopSignal();
-    const wakeup = new Wakeup();
-    mkdirSync(dir, { recursive: true });
-    const watcher = watch(dir, () => wakeup.trigger());
-    process.once('SIGINT', () => stop.stop());
+    const logs = new JobLogs(config, handle.store);
     try {
-      while (!stop.stopped) {
-        drain();
-        const state = (await handle.store.getFields([id], ['state']))[0][0];
-        if (isFinal(state ?? undefined)) {
-          drain();
-          break;
-        }
-        await wakeup.wait(1000, stop);
-      }
+      return await (args.follow ? followLogs(logs, handle.store, record, name) : printLog(logs, record, name, out));
+    } catch (err) {
+      const host = record.host?.startsWith('host:') ? ` on ${record.host.slice(5)}` : '';
+      out.error(`cannot read the log of job ${id}${host}: ${errorMessage(err)}`);
+      return EXIT.unavailable;
     } finally {
-      watcher.close();
+      logs.close();
     }
-    return EXIT.ok;
   } finally {
     await handle.release();
+  }
+}
+
+async function printLog(logs: JobLogs, record: JobRecord, name: string, out: CommandArgs['out']): Promise<number> {
+  const place = await logs.place(record, name);
+  const text = await logs.read(place);
+  if (text) {
+    process.stdout.write(text);
+  } else if (text === null) {
+    const where = place.kind === 'remote' ? ` on ${place.host}` : '';
+    const started = place.kind === 'remote' ? isFinal(record.state) : record.state !== 'queued' && record.state !== 'granted';
+    out.error(started ? `job ${record.id} wrote no log${where}` : `job ${record.id} has not started${where} yet`);
+  }
+  return EXIT.ok;
+}
+
+/** Prints the log as it is written; returns when the job has ended (and its log is complete) or on Ctrl-C. */
+async function followLogs(logs: JobLogs, store: Store, record: JobRecord, name: string): Promise<number> {
+  const follower = logs.follow(await logs.place(record, name), (chunk) => process.stdout.write(chunk));
+  const stop = new StopSignal();
+  const interrupt = () => stop.stop();
+  process.once('SIGINT', interrupt);
+  try {
+    await follower.start();
+    while (!stop.stopped && !isFinal((await store.getFields([record.id], ['state']))[0][0] ?? undefined)) await stop.sleep(500);
+    if (stop.stopped) follower.close();
+    else await follower.finish();
+    return EXIT.ok;
+  } finally {
+    process.removeListener('SIGINT', interrupt);
+    follower.close();
   }
 }
 
@@ -109,42 +100,5 @@ async function placed(store: Store, id: string, out: CommandArgs['out']): Promis
     }
   } finally {
     process.removeListener('SIGINT', interrupt);
-  }
-}
-
-/** A Remote job's log, read on its host over SSH (followed with tail -f until the job ends). */
-async function remoteLogs(config: Config, store: Store, record: JobRecord, name: string, args: CommandArgs): Promise<number> {
-  const hosts = new HostRegistry(config, store);
-  await hosts.refresh(true);
-  const pool = new SshPool(hosts, config, silentLogger);
-  const host = record.host!.slice(5);
-  const path = `${remoteJobDir({ deployment: config.deployment, storeId: await store.storeId() }, host, record.id, record.spec)}/${name}`;
-  try {
-    const ssh = pool.connection(host);
-    if (!args.follow) {
-      const result = await ssh.exec(`cat ${shellPath(path)} 2>/dev/null`);
-      process.stdout.write(result.stdout);
-      if (result.code !== 0) args.out.error(isFinal(record.state) ? `job ${record.id} wrote no log on ${host}` : `job ${record.id} has not started on ${host} yet`);
-      return EXIT.ok;
-    }
-    let received = 0;
-    const stream = await ssh.stream(`exec tail -c +1 -F ${shellPath(path)} 2>/dev/null`, (chunk) => {
-      received += chunk.length;
-      process.stdout.write(chunk);
-    });
-    const stop = new StopSignal();
-    process.once('SIGINT', () => stop.stop());
-    while (!stop.stopped && !isFinal((await store.getFields([record.id], ['state']))[0][0] ?? undefined)) await stop.sleep(500);
-    stream.close();
-    await stream.ended;
-    // The job has ended, so its log is complete: print what the stream had not brought yet.
-    const rest = await ssh.exec(`tail -c +${received + 1} ${shellPath(path)} 2>/dev/null`);
-    process.stdout.write(rest.stdout);
-    return EXIT.ok;
-  } catch (err) {
-    args.out.error(`cannot read the log of job ${record.id} on ${host}: ${errorMessage(err)}`);
-    return EXIT.unavailable;
-  } finally {
-    pool.closeAll();
   }
 }
