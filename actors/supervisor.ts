@@ -3,7 +3,8 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Config } from '../lib/config/config.js';
-import { FileLogger } from '../lib/util/log.js';
+import { CallbackLogger, FileLogger } from '../lib/util/log.js';
+import { WebServer } from '../lib/web/server.js';
 import { Store } from '../lib/store/store.js';
 import { describeRedis } from '../lib/store/connect.js';
 import type { BlockingConnection } from '../lib/store/blocking.js';
@@ -63,6 +64,7 @@ export class Supervisor {
   private heartbeatTimer: NodeJS.Timeout | null = null;
   /** The reason the last heartbeat was not recorded (logged once until one is). */
   private heartbeatFailure: string | null = null;
+  private web: WebServer | null = null;
 
   constructor(
     readonly config: Config,
@@ -74,6 +76,11 @@ export class Supervisor {
 
   get state(): SupervisorStatus {
     return this.status;
+  }
+
+  /** The web page's address (null: off, or it could not listen). */
+  get webUrl(): string | null {
+    return this.web?.url ?? null;
   }
 
   private setStatus(next: SupervisorStatus): void {
@@ -96,6 +103,10 @@ export class Supervisor {
       this.epoch = String(await this.store.redis.incr(this.store.keys.epoch));
       this.log.info(`supervisor: pid ${process.pid}, Redis ${describeRedis(this.redisUrl)}, deployment ${this.config.deployment}, state in ${this.config.stateDir}`);
       await Promise.all(ACTOR_NAMES.map((name) => this.spawnActor(name)));
+      if (this.config.web.listen) {
+        this.web = new WebServer(this.config, this.redisUrl, new CallbackLogger(this.config.logLevel, (level, text) => this.log.write(level, 'web', text)));
+        await this.web.start();
+      }
       this.startedAt = Date.now();
       this.setStatus('running');
       await this.heartbeat();
@@ -162,6 +173,7 @@ export class Supervisor {
     slot.restarts.push(now);
     const delay = Math.min(100 * 2 ** (slot.restarts.length - 1), 5000);
     slot.state = 'restarting';
+    this.web?.actorRestarted(slot.name);
     void this.heartbeat();
     this.log.error(`supervisor: the ${slot.name} actor exited (code ${code}); restarting it in ${delay}ms`);
     setTimeout(() => void this.restartActor(slot), delay).unref();
@@ -208,7 +220,7 @@ export class Supervisor {
     try {
       await this.store.saveSupervisor({
         pid: process.pid, host: hostname(), startedAt: this.startedAt, heartbeatAt: Date.now(), status: this.status,
-        epoch: this.epoch, stateDir: this.config.stateDir, actors,
+        epoch: this.epoch, stateDir: this.config.stateDir, actors, web: this.web?.url ?? '',
       });
       this.heartbeatFailure = null;
     } catch (err) {
@@ -229,6 +241,7 @@ export class Supervisor {
     this.stop$.stop();
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.control?.close();
+    await this.web?.close();
     const deadline = new Promise<void>((resolve) => setTimeout(resolve, STOP_DEADLINE_MS).unref());
     await Promise.race([Promise.all([...this.actors.values()].map((slot) => this.stopActor(slot))), deadline]);
     for (const slot of this.actors.values()) await slot.worker?.terminate();

@@ -55,4 +55,6 @@ export interface SupervisorRecord {
   epoch: string;
   stateDir: string;
   actors: Record<string, ActorStatus>;
+  /** The web page's address (lib/web), '' when it is off. */
+  web: string;
 }

@@ -369,11 +369,6 @@ export class Store {
     return (await this.redis.smembers(this.keys.ec2Locations)).sort();
   }
 
-  /** What the running supervisor last wrote in its heartbeat (the Supervisor hash). */
-  async supervisorInfo(): Promise<Record<string, string>> {
-    return this.redis.hgetall(this.keys.supervisor);
-  }
-
   /** One PING's round trip, in milliseconds. */
   async roundTripMs(): Promise<number> {
     const started = process.hrtime.bigint();
@@ -475,6 +470,7 @@ export class Store {
       pid: num(hash.pid), host: hash.host, startedAt: num(hash.startedAt), heartbeatAt: num(hash.heartbeatAt),
       status: hash.status, epoch: hash.epoch, stateDir: hash.stateDir,
       actors: (parseJson(hash.actors) ?? {}) as Record<string, ActorStatus>,
+      web: hash.web ?? '',
     };
   }
 

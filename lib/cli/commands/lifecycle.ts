@@ -15,6 +15,7 @@ import { HostRegistry } from '../../ssh/hosts.js';
 import type { Config } from '../../config/config.js';
 import { sleep } from '../../util/stop-signal.js';
 import { processAlive } from '../../util/process.js';
+import { loginLink } from '../../web/auth.js';
 
 // The supervisor's lifecycle: start (foreground, or --detach), stop, restart, status.
 
@@ -40,10 +41,11 @@ async function runForeground(config: Config, args: CommandArgs): Promise<number>
     throw err;
   }
   if (detachedChild) {
-    process.send!({ ready: process.pid });
+    process.send!({ ready: process.pid, web: supervisor.webUrl });
     process.disconnect();
   } else {
     args.out.error(`JobManager supervisor running (pid ${process.pid}); log: ${join(config.stateDir, 'supervisor.log')}`);
+    if (supervisor.webUrl) args.out.error(webLine(config, supervisor.webUrl));
     args.out.error('Ctrl-C stops it; running jobs go on and are picked up at the next start.');
   }
   await new Promise<void>((resolve) => {
@@ -69,14 +71,15 @@ async function startDetached(config: Config, args: CommandArgs): Promise<number>
     env: { ...process.env, JM_DETACHED_CHILD: '1' },
   });
   closeSync(fd);
-  const reply = await new Promise<{ ready?: number; error?: string; exited?: number | null }>((resolve) => {
-    child.once('message', (message: { ready?: number; error?: string }) => resolve(message));
+  const reply = await new Promise<{ ready?: number; web?: string | null; error?: string; exited?: number | null }>((resolve) => {
+    child.once('message', (message: { ready?: number; web?: string | null; error?: string }) => resolve(message));
     child.once('exit', (code) => resolve({ exited: code }));
   });
   child.unref();
   if (child.connected) child.disconnect();
   if (reply.ready) {
     args.out.error(`JobManager supervisor started (pid ${reply.ready}); log: ${join(config.stateDir, 'supervisor.log')}`);
+    if (reply.web) args.out.error(webLine(config, reply.web));
     return EXIT.ok;
   }
   args.out.error(`the supervisor did not start: ${reply.error ?? `it exited with code ${reply.exited}; see ${logFile}`}`);
@@ -162,7 +165,7 @@ export async function statusCommand(args: CommandArgs): Promise<number> {
     const heartbeat = info.heartbeatAt ?? null;
     if (out.json) {
       out.data({
-        supervisor: alive ? { pid, host: info.host, startedAt: info.startedAt, heartbeatAt: heartbeat, actors } : null,
+        supervisor: alive ? { pid, host: info.host, startedAt: info.startedAt, heartbeatAt: heartbeat, actors, web: info.web ? { url: info.web, token: config.web.token !== null } : null } : null,
         redis: { address: redisText, reachable: true },
         queues: { Job_Queue: intake, Granted_Queue: granted, Running_Queue: running, Delayed: delayed },
         locations: poolRows,
@@ -172,6 +175,7 @@ export async function statusCommand(args: CommandArgs): Promise<number> {
     const stale = heartbeat !== null && Date.now() - heartbeat > 10_000;
     out.line(`supervisor  ${alive ? `running, pid ${pid} on ${info.host}, up ${age(info.startedAt ?? null)}${stale ? `, NOT RESPONDING (last heartbeat ${age(heartbeat)} ago)` : ''}` : 'not running (start it with `jobmanager start`)'}`);
     if (alive) out.line(`actors      ${Object.entries(actors).map(([name, a]) => `${name} ${a.state}${a.restarts ? ` (${a.restarts} restarts in the last minute)` : ''}`).join(' · ')}`);
+    if (alive && info.web) out.line(webLine(config, info.web, true));
     out.line(`redis       ${redisText}`);
     out.line(`queues      Job_Queue ${intake} · Granted_Queue ${granted} · Running_Queue ${running} · waiting to retry ${delayed}`);
     out.line('');
@@ -180,6 +184,16 @@ export async function statusCommand(args: CommandArgs): Promise<number> {
   } finally {
     await handle.release();
   }
+}
+
+/**
+ * The web page's address; with Web.Token, and when `login` (status, which a person runs on the
+ * supervisor's machine), a one-time login link: it is made here from the config's token, never
+ * stored, logged or put in --json.
+ */
+function webLine(config: Config, url: string, login = false): string {
+  if (config.web.token === null) return `web         ${url}`;
+  return login ? `web         ${url} (one-time login link, valid 15 minutes: ${loginLink(url, config.web.token)})` : `web         ${url} (needs Web.Token: \`jobmanager status\` prints a login link)`;
 }
 
 /** `jobmanager debug crash-actor NAME`: fault injection for chaos tests. */
