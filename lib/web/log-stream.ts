@@ -13,6 +13,7 @@ import { jobDetail } from './views.js';
 // Changes come from the hub (the job's Events entries); steps move without an entry, so the
 // details are also re-read after log output (at most every second) and every 5 s while it runs.
 // A Remote or EC2 job that has no host yet gets its log followed once an entry says where it is.
+// A job that ended stays watched: retried, it runs again, and its new output follows.
 
 /** The page shows at most the last this many bytes of a log at first (`jobmanager logs` has all). */
 export const LOG_TAIL_BYTES = 512 * 1024;
@@ -23,9 +24,11 @@ export class JobStream {
   private follower: LogFollower | null = null;
   private readonly decoder = new StringDecoder('utf8');
   private ended = false;
+  /** Following a run after a retry: from the log's end, not its start. */
+  private rerun = false;
   private lastRead = 0;
   private reading: Promise<void> | null = null;
-  private readonly timer: NodeJS.Timeout;
+  private timer: NodeJS.Timeout;
   private readonly onBatch = (batch: EventBatch) => {
     if (batch.rows.has(this.id)) void this.refresh();
   };
@@ -63,6 +66,7 @@ export class JobStream {
       const [job, runs] = await Promise.all([this.store.getJob(this.id), this.store.runsOf(this.id)]);
       if (!job || !this.sse.open) return;
       this.sse.send('job', { state: job.state, html: jobDetail(job, runs, this.csrf).text });
+      if (this.ended && !isFinal(job.state)) this.again();
       const remote = job.classType === 'Remote' || job.classType === 'EC2';
       if (!this.follower && !this.ended && (!remote || job.host || isFinal(job.state))) await this.follow(job);
       if (isFinal(job.state) && !this.ended) {
@@ -77,11 +81,22 @@ export class JobStream {
     }
   }
 
+  /** The job ended and was retried: its next run's output follows what the page shows already. */
+  private again(): void {
+    this.ended = false;
+    this.follower?.close();
+    this.follower = null;
+    this.rerun = true;
+    this.timer = setInterval(() => void this.refresh(), REFRESH_MS);
+    this.timer.unref();
+    this.sse.send('log-again', {});
+  }
+
   private async follow(job: JobRecord): Promise<void> {
     const place = await this.logs.place(job);
-    this.follower = this.logs.follow(place, (chunk) => this.output(chunk), LOG_TAIL_BYTES);
+    this.follower = this.logs.follow(place, (chunk) => this.output(chunk), this.rerun ? 0 : LOG_TAIL_BYTES);
     await this.follower.start();
-    if (this.follower.skipped > 0) this.sse.send('log-skipped', { bytes: this.follower.skipped });
+    if (this.follower.skipped > 0 && !this.rerun) this.sse.send('log-skipped', { bytes: this.follower.skipped });
   }
 
   private output(chunk: Buffer): void {

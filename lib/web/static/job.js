@@ -10,7 +10,7 @@
   const id = job.dataset.id;
   const atBottom = () => window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
 
-  const source = jm.live(`/jobs/${encodeURIComponent(id)}/events`, {
+  jm.live(`/jobs/${encodeURIComponent(id)}/events`, {
     job(data) {
       jm.fill(job, data.html);
     },
@@ -26,8 +26,10 @@
     },
     'log-end'(data) {
       state.textContent = `complete (the job ${data.state})`;
-      source.close();
-      document.getElementById('live')?.classList.remove('on');
+    },
+    'log-again'() {
+      log.append('\n— retried: the next run —\n');
+      state.textContent = 'waiting for the next run';
     },
     'log-error'(data) {
       state.textContent = data.message;
