@@ -1,28 +1,22 @@
-import { readFileSync } from 'node:fs';
-import { connect as netConnect, type Socket } from 'node:net';
-import { Client, type ClientChannel, type SFTPWrapper } from 'ssh2';
+import type { Client, ClientChannel, SFTPWrapper } from 'ssh2';
 import type { HostKeyPolicy } from '../config/config.js';
 import { JobManagerError, errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
-import { addHostKey, checkHostKey, knownHostsName } from './known-hosts.js';
+import { ChannelSlots, collect, openChannel, type ExecResult } from './channels.js';
+import { SshUnavailableError } from './errors.js';
+import { handshake, type SshTarget } from './handshake.js';
 
 // One pooled SSH connection to a host (ssh2), shared by everything an actor does there.
-//  - TCP_NODELAY on the socket: without it every round trip waits ~40 ms (Nagle + delayed ACK).
-//  - Keepalives notice a dead host; a lost connection is re-made on the next use, with backoff.
-//  - Channels in flight are capped well below the server's MaxSessions (10 by default), and a
-//    refused channel open is retried: OpenSSH frees a session slot a little after the client
-//    sees the channel close (see shared/TESTING.md).
+//  - Made on first use (handshake.ts: TCP_NODELAY, host key, auth); keepalives notice a dead
+//    host; a lost connection is re-made on the next use, with backoff.
+//  - Channels in flight are capped and a refused open is retried (channels.ts).
 //  - Every script is fed to `sh -s` on its standard input, whatever the user's login shell is
 //    and however long the script (a command-line argument is capped at 128 KiB on Linux).
 
-export interface SshTarget {
-  name: string;
-  hostname: string;
-  port: number;
-  username: string;
-  /** Private key file; null: the ssh-agent (SSH_AUTH_SOCK). */
-  key: string | null;
-}
+// What callers of the SSH module use comes from here.
+export { HostKeyError, SshConfigError, SshUnavailableError } from './errors.js';
+export type { ExecResult } from './channels.js';
+export type { SshTarget } from './handshake.js';
 
 export interface SshSettings {
   knownHosts: string;
@@ -30,27 +24,6 @@ export interface SshSettings {
   log: Logger;
   maxChannels?: number;
   connectTimeoutMs?: number;
-}
-
-export interface ExecResult {
-  code: number | null;
-  signal: string | null;
-  stdout: string;
-  stderr: string;
-}
-
-export class HostKeyError extends JobManagerError {
-  override readonly code = 'JM_HOST_KEY';
-}
-
-/** Connecting cannot work until the config changes: the key cannot be read or is refused. */
-export class SshConfigError extends JobManagerError {
-  override readonly code = 'JM_SSH_CONFIG';
-}
-
-/** The host could not be reached (or the connection broke): the state of its jobs is unknown. */
-export class SshUnavailableError extends JobManagerError {
-  override readonly code = 'JM_SSH_UNAVAILABLE';
 }
 
 const DEFAULT_MAX_CHANNELS = 6;
@@ -61,8 +34,7 @@ export class SshConnection {
   private client: Client | null = null;
   private connecting: Promise<Client> | null = null;
   private sftpSession: Promise<SFTPWrapper> | null = null;
-  private active = 0;
-  private readonly waiting: (() => void)[] = [];
+  private readonly slots: ChannelSlots;
   private failures = 0;
   private retryAt = 0;
   private closed = false;
@@ -72,7 +44,9 @@ export class SshConnection {
   constructor(
     readonly target: SshTarget,
     private readonly settings: SshSettings,
-  ) {}
+  ) {
+    this.slots = new ChannelSlots(settings.maxChannels ?? DEFAULT_MAX_CHANNELS);
+  }
 
   get connected(): boolean {
     return this.client !== null;
@@ -101,19 +75,19 @@ export class SshConnection {
    */
   async session(onData: (chunk: Buffer) => void): Promise<{ write(text: string): boolean; endInput(): void; close(): void; ended: Promise<void> }> {
     const client = await this.connection();
-    await this.acquire();
+    await this.slots.acquire();
     let channel: ClientChannel;
     try {
       channel = await openChannel((cb) => client.exec('sh -s', cb));
     } catch (err) {
-      this.release();
+      this.slots.release();
       throw this.unavailable(err);
     }
     channel.on('data', onData);
     channel.stderr.resume();
     channel.on('error', () => {});
     const ended = new Promise<void>((resolve) => channel.once('close', () => {
-      this.release();
+      this.slots.release();
       resolve();
     }));
     return { write: (text) => channel.write(text), endInput: () => channel.end(), close: () => channel.close(), ended };
@@ -132,31 +106,14 @@ export class SshConnection {
 
   private async withChannel<T>(work: (client: Client) => Promise<T>): Promise<T> {
     const client = await this.connection();
-    await this.acquire();
+    await this.slots.acquire();
     try {
       return await work(client);
     } catch (err) {
       throw err instanceof JobManagerError ? err : this.unavailable(err);
     } finally {
-      this.release();
+      this.slots.release();
     }
-  }
-
-  private acquire(): Promise<void> {
-    const max = this.settings.maxChannels ?? DEFAULT_MAX_CHANNELS;
-    if (this.active < max) {
-      this.active++;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => this.waiting.push(() => {
-      this.active++;
-      resolve();
-    }));
-  }
-
-  private release(): void {
-    this.active--;
-    this.waiting.shift()?.();
   }
 
   private unavailable(err: unknown): Error {
@@ -189,76 +146,14 @@ export class SshConnection {
   }
 
   private async connect(): Promise<Client> {
-    const { hostname, port, username, key, name } = this.target;
-    const timeout = this.settings.connectTimeoutMs ?? 10_000;
-    const socket = await tcpConnect(hostname, port, timeout);
-    const client = new Client();
-    let keyProblem: HostKeyError | null = null;
-    const verify = (blob: Buffer): boolean => {
-      const verdict = checkHostKey(this.settings.knownHosts, hostname, port, blob);
-      if (verdict === 'known') return true;
-      const where = `${knownHostsName(hostname, port)} (host ${name})`;
-      if (verdict === 'unknown' && this.settings.hostKeyPolicy === 'accept-new') {
-        addHostKey(this.settings.knownHosts, hostname, port, blob);
-        this.settings.log.warn(`SSH: accepted the new host key of ${where} into ${this.settings.knownHosts} (HostKeyPolicy: accept-new)`);
-        return true;
-      }
-      keyProblem = new HostKeyError(
-        verdict === 'unknown'
-          ? `${where} is not in ${this.settings.knownHosts}; add its key (ssh-keyscan -p ${port} ${hostname} >> ${this.settings.knownHosts}, after checking it) or set HostKeyPolicy: accept-new`
-          : verdict === 'revoked'
-            ? `the host key of ${where} is marked @revoked in ${this.settings.knownHosts}; refusing to connect`
-            : `the host key of ${where} does not match the one in ${this.settings.knownHosts}: someone may be intercepting the connection. If the host was reinstalled, remove the old key (ssh-keygen -R '${knownHostsName(hostname, port)}' -f ${this.settings.knownHosts}) and add the new one`,
-      );
-      return false;
-    };
-    let privateKey: Buffer | undefined;
-    if (key) {
-      try {
-        privateKey = readFileSync(key);
-      } catch (err) {
-        socket.destroy();
-        throw new SshConfigError(`${name}: cannot read the key ${key} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}); check Key in the config or job file`);
-      }
-    } else if (!process.env.SSH_AUTH_SOCK) {
-      socket.destroy();
-      throw new SshConfigError(`${name}: no Key is configured and no ssh-agent is running (SSH_AUTH_SOCK is not set)`);
-    }
-    await new Promise<void>((resolve, reject) => {
-      // ssh2's readyTimeout does not run for a socket handed to it already connected: time the
-      // handshake here, so a host that accepts TCP and never speaks SSH is noticed.
-      const timer = setTimeout(() => {
-        client.end();
-        socket.destroy();
-        reject(new Error(`no SSH handshake from ${hostname}:${port} within ${timeout}ms`));
-      }, timeout);
-      // Errors after the first (the socket closing under a failed handshake) are expected.
-      client.on('error', () => {});
-      client.once('ready', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      client.once('error', (err) => {
-        clearTimeout(timer);
-        reject(keyProblem ?? (isConfigProblem(err) ? new SshConfigError(`${name}: ${describeAuthError(err, this.target)}`, { cause: err }) : err));
-      });
-      try {
-        client.connect({
-          sock: socket,
-          username,
-          privateKey,
-          agent: privateKey ? undefined : process.env.SSH_AUTH_SOCK,
-          hostVerifier: verify,
-          keepaliveInterval: KEEPALIVE_MS,
-          keepaliveCountMax: KEEPALIVE_COUNT,
-          readyTimeout: timeout,
-        });
-      } catch (err) {
-        // ssh2 throws at once for a key it cannot parse: that is the config's problem, not the host's.
-        clearTimeout(timer);
-        socket.destroy();
-        reject(new SshConfigError(`${name}: ${describeAuthError(err as Error, this.target)}`, { cause: err }));
-      }
+    const { hostname, port, username, name } = this.target;
+    const client = await handshake(this.target, {
+      knownHosts: this.settings.knownHosts,
+      hostKeyPolicy: this.settings.hostKeyPolicy,
+      log: this.settings.log,
+      timeoutMs: this.settings.connectTimeoutMs ?? 10_000,
+      keepaliveMs: KEEPALIVE_MS,
+      keepaliveCount: KEEPALIVE_COUNT,
     });
     client.on('error', (err) => this.settings.log.debug(`SSH ${name}: ${errorMessage(err)}`));
     client.once('close', () => {
@@ -284,64 +179,4 @@ export class SshConnection {
     this.closed = true;
     this.reset();
   }
-}
-
-function tcpConnect(host: string, port: number, timeoutMs: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = netConnect({ host, port });
-    socket.setNoDelay(true);
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`no answer from ${host}:${port} within ${timeoutMs}ms`));
-    }, timeoutMs);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      resolve(socket);
-    });
-    socket.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-  });
-}
-
-/** Opens a channel, retrying a refused open (the server's session slots are briefly full). */
-async function openChannel(open: (cb: (err: Error | undefined, channel: ClientChannel) => void) => void): Promise<ClientChannel> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await new Promise<ClientChannel>((resolve, reject) => open((err, channel) => (err ? reject(err) : resolve(channel))));
-    } catch (err) {
-      if (!/open failure|Channel open/i.test(errorMessage(err)) || attempt >= 20) throw err;
-      await new Promise((resolve) => setTimeout(resolve, Math.min(5 * 2 ** attempt, 200)));
-    }
-  }
-}
-
-function collect(channel: ClientChannel, input: string): Promise<ExecResult> {
-  return new Promise((resolve, reject) => {
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    let code: number | null = null;
-    let signal: string | null = null;
-    channel.on('data', (d: Buffer) => out.push(d));
-    channel.stderr.on('data', (d: Buffer) => err.push(d));
-    channel.on('exit', (c: number | null, s?: string) => {
-      code = c;
-      signal = s ?? null;
-    });
-    channel.once('error', reject);
-    channel.once('close', () => resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
-    channel.end(input);
-  });
-}
-
-function isConfigProblem(err: Error): boolean {
-  return /Cannot parse privateKey|authentication methods failed|encrypted private key/i.test(err.message);
-}
-
-function describeAuthError(err: Error, target: SshTarget): string {
-  if (/authentication methods failed/i.test(err.message)) {
-    return `${target.username}@${target.hostname}:${target.port} refused the ${target.key ? `key ${target.key}` : 'ssh-agent\'s keys'}; check Username and Key`;
-  }
-  return `the key ${target.key} cannot be used (${err.message}); give an unencrypted private key in OpenSSH or PEM format, or use the ssh-agent`;
 }

@@ -1,6 +1,7 @@
 import type { Config } from '../config/config.js';
 import type { Logger } from '../util/log.js';
-import { SshConnection, SshUnavailableError } from './connection.js';
+import { SshConnection } from './connection.js';
+import { SshUnavailableError } from './errors.js';
 import type { HostRegistry } from './hosts.js';
 
 // One SSH connection per host per actor, made on first use and kept.
@@ -18,7 +19,7 @@ export class SshPool {
     let connection = this.connections.get(name);
     if (!connection) {
       const host = this.hosts.get(name);
-      if (!host) throw new SshUnavailableError(`no host named ${name} is configured or known`);
+      if (!host) throw new SshUnavailableError(`no host named ${name} is known (from the config's Hosts, a job file, or a running EC2 instance); add it to Hosts, or see \`jobmanager hosts\` for the known ones`);
       // A handshake slower than half of HostDownAfter counts as no answer.
       const connectTimeoutMs = Math.min(10_000, Math.max(1000, this.config.hostDownAfterMs / 2));
       connection = new SshConnection(host, { knownHosts: host.knownHosts ?? this.config.knownHosts, hostKeyPolicy: this.config.hostKeyPolicy, log: this.log, connectTimeoutMs });
