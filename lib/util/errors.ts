@@ -1,5 +1,7 @@
-// Every error a user can meet is one of these: a small class with a stable `code` (for scripts and
-// `--json`) and a message that says what to do about it.
+// Every error a user can meet is a JobManagerError: a small class with a stable `code` (for
+// scripts and `--json`) and a message that says what to do about it. The errors of one module are
+// declared beside it (SSH: lib/ssh/errors.ts; a remote launch: lib/backends/remote/launch.ts);
+// those that several folders raise are here.
 
 export class JobManagerError extends Error {
   readonly code: string = 'JM_ERROR';
@@ -37,6 +39,7 @@ export class ConfigError extends JobManagerError {
   }
 }
 
+/** Redis cannot be reached or started: the message names the URL or the redis-server log. */
 export class RedisUnavailableError extends JobManagerError {
   override readonly code = 'JM_REDIS_UNAVAILABLE';
 }
@@ -46,47 +49,19 @@ export class StateDirLockedError extends JobManagerError {
   override readonly code = 'JM_STATE_DIR_LOCKED';
 }
 
-export class NotRunningError extends JobManagerError {
-  override readonly code = 'JM_NOT_RUNNING';
-}
-
-export class JobNotFoundError extends JobManagerError {
-  override readonly code = 'JM_JOB_NOT_FOUND';
-  constructor(readonly jobId: string) {
-    super(`no job with id ${jobId}; \`jobmanager jobs\` lists the known ones`);
-  }
-}
-
 /** A move that the lifecycle does not allow (closing twice is fine; starting after close is not). */
 export class IllegalStateError extends JobManagerError {
   override readonly code = 'JM_ILLEGAL_STATE';
 }
 
-/** A worker thread died while requests to it were waiting. */
-export class ActorExitedError extends JobManagerError {
-  override readonly code = 'JM_ACTOR_EXITED';
-}
-
+/** The local launcher process cannot take a job (it has exited, or the job cannot be passed to it). */
 export class LauncherError extends JobManagerError {
   override readonly code = 'JM_LAUNCHER';
 }
 
-/** A Lua script refused a transition (its negative return code, named). */
-export class TransitionError extends JobManagerError {
-  override readonly code = 'JM_TRANSITION';
-}
-
-export class TimeoutError extends JobManagerError {
-  override readonly code = 'JM_TIMEOUT';
-}
-
+/** A program JobManager needs (redis-server, perl) is not installed: the message says how to install it. */
 export class MissingProgramError extends JobManagerError {
   override readonly code = 'JM_MISSING_PROGRAM';
-}
-
-/** Thrown by job code (or raised for a job) to say: failing again will not help, do not retry. */
-export class UnrecoverableError extends JobManagerError {
-  override readonly code = 'JM_UNRECOVERABLE';
 }
 
 export function errorMessage(err: unknown): string {

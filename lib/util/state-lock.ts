@@ -43,7 +43,7 @@ export function acquireStateLock(stateDir: string): void {
       // another process took it over first
     }
   }
-  throw new StateDirLockedError(`could not take the lock ${path}`);
+  throw new StateDirLockedError(`could not take the lock ${path}: other processes kept taking it over; make sure only one supervisor starts with the state directory ${stateDir}, then start again`);
 }
 
 export function releaseStateLock(stateDir: string): void {
