@@ -6,6 +6,12 @@ import type { YamlPath } from './yaml.js';
 
 export type Fail = (path: YamlPath, reason: string) => never;
 
+/** A name a step output, Env variable or module key may have (letters, digits and _, no leading digit). */
+export const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** Control characters (C0, DEL, C1) and line separators: never in a name that tables show. */
+export const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+const CONTROL_ALL = new RegExp(CONTROL.source, 'g');
+
 export function describeType(value: unknown): string {
   if (value === null || value === undefined) return 'nothing';
   if (Array.isArray(value)) return 'a list';
@@ -24,7 +30,7 @@ export function describeType(value: unknown): string {
  * hostile file, nor an error take more than its one line (found by spec/fuzz.spec.ts).
  */
 export function printable(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return text.replace(CONTROL_ALL, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** Key material rather than a path: a PEM or OpenSSH block, or anything over several lines. */

@@ -1,43 +1,17 @@
 import { basename, extname, isAbsolute, join, normalize, resolve } from 'node:path';
 import { JobSpecError } from '../util/errors.js';
-import { checkKeys, describeType, expectMap, optDuration, optInt, optString, optStringList, optStringMap, printable, looksLikeKey, type Fail } from './fields.js';
+import { checkKeys, CONTROL, describeType, expectMap, IDENTIFIER, optDuration, optInt, optString, optStringList, optStringMap, printable, looksLikeKey, type Fail } from './fields.js';
+import { readStep, type Step } from './steps.js';
 import type { YamlPath } from './yaml.js';
 
 // The job file, validated and normalised. Keys keep the old tool's spelling (ClassType, Modules,
 // Order, Inputs, Outputs...), so its job files still read the same; everything else is checked here
-// once, and the actors only ever see a JobSpec.
+// once (the steps of Order in steps.ts), and the actors only ever see a JobSpec.
 
 export const CLASS_TYPES = ['Local', 'Thread', 'Remote', 'EC2'] as const;
 export type ClassType = (typeof CLASS_TYPES)[number];
 
-export { SELF_YAML } from '../runtime/layout.js';
-
-export interface InputSpec {
-  name: string;
-  /** true: the value is the output of that name from an earlier step. */
-  fromOutput: boolean;
-  value: unknown;
-}
-
-export interface RunStep {
-  kind: 'run';
-  label: string;
-  run: string;
-  log: string | null;
-  outputs: string[];
-}
-
-export interface FunctionStep {
-  kind: 'function';
-  label: string;
-  function: string;
-  module: string;
-  inputs: InputSpec[];
-  outputs: string[];
-  log: string | null;
-}
-
-export type Step = RunStep | FunctionStep;
+export type { FunctionStep, InputSpec, RunStep, Step } from './steps.js';
 
 export interface RemoteSpec {
   hostname: string | null;
@@ -71,10 +45,7 @@ export interface JobSpec {
 const TOP_KEYS = ['ClassType', 'Name', 'Modules', 'Order', 'Env', 'Timeout', 'Retries', 'PollPeriod'] as const;
 const REMOTE_KEYS = ['Hostname', 'Username', 'Port', 'Key', 'RemoteWorkingDir', 'Uploads', 'Downloads', 'LocalOutputDir'] as const;
 const EC2_KEYS = ['ImageId', 'InstanceType'] as const;
-const STEP_KEYS = ['Run', 'Function', 'Module', 'Inputs', 'Outputs', 'Log', 'Name'] as const;
-const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const MAX_STEPS = 1000;
-const MAX_COMMAND = 64 * 1024;
 /**
  * A job's Order and Env become one sh script, which reaches sh as one argument: Linux takes at
  * most 128 KiB there (MAX_ARG_STRLEN). Over it the job could never start ("Argument list too
@@ -85,8 +56,6 @@ const MAX_SCRIPT_DATA = 112 * 1024;
 const SCRIPT_LINE_BYTES = 160;
 /** As deep as a job file may nest (lib/jobfile/yaml.ts); a definition read from Redis is held to it too. */
 const MAX_DEPTH = 64;
-/** Control characters (C0, DEL, C1) and line separators: never in a name that tables show. */
-const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 
 export interface SpecSource {
   file: string;
@@ -195,64 +164,6 @@ export function validateJobSpec(raw: unknown, source: SpecSource): JobSpec {
   return { classType, name, file, baseDir, modules, order, env, timeoutMs, retries, pollPeriodMs, remote, ec2 };
 }
 
-function readStep(raw: unknown, path: YamlPath, fail: Fail, modules: Record<string, string>, earlierOutputs: Set<string>): Step {
-  const step = expectMap(raw, path, fail, 'a step');
-  checkKeys(step, STEP_KEYS, path, fail, 'a step');
-  const label = optString(step, 'Name', path, fail, 200);
-  if (label !== undefined && CONTROL.test(label)) fail([...path, 'Name'], 'must not contain control characters');
-  const log = optString(step, 'Log', path, fail, 255) ?? null;
-  if (log !== null && (!/^[^/\\]+$/.test(log) || log === '.' || log === '..' || log.startsWith('.jm'))) {
-    fail([...path, 'Log'], 'must be a file name in the job\'s directory, such as zip.log (no / and no ..)');
-  }
-  // 255 characters can be more bytes than a file name may have: the step could never write it.
-  if (log !== null && Buffer.byteLength(log) > 255) fail([...path, 'Log'], `is ${Buffer.byteLength(log)} bytes long; a file name has at most 255`);
-  const outputs = (optStringList(step, 'Outputs', path, fail, 100) ?? []).map((name, i) => {
-    if (!IDENTIFIER.test(name)) fail([...path, 'Outputs', i], 'must be a name (letters, digits and _)');
-    return name;
-  });
-  if ('Run' in step && 'Function' in step) fail(path, 'a step has either Run (a shell command) or Function (a JS function), not both');
-  if ('Run' in step) {
-    const run = optString(step, 'Run', path, fail, MAX_COMMAND);
-    if (!run || !run.trim()) fail([...path, 'Run'], 'must be a shell command');
-    for (const key of ['Module', 'Inputs'] as const) {
-      if (key in step) fail([...path, key], `applies to Function steps; pass values to a shell command through Env or the command itself`);
-    }
-    if (outputs.length > 1) fail([...path, 'Outputs'], 'a Run step has one output at most: its standard output, as text');
-    return { kind: 'run', label: label ?? firstLine(run), run, log, outputs };
-  }
-  if (!('Function' in step)) fail(path, 'a step needs Run (a shell command) or Function (the name of a JS function)');
-  const fn = optString(step, 'Function', path, fail, 200);
-  if (!fn || !IDENTIFIER.test(fn)) fail([...path, 'Function'], 'must be the name of a function exported by the module');
-  const moduleKeys = Object.keys(modules);
-  let module = optString(step, 'Module', path, fail, 200);
-  if (module === undefined) {
-    if (moduleKeys.length !== 1) fail([...path, 'Module'], moduleKeys.length ? `is missing: name one of the Modules (${moduleKeys.join(', ')})` : 'is missing, and the job has no Modules; add Modules: {name: file.mjs}');
-    module = moduleKeys[0];
-  }
-  // Own keys only: `Module: constructor` is not an entry of every Modules (found by spec/fuzz.spec.ts).
-  if (!Object.hasOwn(modules, module)) fail([...path, 'Module'], `names no entry of Modules${moduleKeys.length ? ` (${moduleKeys.join(', ')})` : '; add Modules: {' + module + ': file.mjs}'}`);
-  const inputs = readInputs(step.Inputs, [...path, 'Inputs'], fail, earlierOutputs);
-  return { kind: 'function', label: label ?? fn, function: fn, module, inputs, outputs, log };
-}
-
-function readInputs(raw: unknown, path: YamlPath, fail: Fail, earlierOutputs: Set<string>): InputSpec[] {
-  if (raw === undefined || raw === null) return [];
-  if (!Array.isArray(raw)) fail(path, `must be a list of {name: value} entries, not ${describeType(raw)}`);
-  if (raw.length > 100) fail(path, `has ${raw.length} entries; at most 100 are allowed`);
-  return raw.map((entry, i) => {
-    const map = expectMap(entry, [...path, i], fail, 'an input');
-    const keys = Object.keys(map);
-    if (keys.length !== 1) fail([...path, i], 'each input is one {name: value}; use null as the value to pass an earlier step\'s output of that name');
-    const name = keys[0];
-    const value = map[name];
-    if (value === null) {
-      if (!earlierOutputs.has(name)) fail([...path, i, name], `is null, so it takes the output named ${name} of an earlier step, but no earlier step lists ${name} in its Outputs`);
-      return { name, fromOutput: true, value: null };
-    }
-    return { name, fromOutput: false, value };
-  });
-}
-
 /** A path that must stay inside the directory it is relative to (no absolute paths, no `..`). */
 function relativeInside(path: string, at: YamlPath, fail: Fail, what: string, allowOutside: boolean): string {
   if (!path) fail(at, `${what} entries must be paths`);
@@ -264,7 +175,7 @@ function relativeInside(path: string, at: YamlPath, fail: Fail, what: string, al
   return clean;
 }
 
-/** Bytes of `text` as the job script quotes it (see lib/shell.ts shq). */
+/** Bytes of `text` as the job script quotes it (see shq in lib/util/shell.ts). */
 function quotedBytes(text: string): number {
   return Buffer.byteLength(text) + 2 + 3 * (text.split("'").length - 1);
 }
@@ -292,10 +203,3 @@ function checkStorable(raw: unknown, fail: Fail): void {
     for (const [key, child] of Object.entries(item)) stack.push([child, [...path, Array.isArray(item) ? Number(key) : key]]);
   }
 }
-
-/** A Run step's label: its first line, short, and without control characters (tables show it). */
-function firstLine(text: string): string {
-  const line = printable(text.trim().split('\n')[0]);
-  return line.length > 60 ? line.slice(0, 57) + '...' : line;
-}
-
