@@ -21,7 +21,7 @@ import { waitFor } from './support/wait-for.js';
 // The loopback EC2 server against the real @aws-sdk/client-ec2 (no client mock): every call
 // JobManager makes, its instances as real sshd hosts, and the faults it can inject.
 
-// The SDK warns on Node < 22 when a client is made (shared/TESTING.md).
+// The SDK prints a support warning on Node < 22 whenever a client is made (this machine has 20).
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
 const IMAGE = 'ami-0123456789abcdef0';

@@ -1,13 +1,17 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
+import { cloudInitLines, kernelLines } from './ec2-console.js';
+import { Ec2Error, ec2ErrorStatus, el, errorXml, escapeRegExp, MESSAGES, node, QueryParams, readParams, responseXml } from './ec2-query.js';
 import { ensureLoginUser, LOOPBACK_NET, loopbackAddress, SshHost } from './sshd.js';
 
 // A loopback server that speaks the EC2 Query API for the calls JobManager makes, so EC2 specs
 // run the real @aws-sdk/client-ec2 with no client mock. Its "instances" are real OpenSSH sshd
-// hosts on 127.0.0.<firstIndex>, <firstIndex+1>, … that all listen on one port (sshPort), log in
-// one user and authorize one client key, each with fresh host keys it prints to its console the
-// way cloud-init does.
+// hosts on 127.K.0.<firstIndex>, <firstIndex+1>, … (K: JM_SPEC_LOOPBACK_NET, see sshd.ts) that
+// all listen on one port (sshPort), log in one user and authorize one client key, each with fresh
+// host keys it prints to its console the way cloud-init does (ec2-console.ts). The wire format is
+// in ec2-query.ts. This file stays long (~750 lines) because it is one state machine: the
+// instances' lifecycle, the faults injected into it and the five calls that read and move it.
 //
 //   RunInstances ──▶ pending ──bootDelayMs──▶ sshd up ──▶ running ──▶ (console: host keys)
 //                                   (sshReadyDelayMs > 0: running first, sshd that much later)
@@ -26,7 +30,6 @@ import { ensureLoginUser, LOOPBACK_NET, loopbackAddress, SshHost } from './sshd.
 //   500 and 503 (InsufficientInstanceCapacity, RequestLimitExceeded) itself, 3 attempts by default:
 //   failNext() counts requests received, so `times` must cover the SDK's own retries.
 
-const NAMESPACE = 'http://ec2.amazonaws.com/doc/2016-11-15/';
 const OWNER_ID = '123456789012';
 const ZONE = 'us-east-1a';
 const DEFAULT_SUBNET = 'subnet-0123456789abcdef0';
@@ -44,34 +47,6 @@ const MOVES: Record<InstanceStateName, InstanceStateName[]> = {
   'shutting-down': ['terminated'],
   terminated: [],
 };
-
-/** HTTP status that EC2 answers an error code with; anything not listed is a 400. */
-const STATUS: Record<string, number> = {
-  InsufficientInstanceCapacity: 500,
-  InternalError: 500,
-  RequestLimitExceeded: 503,
-  Unavailable: 503,
-  ServiceUnavailable: 503,
-  AuthFailure: 401,
-  UnauthorizedOperation: 403,
-  DryRunOperation: 412,
-};
-
-const MESSAGES: Record<string, string> = {
-  InsufficientInstanceCapacity:
-    'We currently do not have sufficient capacity in the Availability Zone you requested (us-east-1a). Our system will be working on provisioning additional capacity.',
-  RequestLimitExceeded: 'Request limit exceeded.',
-  VcpuLimitExceeded:
-    'You have requested more vCPU capacity than your current vCPU limit of 32 allows for the instance bucket that the specified instance type belongs to. Please visit http://aws.amazon.com/contact-us/ec2-request to request an adjustment to this limit.',
-  InstanceLimitExceeded: 'Your quota allows for 0 more running instance(s). You requested at least 1.',
-  InternalError: 'An internal error has occurred',
-  Unavailable: 'The service is unavailable. Please try again shortly.',
-  UnauthorizedOperation: 'You are not authorized to perform this operation.',
-};
-
-export function ec2ErrorStatus(code: string): number {
-  return STATUS[code] ?? 400;
-}
 
 export interface LoopbackEc2Options {
   /** An OpenSSH public key line; every instance's sshd authorizes it for `username`. */
@@ -160,71 +135,6 @@ interface Fault {
   remaining: number;
 }
 
-class Ec2Error extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-/** The form parameters of one request, with EC2's flattened lists. */
-class QueryParams {
-  constructor(private readonly map: Map<string, string>) {}
-
-  get(name: string): string | undefined {
-    return this.map.get(name);
-  }
-
-  required(name: string): string {
-    const value = this.map.get(name);
-    if (value === undefined || value === '') throw new Ec2Error('MissingParameter', `The request must contain the parameter ${name}`);
-    return value;
-  }
-
-  integer(name: string): number {
-    const text = this.required(name);
-    const value = Number(text);
-    if (!Number.isInteger(value)) throw new Ec2Error('InvalidParameterValue', `Value (${text}) for parameter ${name} is invalid. Expected an integer.`);
-    return value;
-  }
-
-  /** `Prefix.1`, `Prefix.2`, … in numeric order (the SDK numbers from 1; gaps are tolerated). */
-  list(prefix: string): string[] {
-    const found: [number, string][] = [];
-    const pattern = new RegExp(`^${escapeRegExp(prefix)}\\.(\\d+)$`);
-    for (const [key, value] of this.map) {
-      const match = pattern.exec(key);
-      if (match) found.push([Number(match[1]), value]);
-    }
-    return found.sort((a, b) => a[0] - b[0]).map(([, value]) => value);
-  }
-
-  /** `Prefix.N.Rest` grouped by N, each group with its `Rest` keys. */
-  groups(prefix: string): QueryParams[] {
-    const groups = new Map<number, Map<string, string>>();
-    const pattern = new RegExp(`^${escapeRegExp(prefix)}\\.(\\d+)\\.(.+)$`);
-    for (const [key, value] of this.map) {
-      const match = pattern.exec(key);
-      if (!match) continue;
-      const n = Number(match[1]);
-      if (!groups.has(n)) groups.set(n, new Map());
-      groups.get(n)!.set(match[2], value);
-    }
-    return [...groups.entries()].sort((a, b) => a[0] - b[0]).map(([, map]) => new QueryParams(map));
-  }
-
-  /** Every parameter but those named, in a stable order. */
-  fingerprint(except: string[]): string {
-    return JSON.stringify([...this.map].filter(([key]) => !except.includes(key)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-  }
-
-  toRecord(): Record<string, string> {
-    return Object.fromEntries(this.map);
-  }
-}
-
 export class LoopbackEc2 {
   readonly endpoint: string;
   private readonly byId = new Map<string, Instance>();
@@ -287,7 +197,7 @@ export class LoopbackEc2 {
       consoleHostKeys: options.consoleHostKeys ?? true,
     };
     const server = createHttpServer();
-    // 127.0.0.1, never `localhost`: that may resolve to ::1 (shared/TESTING.md).
+    // 127.0.0.1, never `localhost`: that may resolve to ::1, where nothing listens.
     const port = await new Promise<number>((resolve, reject) => {
       server.once('error', reject);
       server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port));
@@ -391,11 +301,11 @@ export class LoopbackEc2 {
       this.received.set(action, log);
       if (this.stopping) throw new Ec2Error('Unavailable', MESSAGES.Unavailable);
       this.takeFault(action);
-      body = `<?xml version="1.0" encoding="UTF-8"?>\n<${action}Response xmlns="${NAMESPACE}">${el('requestId', requestId)}${this.dispatch(action, params)}</${action}Response>`;
+      body = responseXml(action, requestId, this.dispatch(action, params));
     } catch (error) {
       const known = error instanceof Ec2Error ? error : new Ec2Error('InternalError', `${(error as Error).message}`);
       status = ec2ErrorStatus(known.code);
-      body = `<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>${el('Code', known.code)}${el('Message', known.message)}</Error></Errors>${el('RequestID', requestId)}</Response>`;
+      body = errorXml(known, requestId);
     }
     const held = this.held.get(action);
     if (held) await new Promise<void>((resolve) => held.push(resolve));
@@ -612,7 +522,7 @@ export class LoopbackEc2 {
 
   private boot(instance: Instance): void {
     if (instance.state !== 'pending') return;
-    this.appendConsole(instance, kernelLines(instance));
+    this.appendConsole(instance, kernelLines(instance.index));
     if (this.options.sshReadyDelayMs > 0) {
       this.setState(instance, 'running');
       this.schedule(instance, this.options.sshReadyDelayMs, () => this.startSshd(instance));
@@ -764,20 +674,6 @@ function stateXml(name: string, state: InstanceStateName): string {
   return node(name, el('code', String(STATE_CODES[state])) + el('name', state));
 }
 
-/** An element holding text. */
-function el(name: string, text: string): string {
-  return text === '' ? `<${name}/>` : `<${name}>${escapeXml(text)}</${name}>`;
-}
-
-/** An element holding elements. */
-function node(name: string, children: string): string {
-  return children === '' ? `<${name}/>` : `<${name}>${children}</${name}>`;
-}
-
-function escapeXml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!);
-}
-
 // ---- filters ---------------------------------------------------------------------------
 
 const FILTERS: Record<string, (i: Instance) => string[]> = {
@@ -820,10 +716,6 @@ function wildcard(pattern: string): RegExp {
   return new RegExp(`^${source}$`, 's');
 }
 
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
 function makeToken(offset: number): string {
   return Buffer.from(JSON.stringify({ offset })).toString('base64');
 }
@@ -838,56 +730,6 @@ function parseToken(token: string): number {
   throw new Ec2Error('InvalidParameterValue', `Invalid value '${token}' for nextToken`);
 }
 
-// ---- console ---------------------------------------------------------------------------
-
-function kernelLines(instance: Instance): string[] {
-  const address = addressOf(instance.index);
-  return [
-    '[    0.000000] Linux version 6.1.0-loopback (builder@loopback) (gcc 12.2.0) #1 SMP PREEMPT_DYNAMIC',
-    '[    0.000000] Command line: BOOT_IMAGE=/boot/vmlinuz root=LABEL=/ console=tty0 console=ttyS0,115200n8 nvme_core.io_timeout=4294967295',
-    '[    0.412345] Hypervisor detected: Xen HVM',
-    `[    2.345678] cloud-init[612]: Cloud-init v. 22.2.2 running 'init' at ${new Date().toUTCString()}. Up 2.35 seconds.`,
-    '[    2.356789] cloud-init[612]: ci-info: ++++++++++++++++++++++++++++++++++++++Net device info++++++++++++++++++++++++++++++++++++++',
-    `[    2.356789] cloud-init[612]: ci-info: |  eth0  | True | ${address} | 255.0.0.0 | global | 0a:00:00:00:00:${instance.index.toString(16).padStart(2, '0')} |`,
-  ];
-}
-
-/** What cloud-init prints once sshd has its keys: fingerprints, then the keys themselves. */
-function cloudInitLines(publicKeys: string[], withKeys: boolean): string[] {
-  // cloud-init lists /etc/ssh/ssh_host_*_key.pub in file name order: ecdsa, ed25519, rsa.
-  const keys = [...publicKeys].sort((a, b) => keyFileName(a).localeCompare(keyFileName(b)));
-  const lines = [`Cloud-init v. 22.2.2 running 'modules:final' at ${new Date().toUTCString()}. Up 9.87 seconds.`];
-  if (withKeys) {
-    lines.push(
-      'ec2: ',
-      'ec2: #############################################################',
-      'ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----',
-      ...keys.map((line) => `ec2: ${fingerprintLine(line)}`),
-      'ec2: -----END SSH HOST KEY FINGERPRINTS-----',
-      'ec2: #############################################################',
-      '-----BEGIN SSH HOST KEY KEYS-----',
-      ...keys,
-      '-----END SSH HOST KEY KEYS-----',
-    );
-  }
-  lines.push(`Cloud-init v. 22.2.2 finished at ${new Date().toUTCString()}. Datasource DataSourceEc2Local.  Up 10.12 seconds`);
-  return lines;
-}
-
-function keyFileName(line: string): string {
-  const type = line.split(' ')[0];
-  return type.startsWith('ecdsa') ? 'ecdsa' : type === 'ssh-ed25519' ? 'ed25519' : 'rsa';
-}
-
-/** As `ssh-keygen -l` prints it: bits, SHA256 of the key blob without padding, comment, type. */
-function fingerprintLine(line: string): string {
-  const [type, blob, comment] = line.split(/\s+/);
-  const hash = createHash('sha256').update(Buffer.from(blob, 'base64')).digest('base64').replace(/=+$/, '');
-  const bits = type === 'ssh-ed25519' ? 256 : type.startsWith('ecdsa-sha2-nistp') ? Number(type.slice('ecdsa-sha2-nistp'.length)) : 3072;
-  const label = type === 'ssh-ed25519' ? 'ED25519' : type.startsWith('ecdsa') ? 'ECDSA' : 'RSA';
-  return `${bits} SHA256:${hash} ${comment ?? ''} (${label})`;
-}
-
 // ---- small helpers ---------------------------------------------------------------------
 
 function addressOf(index: number): string {
@@ -900,22 +742,6 @@ function hostnameOf(index: number): string {
 
 function hexId(): string {
   return randomBytes(9).toString('hex').slice(0, 17);
-}
-
-async function readParams(req: IncomingMessage): Promise<QueryParams> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > 1 << 20) throw new Ec2Error('InvalidParameterValue', 'Request body too large');
-    chunks.push(chunk as Buffer);
-  }
-  const map = new Map<string, string>();
-  // EC2 takes parameters in the query string (GET) or the form body (POST, what the SDK sends).
-  const query = new URL(req.url ?? '/', 'http://127.0.0.1').searchParams;
-  for (const [key, value] of query) map.set(key, value);
-  for (const [key, value] of new URLSearchParams(Buffer.concat(chunks).toString('utf8'))) map.set(key, value);
-  return new QueryParams(map);
 }
 
 /**

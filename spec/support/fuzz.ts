@@ -13,6 +13,8 @@ import { seededRandom } from './random.js';
 //     data) and which check, as they run, that every value reached them unchanged. Every shell
 //     payload, if anything ever evaluated it, would create a file whose name holds the run's
 //     token in the canary directory or in /tmp: the spec looks for those afterwards.
+// About 650 lines on purpose: the families share one corpus of payloads and one seeded stream, and
+// the spec takes them from one module; each family is a section below (`// ---- …`).
 
 /** JM_SEED (as the crash spec), else a fresh one; printed so a failure can be replayed. */
 export function fuzzSeed(): number {

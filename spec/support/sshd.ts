@@ -1,14 +1,16 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { killProcessTree } from './processes.js';
 import { removeDir, tempDir } from './temp.js';
 import { waitFor } from './wait-for.js';
 
-// A real OpenSSH sshd for specs, on its own loopback address (127.0.0.N), with a host key and a
+// A real OpenSSH sshd for specs, on its own loopback address (127.K.0.N), with a host key and a
 // client key made for it in a temporary directory. Each "host" logs in as a user of its own
 // (jmhostN, created on first use, shell /bin/sh) so that hosts do not share a home directory and
-// no heavy rc file runs on every command (see shared/TESTING.md). Stopped by pid.
+// no heavy rc file runs on every command (root's ~/.bashrc on this machine costs ~100 ms an SSH
+// command). Stopped by pid.
 //
 // The loopback EC2 server (ec2-server.ts) starts its instances through the same class with a
 // given port, login user and authorized key: those hosts share one user, so they are stopped by
@@ -170,6 +172,10 @@ export class SshHost {
     child.stderr!.on('data', (data: Buffer) => {
       if (stderr.length < 4096) stderr += data.toString();
     });
+    // The per-connection sshd processes inherit this pipe and may outlive the listener (kill9
+    // leaves them running, as on a real host), so the pipe's end is no event the spec waits for;
+    // the child process itself stays referenced until it exits, so a host never stopped still
+    // keeps mocha from exiting.
     (child.stderr as Socket).unref();
     await waitFor(`sshd on ${this.address}:${this.port}`, () => {
       if (child.exitCode !== null || child.signalCode !== null) {
@@ -194,7 +200,7 @@ export class SshHost {
       spawnSync('pkill', ['-9', '-u', this.username, '-f', 'sshd:']);
     } else {
       // Before the listener dies: its children would be reparented and lost from its tree.
-      killProcesses(this.child?.pid, this.dir);
+      killProcessTree(this.child?.pid, `${MARKER}=${this.dir}`);
     }
     await this.kill9();
   }
@@ -227,7 +233,7 @@ export class SshHost {
   async stop(): Promise<void> {
     await this.killAll();
     if (this.options.username === undefined) spawnSync('pkill', ['-9', '-u', this.username]);
-    else killProcesses(undefined, this.dir);
+    else killProcessTree(undefined, `${MARKER}=${this.dir}`);
     removeDir(this.dir);
   }
 }
@@ -247,70 +253,6 @@ function ensureUser(name: string): string {
 /** A user for SSH logins (shell /bin/sh, no password, not locked), made if missing. */
 export function ensureLoginUser(name: string): string {
   return ensureUser(name);
-}
-
-/**
- * SIGKILL, by pid, `root` and its descendants (the per-connection sshd processes and their
- * sessions) and every process whose environment carries this host's marker (jobs that detached
- * with setsid and were reparented). The tree is read in one snapshot before anything dies;
- * marked processes are looked for again until none is left, since a session may fork while its
- * siblings die.
- */
-function killProcesses(root: number | undefined, dir: string): void {
-  for (let round = 0; round < 20; round++) {
-    const table = processTable();
-    const doomed = new Set<number>();
-    if (root !== undefined && round === 0) {
-      if (table.has(root)) doomed.add(root);
-      const queue = [root];
-      while (queue.length > 0) {
-        const parent = queue.pop()!;
-        for (const [pid, ppid] of table) {
-          if (ppid === parent && !doomed.has(pid)) {
-            doomed.add(pid);
-            queue.push(pid);
-          }
-        }
-      }
-    }
-    for (const pid of table.keys()) {
-      if (pid !== process.pid && hasEnv(pid, `${MARKER}=${dir}`)) doomed.add(pid);
-    }
-    if (doomed.size === 0) return;
-    for (const pid of doomed) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  }
-}
-
-/** pid → parent pid of every process. */
-function processTable(): Map<number, number> {
-  const table = new Map<number, number>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      // The command name (2nd field) is in parentheses and may hold spaces: read after it.
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // fields[0] is the state; a zombie is already dead and cannot be killed again.
-      if (fields[0] !== 'Z') table.set(Number(entry), Number(fields[1]));
-    } catch {
-      // gone
-    }
-  }
-  return table;
-}
-
-function hasEnv(pid: number, entry: string): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(entry);
-  } catch {
-    return false;
-  }
 }
 
 async function freePort(address: string): Promise<number> {
