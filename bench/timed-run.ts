@@ -8,7 +8,7 @@ import { DIST_DIR } from '../lib/util/paths.js';
 // time `jobmanager queue --wait DIR` from the outside, read the Events stream for the pipeline's
 // own span, stop the supervisor.
 
-const CLI = join(DIST_DIR, 'lib', 'cli', 'main.js');
+const CLI = join(DIST_DIR, 'bin', 'jobmanager.js');
 
 export interface Timed {
   /** `queue --wait`, from the command's start to its exit (reading the files included). */

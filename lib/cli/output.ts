@@ -1,7 +1,7 @@
 import { formatDuration } from '../util/duration.js';
 
-// How the command line prints: aligned tables for people, JSON for scripts (--json), and a
-// progress line on stderr that rewrites itself on a terminal and stays quiet otherwise.
+// How the command line prints: aligned tables for people, JSON for scripts (--json). Progress
+// while waiting is progress.ts.
 
 export interface Output {
   json: boolean;
@@ -44,27 +44,4 @@ export function timestamp(ms: number | null): string {
   const d = new Date(ms);
   const pad = (n: number, w = 2) => String(n).padStart(w, '0');
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
-}
-
-/** One status line on stderr that updates in place on a terminal (and at most every 10 s elsewhere). */
-export class ProgressLine {
-  private last = '';
-  private lastAt = 0;
-  private readonly tty = Boolean(process.stderr.isTTY);
-  constructor(private readonly enabled: boolean) {}
-  update(text: string): void {
-    if (!this.enabled || text === this.last) return;
-    const now = Date.now();
-    if (this.tty) {
-      process.stderr.write(`\r\x1b[2K${text}`);
-    } else if (now - this.lastAt >= 10_000) {
-      process.stderr.write(text + '\n');
-      this.lastAt = now;
-    }
-    this.last = text;
-  }
-  done(): void {
-    if (this.enabled && this.tty && this.last) process.stderr.write('\r\x1b[2K');
-    this.last = '';
-  }
 }

@@ -2,7 +2,7 @@ import { isFinal, parseJobRecord, type JobRecord } from '../store/job-record.js'
 import { sleep } from '../util/stop-signal.js';
 import { silentLogger } from '../util/log.js';
 import type { Store } from '../store/store.js';
-import { ProgressLine } from './output.js';
+import { Progress } from './progress.js';
 
 // Waiting for jobs follows the Events stream (every state change is written there in the same
 // step that makes it), so a finished job is seen the moment it finishes, without polling. A
@@ -56,9 +56,9 @@ class StateTally {
     return this.states.size - this.done - (this.counts.get('unknown') ?? 0);
   }
 
+  /** Counts by state: "3 succeeded · 1 failed · 2 running". */
   summary(): string {
-    const parts = SUMMARY_ORDER.filter((s) => this.counts.get(s)).map((s) => `${this.counts.get(s)} ${s}`);
-    return `${this.done}/${this.states.size} done · ${parts.join(' · ')}`;
+    return SUMMARY_ORDER.filter((s) => this.counts.get(s)).map((s) => `${this.counts.get(s)} ${s}`).join(' · ');
   }
 }
 
@@ -71,7 +71,7 @@ export async function waitForJobs(store: Store, ids: string[], options: WaitOpti
   const tally = new StateTally();
   // Its errors are thrown (readEvents), not logged: the command reports them.
   const blocking = store.blocking(silentLogger);
-  const progress = new ProgressLine(options.progress);
+  const progress = new Progress({ enabled: options.progress, bar: true });
   const deadline = options.timeoutMs === null ? Infinity : Date.now() + options.timeoutMs;
   try {
     let lastId: string;
@@ -93,7 +93,7 @@ export async function waitForJobs(store: Store, ids: string[], options: WaitOpti
         open.forEach((id, i) => tally.set(id, rows[i][0] ?? 'unknown'));
         refreshAt = Date.now() + BLOCK_MS;
       }
-      progress.update(tally.summary());
+      progress.update(tally.done, tally.states.size, tally.summary());
       if (tally.open === 0 || Date.now() >= deadline) break;
       const gap = readAt + READ_GAP_MS - Date.now();
       if (gap > 0) await sleep(Math.min(gap, deadline - Date.now()));

@@ -168,7 +168,9 @@ export async function stopEmbeddedRedis(stateDir: string, force = false): Promis
   } catch {
     // it went away on its own
   } finally {
-    redis.disconnect();
+    // ioredis's disconnect() of a connection that has already closed waits 2 s for a 'close'
+    // that never comes again, and that timer keeps the process alive.
+    if (redis.status !== 'end') redis.disconnect();
   }
   for (let i = 0; i < 100 && (await pingSocket(socket)); i++) await sleep(50);
   return !(await pingSocket(socket));

@@ -2,9 +2,9 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { DIST_DIR } from '../../lib/util/paths.js';
 
-// Runs the real command line in a child process, as a user would.
+// Runs the real command line in a child process, as a user would: the executable's entry point.
 
-export const CLI_MAIN = join(DIST_DIR, 'lib', 'cli', 'main.js');
+export const CLI_MAIN = join(DIST_DIR, 'bin', 'jobmanager.js');
 
 export interface CliResult {
   code: number | null;

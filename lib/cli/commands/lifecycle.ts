@@ -1,13 +1,12 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Supervisor } from '../../../actors/supervisor.js';
 import { readConfig, openStore } from '../context.js';
 import { lockOwner } from '../../util/state-lock.js';
 import { embeddedRedisSocket, pingSocket, stopEmbeddedRedis } from '../../store/embedded-redis.js';
 import { describeRedis } from '../../store/connect.js';
-import { age, ProgressLine, table } from '../output.js';
+import { age, table } from '../output.js';
+import { Progress } from '../progress.js';
 import { errorMessage, JobManagerError } from '../../util/errors.js';
 import type { ActorName } from '../../store/keys.js';
 import { EXIT, type CommandArgs } from './types.js';
@@ -18,8 +17,6 @@ import { processAlive } from '../../util/process.js';
 import { loginLink } from '../../web/auth.js';
 
 // The supervisor's lifecycle: start (foreground, or --detach), stop, restart, status.
-
-const MAIN = fileURLToPath(new URL('../main.js', import.meta.url));
 
 export async function startCommand(args: CommandArgs): Promise<number> {
   const config = readConfig(args.config);
@@ -33,7 +30,7 @@ export async function startCommand(args: CommandArgs): Promise<number> {
 
 async function runForeground(config: Config, args: CommandArgs): Promise<number> {
   const detachedChild = process.env.JM_DETACHED_CHILD === '1' && typeof process.send === 'function';
-  const supervisor = new Supervisor(config, { echo: !detachedChild });
+  const supervisor = await args.runtime.createSupervisor(config, { echo: !detachedChild });
   try {
     await supervisor.start();
   } catch (err) {
@@ -65,7 +62,7 @@ async function startDetached(config: Config, args: CommandArgs): Promise<number>
   const logFile = join(config.stateDir, 'supervisor.out');
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const fd = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [MAIN, 'start', ...(args.config ? ['--config', args.config] : [])], {
+  const child = spawn(process.execPath, [args.runtime.entry, 'start', ...(args.config ? ['--config', args.config] : [])], {
     detached: true,
     stdio: ['ignore', fd, fd, 'ipc'],
     env: { ...process.env, JM_DETACHED_CHILD: '1' },
@@ -106,12 +103,10 @@ async function stopSupervisor(config: Config, args: CommandArgs): Promise<boolea
   const pid = lockOwner(config.stateDir);
   if (pid === null) return null;
   process.kill(pid, 'SIGTERM');
-  const progress = new ProgressLine(!args.out.json);
+  const progress = new Progress({ enabled: !args.out.json, bar: false });
   const started = Date.now();
-  while (processAlive(pid) && Date.now() - started < 30_000) {
-    progress.update(`stopping the supervisor (pid ${pid})… ${Math.round((Date.now() - started) / 1000)}s`);
-    await sleep(50);
-  }
+  progress.update(0, 1, `stopping the supervisor (pid ${pid})…`);
+  while (processAlive(pid) && Date.now() - started < 30_000) await sleep(50);
   progress.done();
   if (processAlive(pid)) {
     args.out.error(`the supervisor (pid ${pid}) did not stop within 30s; \`kill -9 ${pid}\` is safe: nothing is lost`);

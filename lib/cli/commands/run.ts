@@ -1,10 +1,10 @@
-import { Supervisor } from '../../../actors/supervisor.js';
 import { readConfig, openStore } from '../context.js';
 import { loadJobFiles } from '../../jobfile/load-files.js';
 import { eventsPosition } from '../wait.js';
 import { lockOwner } from '../../util/state-lock.js';
 import { refuse, submit, waitAndReport } from './queue.js';
 import { EXIT, type CommandArgs } from './types.js';
+import type { SupervisorHandle } from '../runtime.js';
 
 // `jobmanager run FILE|DIR...`: the one-command way. Starts a supervisor in this process (unless
 // one already runs for this state directory: then it is used), queues the jobs, waits for them
@@ -21,9 +21,9 @@ export async function runCommand(args: CommandArgs): Promise<number> {
   const loaded = await loadJobFiles(args.positionals);
   if (loaded.errors.length) return refuse(loaded.errors, out, 'run');
   const owner = lockOwner(config.stateDir);
-  let supervisor: Supervisor | null = null;
+  let supervisor: SupervisorHandle | null = null;
   if (owner === null) {
-    supervisor = new Supervisor(config, { echo: false });
+    supervisor = await args.runtime.createSupervisor(config, { echo: false });
     await supervisor.start();
   } else if (!out.json) {
     out.error(`using the supervisor already running (pid ${owner})`);

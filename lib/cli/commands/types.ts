@@ -1,4 +1,5 @@
 import type { Output } from '../output.js';
+import type { CliRuntime } from '../runtime.js';
 
 export interface CommandArgs {
   positionals: string[];
@@ -13,6 +14,8 @@ export interface CommandArgs {
   timeout: string | undefined;
   step: string | undefined;
   out: Output;
+  /** What the entry point provides: the supervisor, and its own path. */
+  runtime: CliRuntime;
 }
 
 /** A command returns the process exit code. */
