@@ -62,7 +62,7 @@ export function runActor(name: ActorName, create: (ctx: ActorContext) => Promise
   });
 
   async function start(init: Extract<ToActor, { type: 'init' }>): Promise<void> {
-    const log = new CallbackLogger(init.config.logLevel, (level, text) => post({ type: 'log', level, message: text }));
+    const log = new CallbackLogger(init.config.logLevel, (level, text, fields) => post({ type: 'log', level, message: text, fields }));
     ctx = { name, config: init.config, redisUrl: init.redisUrl, epoch: init.epoch, log, stop: new StopSignal(), send: (to, message) => post({ type: 'send', to, message }) };
     actor = await create(ctx);
     for (const message of early.splice(0)) actor.handle(message);

@@ -1,4 +1,5 @@
 import type { Config, LogLevel } from '../lib/config/config.js';
+import type { LogFields } from '../lib/util/log.js';
 
 // The one message protocol between the supervisor and its actors (worker threads). Every message
 // is a member of a union keyed on `type`; receivers handle them in one switch, so a forgotten case
@@ -26,7 +27,7 @@ export type ToActor =
 export type FromActor =
   | { type: 'ready' }
   | { type: 'stopped' }
-  | { type: 'log'; level: LogLevel; message: string }
+  | { type: 'log'; level: LogLevel; message: string; fields?: LogFields }
   | { type: 'send'; to: ActorName; message: ToActor };
 
 export function assertNever(value: never): never {

@@ -152,7 +152,7 @@ export class Supervisor {
         slot.stopped?.();
         return;
       case 'log':
-        this.log.write(message.level, slot.name, message.message);
+        this.log.write(message.level, slot.name, message.message, message.fields);
         return;
       case 'send':
         this.actors.get(message.to)?.worker?.postMessage(message.message);
@@ -257,6 +257,7 @@ export class Supervisor {
     releaseStateLock(this.config.stateDir);
     this.setStatus('stopped');
     this.log.info('supervisor: stopped; running jobs go on and are picked up at the next start');
+    this.log.close();
   }
 
   private stopActor(slot: ActorSlot): Promise<void> {

@@ -1,10 +1,10 @@
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isFinal, type JobRecord } from '../lib/store/job-record.js';
 import type { Store } from '../lib/store/store.js';
 import { HOST_GIVEN_UP, type Evidence } from './evidence.js';
 import { EC2_MAX_INSTANCES, type World } from './world.js';
 import { failExitCode, parseJobName } from './workload.js';
+import { logMessages, supervisorLog } from '../spec/support/supervisor-log.js';
 
 // The invariants a chaos run must leave true, each checked against what Redis, the ledger, the
 // loopback EC2 and the supervisor's log say once everything has settled. A check lists what
@@ -158,8 +158,7 @@ function noInstanceLeft(world: World): Check {
 /** Actor threads die only when told to; any other exit is a crash the run found. */
 function actorExits(world: World, injected: number): Check {
   const log = join(world.ws.stateDir, 'supervisor.log');
-  const text = existsSync(log) ? readFileSync(log, 'utf8') : '';
-  const exits = [...text.matchAll(/the (\w+) actor exited \(code (\d+)\)/g)];
+  const exits = logMessages(supervisorLog(world.ws.stateDir), /actor exited/).flatMap((msg) => [...msg.matchAll(/the (\w+) actor exited \(code (\d+)\)/g)]);
   const problems = exits.filter((m) => Number(m[2]) !== INJECTED_CRASH_CODE).map((m) => `the ${m[1]} actor exited with code ${m[2]} (see ${log})`);
   const told = exits.length - problems.length;
   if (told > injected) problems.push(`${told} actors exited as if told to crash, but only ${injected} crashes were injected`);

@@ -7,6 +7,7 @@ import { Workspace, FAST_CONFIG } from './support/workspace.js';
 import { LoopbackEc2 } from './support/ec2-server.js';
 import { SshHost } from './support/sshd.js';
 import { waitFor } from './support/wait-for.js';
+import { logMessages, supervisorLog } from './support/supervisor-log.js';
 import type { JobView } from '../lib/cli/views.js';
 
 // EC2 jobs against a loopback server that speaks the EC2 Query API, used through the real
@@ -201,7 +202,7 @@ function jobFile(ws: Workspace, name: string, run: string): string {
     await waitFor('the instance to be terminated', () => ec2.instances().length > 0 && ec2.instances()[0].state === 'terminated', 60_000);
     const shown = JSON.parse((await ws.cli('show', id, '--json')).stdout) as JobView;
     expect(shown.state, 'the job waits for an instance it can trust').to.equal('queued');
-    const log = readFileSync(join(ws.stateDir, 'supervisor.log'), 'utf8');
+    const log = logMessages(supervisorLog(ws.stateDir), /terminating i-/).join('\n');
     expect(log).to.match(/terminating i-\w+: it did not answer over SSH within 4\.0s of its launch \(its console output shows no SSH host keys/);
     await ws.cli('cancel', id);
   });

@@ -8,6 +8,7 @@ import { loadConfig, type Config } from '../lib/config/config.js';
 import { ConfigError, JobSpecError } from '../lib/util/errors.js';
 import type { JobView } from '../lib/cli/views.js';
 import { Workspace, FAST_CONFIG } from './support/workspace.js';
+import { logMessages, supervisorLog } from './support/supervisor-log.js';
 import { SshHost } from './support/sshd.js';
 import { compare, findNamed, outside, snapshot } from './support/fs-snapshot.js';
 import {
@@ -317,8 +318,7 @@ describe('fuzz: hostile job files and configs', function () {
       if (CONTROL.test(shown.stdout)) problems.push(`\`show ${id}\` prints a control character: ${JSON.stringify(shown.stdout.match(new RegExp(`.{0,40}${CONTROL.source}.{0,40}`))?.[0])}`);
     }
     if (!ws.supervisor!.running) problems.push('the supervisor died');
-    const log = readFileSync(join(state, 'supervisor.log'), 'utf8');
-    problems.push(...(log.match(/.*actor exited.*/g) ?? []).map((line) => `an actor died: ${line}`));
+    problems.push(...logMessages(supervisorLog(state), /actor exited/).map((line) => `an actor died: ${line}`));
     return [...problems, ...outcomes];
   }
 

@@ -13,6 +13,7 @@ import { TlsRedisServer } from './support/tls-redis.js';
 import { LoopbackEc2 } from './support/ec2-server.js';
 import { findNamed } from './support/fs-snapshot.js';
 import { waitFor } from './support/wait-for.js';
+import { logMessages, supervisorLog } from './support/supervisor-log.js';
 
 // Security checks as specs (issue 5, item 3): SSH host keys (strict, and accept-new's one-time
 // trust), no secret in any log, record, event or --json output, nothing read from Redis
@@ -134,7 +135,7 @@ function leaks(texts: [string, string][], secrets: Record<string, string>): stri
     expect(lines[0], 'the other host\'s entry is intact').to.equal(otherLine);
     expect(lines.slice(1), 'the new host\'s key, and nothing else').to.have.length.greaterThan(0);
     for (const line of lines.slice(1)) expect(line).to.equal(host.knownHostsLine);
-    expect(readFileSync(join(ws.stateDir, 'supervisor.log'), 'utf8')).to.match(/accepted the new host key of \[127\.\d+\.0\.12\]:\d+ \(host host12\) into .* \(HostKeyPolicy: accept-new\)/);
+    expect(logMessages(supervisorLog(ws.stateDir), /accepted the new host key/).join('\n')).to.match(/accepted the new host key of \[127\.\d+\.0\.12\]:\d+ \(host host12\) into .* \(HostKeyPolicy: accept-new\)/);
 
     // A new key, and no connection left from before (one made with the old key would go on).
     await host.killAll();

@@ -1,0 +1,37 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+// supervisor.log as specs read it: one JSON object a line (lib/util/log.ts). A line that is not
+// JSON fails the spec that reads it, so every reader also checks the format.
+
+export interface LogLine {
+  time: string;
+  level: 'debug' | 'info' | 'warn' | 'error';
+  /** manager, starter, fetcher or supervisor. */
+  actor: string;
+  /** The job the line is about, if it is about one. */
+  job?: string;
+  msg: string;
+  [field: string]: unknown;
+}
+
+export function parseLogLines(text: string, where = 'the log'): LogLine[] {
+  return text.split('\n').filter((line) => line.trim() !== '').map((line, i) => {
+    try {
+      return JSON.parse(line) as LogLine;
+    } catch {
+      throw new Error(`${where}, line ${i + 1}, is not a JSON line: ${line.slice(0, 200)}`);
+    }
+  });
+}
+
+/** The lines of StateDir/supervisor.log ([] when there is none yet). */
+export function supervisorLog(stateDir: string): LogLine[] {
+  const file = join(stateDir, 'supervisor.log');
+  return existsSync(file) ? parseLogLines(readFileSync(file, 'utf8'), file) : [];
+}
+
+/** The messages of the lines whose message matches `pattern`. */
+export function logMessages(lines: LogLine[], pattern: RegExp): string[] {
+  return lines.map((line) => line.msg).filter((msg) => pattern.test(msg));
+}
