@@ -1,5 +1,5 @@
-import { pino, type DestinationStream, type Logger as Pino, type StreamEntry } from 'pino';
-import pretty from 'pino-pretty';
+import { createRequire } from 'node:module';
+import type { DestinationStream, Logger as Pino, StreamEntry } from 'pino';
 import type { LogLevel } from '../config/config.js';
 
 // Logging. Actors post log lines to the supervisor (CallbackLogger → a `log` message), which is
@@ -15,6 +15,12 @@ import type { LogLevel } from '../config/config.js';
 // keeps the old tool's names (`JobManager: …`, `JobStarter: …`, `ResultFetcher: …`). Every
 // message and field passes through redact(), so a secret that slips into a line (a Redis password
 // in a URL, an AWS secret, a private key) never reaches a file.
+
+// pino (and pino-pretty) are loaded by the one process that writes the log, when it opens it:
+// every actor thread and every command imports this file for Logger and CallbackLogger, and
+// need neither.
+const load = createRequire(import.meta.url);
+const pinoModule = (): typeof import('pino') => load('pino') as typeof import('pino');
 
 /** Structured facts about a line; `job` is the id of the job it is about. */
 export type LogFields = Record<string, string | number | boolean | null | undefined>;
@@ -64,7 +70,7 @@ const JOB_IN_TEXT = /\bjob (\d+)\b/;
  * size would replace this destination (pino-roll, or SonicBoom's reopen() after a rename).
  */
 export function logFileDestination(file: string): DestinationStream {
-  const destination = pino.destination({ dest: file, sync: true, mkdir: true, append: true });
+  const destination = pinoModule().destination({ dest: file, sync: true, mkdir: true, append: true });
   // A full disk or a removed directory must not stop the supervisor: the line is lost, not the process.
   destination.on('error', () => {});
   return destination;
@@ -72,6 +78,7 @@ export function logFileDestination(file: string): DestinationStream {
 
 /** Lines for people: `[12:00:01.234] INFO: manager    JobManager: watching Job_Queue`, in colour. */
 function prettyStderr(): DestinationStream {
+  const pretty = load('pino-pretty') as typeof import('pino-pretty').PinoPretty;
   return pretty({
     destination: 2,
     sync: true,
@@ -95,6 +102,7 @@ export class FileLogger implements Logger {
     private readonly source: string,
     echo: boolean,
   ) {
+    const pino = pinoModule();
     this.fileStream = file ? (logFileDestination(file) as DestinationStream & { end(): void }) : null;
     const streams = [this.fileStream, echo ? (process.stderr.isTTY ? prettyStderr() : pino.destination({ fd: 2, sync: true })) : null];
     const entries: StreamEntry[] = streams.filter((s) => s !== null).map((stream) => ({ level: threshold, stream }));
