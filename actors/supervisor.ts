@@ -104,7 +104,7 @@ export class Supervisor {
       this.log.info(`supervisor: pid ${process.pid}, Redis ${describeRedis(this.redisUrl)}, deployment ${this.config.deployment}, state in ${this.config.stateDir}`);
       await Promise.all(ACTOR_NAMES.map((name) => this.spawnActor(name)));
       if (this.config.web.listen) {
-        this.web = new WebServer(this.config, this.redisUrl, new CallbackLogger(this.config.logLevel, (level, text) => this.log.write(level, 'web', text)));
+        this.web = new WebServer(this.config, this.redisUrl, new CallbackLogger(this.config.logLevel, (level, text, fields) => this.log.write(level, 'web', text, fields)));
         await this.web.start();
       }
       this.startedAt = Date.now();

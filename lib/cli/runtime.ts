@@ -9,6 +9,8 @@ export interface SupervisorHandle {
   start(): Promise<void>;
   /** Idempotent and bounded. */
   stop(): Promise<void>;
+  /** Where the web page listens, once started (null: it is off). */
+  readonly webUrl: string | null;
 }
 
 export interface SupervisorOptions {

@@ -10,8 +10,8 @@ import type { LogLevel } from '../config/config.js';
 //   log.info(msg, {job}) ─ redact ─▶ post ─▶ FileLogger.write ─ redact ─▶ pino ─┬▶ supervisor.log (JSON lines)
 //                                                                              └▶ stderr (pretty on a terminal)
 //
-// A line of supervisor.log is one JSON object: time, level, actor (manager, starter, fetcher or
-// supervisor), job (when the line is about one job), any other fields given, and msg, whose text
+// A line of supervisor.log is one JSON object: time, level, actor (manager, starter, fetcher,
+// supervisor, or web for its web page), job (when the line is about one job), any other fields given, and msg, whose text
 // keeps the old tool's names (`JobManager: …`, `JobStarter: …`, `ResultFetcher: …`). Every
 // message and field passes through redact(), so a secret that slips into a line (a Redis password
 // in a URL, an AWS secret, a private key) never reaches a file.

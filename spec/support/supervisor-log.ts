@@ -7,7 +7,7 @@ import { join } from 'node:path';
 export interface LogLine {
   time: string;
   level: 'debug' | 'info' | 'warn' | 'error';
-  /** manager, starter, fetcher or supervisor. */
+  /** manager, starter, fetcher, supervisor, or web (the supervisor's web page). */
   actor: string;
   /** The job the line is about, if it is about one. */
   job?: string;
