@@ -14,7 +14,6 @@ export interface ActorContext {
   name: ActorName;
   config: Config;
   redisUrl: string;
-  epoch: string;
   log: Logger;
   stop: StopSignal;
   send(to: ActorName, message: ToActor): void;
@@ -50,7 +49,7 @@ export function runActor(name: ActorName, create: (ctx: ActorContext) => Promise
       case 'crash':
         // A real crash: no cleanup, no answer. The supervisor sees the thread exit.
         process.exit(70);
-      case 'epoch':
+      case 'runLog':
       case 'abort':
       case 'launched':
         if (actor) actor.handle(message);
@@ -63,7 +62,7 @@ export function runActor(name: ActorName, create: (ctx: ActorContext) => Promise
 
   async function start(init: Extract<ToActor, { type: 'init' }>): Promise<void> {
     const log = new CallbackLogger(init.config.logLevel, (level, text, fields) => post({ type: 'log', level, message: text, fields }));
-    ctx = { name, config: init.config, redisUrl: init.redisUrl, epoch: init.epoch, log, stop: new StopSignal(), send: (to, message) => post({ type: 'send', to, message }) };
+    ctx = { name, config: init.config, redisUrl: init.redisUrl, log, stop: new StopSignal(), send: (to, message) => post({ type: 'send', to, message }) };
     actor = await create(ctx);
     for (const message of early.splice(0)) actor.handle(message);
     post({ type: 'ready' });

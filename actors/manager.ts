@@ -77,13 +77,22 @@ class Manager implements Actor {
     // A local job's directory and log are made now, one after another, long before the job
     // runs: made by the job's own process as it starts, eight at a time, they cost each start
     // more than the fork does (ext4 measured here). The launcher makes them again if missing.
-    for (const d of decisions) if (d.location === 'local') prepareJobDir(this.ctx.config.stateDir, d.entry);
+    for (const d of decisions) if (d.location === 'local') this.prepareDir(d.entry);
     const { rejected } = await this.store.route(decisions);
     for (const d of decisions) {
       if (d.location === null) this.ctx.log.warn(`JobManager: rejected job ${d.entry}: ${d.detail}`);
     }
     if (rejected) this.ctx.log.debug(`JobManager: routed ${entries.length - rejected}, rejected ${rejected}`);
     return entries.length;
+  }
+
+  /** A failure here is left to the starter, which makes the directory again and records why it could not. */
+  private prepareDir(id: string): void {
+    try {
+      prepareJobDir(this.ctx.config.stateDir, id);
+    } catch (err) {
+      this.ctx.log.debug(`JobManager: job ${id}: its directory is not made yet (${errorMessage(err)})`);
+    }
   }
 
   private async decide(entry: string, [raw, file, baseDir]: (string | null)[]): Promise<RouteDecision> {

@@ -11,15 +11,15 @@ export type ActorName = (typeof ACTOR_NAMES)[number];
 
 /** Supervisor → actor. */
 export type ToActor =
-  | { type: 'init'; config: Config; redisUrl: string; epoch: string }
+  | { type: 'init'; config: Config; redisUrl: string }
   /** Finish the current step, close, and answer `stopped`. */
   | { type: 'stop' }
   /** Fault injection (chaos tests, `jobmanager debug crash-actor`): die at once. */
   | { type: 'crash' }
-  /** Fetcher: the starter now launches under this epoch (older epochs' thread jobs are gone). */
-  | { type: 'epoch'; epoch: string }
-  /** Starter: stop a thread job's run (timeout or cancel, decided by the fetcher). */
-  | { type: 'abort'; runId: string; reason: string }
+  /** Fetcher: the starter opened a new local run log (a new launcher): read it from now on. */
+  | { type: 'runLog'; epoch: string; path: string }
+  /** Starter: stop a Thread job's run (Timeout or cancel, decided by the fetcher); `reason` is recorded. */
+  | { type: 'abort'; id: string; run: number; reason: string }
   /** Fetcher: the starter launched jobs on this host; follow its run log now if it does not yet. */
   | { type: 'launched'; host: string };
 

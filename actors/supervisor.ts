@@ -57,7 +57,6 @@ export class Supervisor {
   private store: Store | null = null;
   private control: BlockingConnection | null = null;
   private redisUrl = '';
-  private epoch = '0';
   private startedAt = Date.now();
   private readonly stop$ = new StopSignal();
   private stopping: Promise<void> | null = null;
@@ -100,7 +99,6 @@ export class Supervisor {
         this.redisUrl = embedded.url;
       }
       this.store = await Store.open(this.redisUrl, this.config.deployment, 'actor');
-      this.epoch = String(await this.store.redis.incr(this.store.keys.epoch));
       this.log.info(`supervisor: pid ${process.pid}, Redis ${describeRedis(this.redisUrl)}, deployment ${this.config.deployment}, state in ${this.config.stateDir}`);
       await Promise.all(ACTOR_NAMES.map((name) => this.spawnActor(name)));
       if (this.config.web.listen) {
@@ -140,7 +138,7 @@ export class Supervisor {
         resolve();
         this.onActorExit(slot, code);
       });
-      worker.postMessage({ type: 'init', config: this.config, redisUrl: this.redisUrl, epoch: this.epoch } satisfies ToActor);
+      worker.postMessage({ type: 'init', config: this.config, redisUrl: this.redisUrl } satisfies ToActor);
     });
   }
 
@@ -182,13 +180,7 @@ export class Supervisor {
   private async restartActor(slot: ActorSlot): Promise<void> {
     if (this.status !== 'running' && this.status !== 'starting') return;
     try {
-      if (slot.name === 'starter') {
-        // A new starter gets a new launcher and run log: a new epoch. The fetcher learns that
-        // thread jobs of the old epoch are gone.
-        this.epoch = String(await this.store!.redis.incr(this.store!.keys.epoch));
-      }
       await this.spawnActor(slot.name);
-      if (slot.name === 'starter') this.actors.get('fetcher')?.worker?.postMessage({ type: 'epoch', epoch: this.epoch } satisfies ToActor);
       this.log.info(`supervisor: the ${slot.name} actor is back`);
       void this.heartbeat();
     } catch (err) {
@@ -220,7 +212,7 @@ export class Supervisor {
     try {
       await this.store.saveSupervisor({
         pid: process.pid, host: hostname(), startedAt: this.startedAt, heartbeatAt: Date.now(), status: this.status,
-        epoch: this.epoch, stateDir: this.config.stateDir, actors, web: this.web?.url ?? '',
+        stateDir: this.config.stateDir, actors, web: this.web?.url ?? '',
       });
       this.heartbeatFailure = null;
     } catch (err) {

@@ -850,11 +850,9 @@ describe('the store is the one way to Redis', function () {
    * work in progress (issue 8), and each entry goes when its file is converted to Store methods.
    */
   const PENDING: Record<string, string> = {
-    'actors/starter.ts': 'to convert: Store.registerRunLog, runLogs, slotHolders, grantedQueueJobIds, blocking().takeGranted',
-    'actors/fetcher.ts': 'to convert: Store.slotHolders, runLogs, forgetRunLog, dueRunning, nextDueAt, blocking().waitForSignal',
+    'actors/starter.ts': 'poolsFor (lib/backends/placement.ts) still takes the Keys',
+    'actors/fetcher.ts': 'poolsFor (lib/backends/placement.ts) still takes the Keys',
     'actors/manager.ts': 'poolsFor (lib/backends/placement.ts) still takes the Keys',
-    'actors/supervisor.ts': 'the epoch lines (Store.nextEpoch), owned with the epoch by the backends work',
-    'lib/backends/remote/fleet.ts': 'to convert: Store.slotsUsed, remoteLogOffsets, saveRemoteLogOffsets',
   };
   const BY_HAND: [RegExp, string][] = [
     [/[\w)!\]]\.redis\b/, 'the connection (store.redis)'],

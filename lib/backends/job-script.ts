@@ -76,7 +76,7 @@ export function buildJobScript(spec: JobSpec, ctx: ScriptContext): string {
       'export JM_JOB_DIR="$PWD"',
       // The run's claim, made by the detached job itself as its first act (noclobber: exclusive),
       // holding its pid. A claim that exists means this run started; recovery, finding none,
-      // makes it itself, after which this run can never start (see remote/launch.ts).
+      // makes it itself, after which this run can never start (see remote/host-launcher.ts).
       `set -C; echo "$$" 2>/dev/null >"${INTERNAL_DIR}/claim-$JM_R" || exit 0; set +C`,
       'echo "F $JM_R $$ $JM_LAUNCHED_AT" >>"$JM_L"',
       // The status file is written in one write of a few bytes while the job's process still

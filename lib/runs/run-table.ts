@@ -2,15 +2,16 @@ import type { StepState } from '../store/job-record.js';
 import { decodeWaitStatus, splitRunId, type RunLogEvent } from './run-log.js';
 import { isJobPid } from '../util/process.js';
 
-// What the run logs say about each local run, rebuilt by the fetcher from the logs alone (so a
-// restarted fetcher knows as much as the one that died).
+// What the run logs say about each run that writes one (local and remote runs), rebuilt by the
+// fetcher from the logs alone (so a restarted fetcher knows as much as the one that died).
 
 export interface RunState {
   runId: string;
   jobId: string;
   run: number;
+  /** The log it is in: a local launcher's epoch, or host:<name>. */
   epoch: string;
-  /** Process (and process group) id; 0 for a Thread job's run; null until forked. */
+  /** Process (and process group) id; null until forked. */
   pid: number | null;
   forkedAt: number | null;
   /** D lines: steps that ended before the last one. */
@@ -106,8 +107,8 @@ export class RunTable {
           break;
         case 'forked': {
           // A pid that cannot be a job's own process group (a forged line: jobs can write to
-          // the log) is not believed; 0 is a Thread job's run.
-          if (event.pid !== 0 && !isJobPid(event.pid)) break;
+          // the log) is not believed.
+          if (!isJobPid(event.pid)) break;
           const run = this.runState(epoch, event.runId);
           run.pid = event.pid;
           run.forkedAt = event.at ?? now;
@@ -149,7 +150,7 @@ export class RunTable {
 
   /**
    * The fetcher recorded this run's end. It is kept until its R line has been read (so late
-   * lines are recognised and ignored), unless no R line will come (a thread job's run, a remote
+   * lines are recognised and ignored), unless no R line will come (a remote
    * run, a run that never started, or one already reaped).
    */
   recorded(runId: string): void {
@@ -158,7 +159,7 @@ export class RunTable {
     if (!run) return;
     run.recorded = true;
     // Remote runs get no R line (no launcher reaps them): their X line was their last.
-    if (run.waitStatus !== null || run.pid === 0 || run.notStarted !== null || run.epoch.startsWith('host:')) this.forget(runId);
+    if (run.waitStatus !== null || run.notStarted !== null || run.epoch.startsWith('host:')) this.forget(runId);
   }
 
   forget(runId: string): void {

@@ -52,7 +52,6 @@ export interface SupervisorRecord {
   startedAt: number;
   heartbeatAt: number;
   status: string;
-  epoch: string;
   stateDir: string;
   actors: Record<string, ActorStatus>;
   /** The web page's address (lib/web), '' when it is off. */

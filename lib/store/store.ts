@@ -65,6 +65,15 @@ export interface RunStarted {
   epoch: string;
 }
 
+/** What enforceLimits decided for one running job. */
+export interface LimitVerdict {
+  id: string;
+  run: number;
+  signal: 'SIGTERM' | 'SIGKILL' | null;
+  reason: string | null;
+  nextLookAt: number;
+}
+
 export type Outcome = 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
 
 export interface RunFinished {
@@ -468,7 +477,7 @@ export class Store {
     const num = (v: string | undefined) => (v === undefined || v === '' ? undefined : Number(v));
     return {
       pid: num(hash.pid), host: hash.host, startedAt: num(hash.startedAt), heartbeatAt: num(hash.heartbeatAt),
-      status: hash.status, epoch: hash.epoch, stateDir: hash.stateDir,
+      status: hash.status, stateDir: hash.stateDir,
       actors: (parseJson(hash.actors) ?? {}) as Record<string, ActorStatus>,
       web: hash.web ?? '',
     };
@@ -481,6 +490,55 @@ export class Store {
 
   async signal(actor: ActorName): Promise<void> {
     await this.redis.lpush(this.keys.signal(actor), 1);
+  }
+
+  /** Looks at these running jobs again at the given times (only jobs still in Running_Queue). */
+  async lookAgain(looks: { id: string; at: number }[]): Promise<void> {
+    if (looks.length === 0) return;
+    const pipeline = this.redis.pipeline();
+    for (const { id, at } of looks) pipeline.zadd(this.keys.runningQueue, 'XX', at, id);
+    await pipeline.exec();
+  }
+
+  /** Jobs in Running_Queue that are not running any more (ended by another path) leave it. */
+  async dropFromRunning(ids: string[]): Promise<void> {
+    if (ids.length) await this.redis.zrem(this.keys.runningQueue, ...ids);
+  }
+
+  /**
+   * Cancel and Timeout for running jobs that are due: for each (at its current run), whether to
+   * send SIGTERM now (cancel requested, or past its deadline: `timedOut` is recorded), SIGKILL now
+   * (still running KillGrace after the TERM), or nothing yet; and its next look.
+   * TODO(store): one Lua transition.
+   */
+  async enforceLimits(runs: { id: string; run: number }[], now: number, graceMs: number): Promise<LimitVerdict[]> {
+    if (runs.length === 0) return [];
+    const rows = await this.getFields(runs.map((r) => r.id), ['state', 'run', 'killAt', 'cancelRequested', 'deadline', 'pollMs']);
+    const pipeline = this.redis.pipeline();
+    const verdicts: LimitVerdict[] = [];
+    runs.forEach(({ id, run }, i) => {
+      const [state, current, killAt, cancelRequested, deadline, pollMs] = rows[i];
+      if (state !== 'running' || Number(current) !== run) return;
+      const next = now + (Number(pollMs) || 30_000);
+      const key = this.keys.job(id);
+      let verdict: LimitVerdict;
+      if (killAt) {
+        verdict = now < Number(killAt)
+          ? { id, run, signal: null, reason: null, nextLookAt: Math.min(next, Number(killAt)) }
+          : { id, run, signal: 'SIGKILL', reason: `still running ${graceMs}ms after SIGTERM`, nextLookAt: now + graceMs };
+        if (verdict.signal) pipeline.hset(key, 'killAt', now + graceMs);
+      } else if (cancelRequested || (deadline && now >= Number(deadline))) {
+        if (!cancelRequested) pipeline.hset(key, 'timedOut', 1);
+        pipeline.hset(key, 'killAt', now + graceMs);
+        verdict = { id, run, signal: 'SIGTERM', reason: cancelRequested ? 'cancelled' : 'timed out', nextLookAt: now + graceMs };
+      } else {
+        verdict = { id, run, signal: null, reason: null, nextLookAt: deadline ? Math.min(next, Number(deadline)) : next };
+      }
+      pipeline.zadd(this.keys.runningQueue, 'XX', verdict.nextLookAt, id);
+      verdicts.push(verdict);
+    });
+    await pipeline.exec();
+    return verdicts;
   }
 
   /** A connection of its own for blocking waits (BLMPOP, XREAD), on this deployment's keys. */

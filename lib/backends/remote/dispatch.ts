@@ -4,7 +4,7 @@ import type { Store } from '../../store/store.js';
 import { parseJson } from '../../store/job-record.js';
 import { HostKeyError, SshConfigError } from '../../ssh/connection.js';
 import type { HostRegistry } from '../../ssh/hosts.js';
-import { LaunchError, type RemoteLaunch, type RemoteStarter } from './launch.js';
+import { LaunchError, type HostLauncher, type RemoteLaunch } from './host-launcher.js';
 import { runId as makeRunId } from '../../runs/run-log.js';
 
 // The starter's queue of Remote launches, per host. Launches go out in batches, concurrently with
@@ -22,7 +22,7 @@ export class RemoteDispatch {
   private readonly inFlight = new Map<string, number>();
 
   constructor(
-    private readonly starter: RemoteStarter,
+    private readonly starter: HostLauncher,
     private readonly hosts: HostRegistry,
     private readonly store: Store,
     private readonly notStarted: (runId: string, reason: string) => void,

@@ -5,9 +5,10 @@ import { errorMessage } from '../../util/errors.js';
 import type { Store } from '../../store/store.js';
 import { HostRegistry } from '../../ssh/hosts.js';
 import { SshPool } from '../../ssh/pool.js';
-import type { JobInfo } from '../job.js';
 import { RemoteLogFollower } from './follower.js';
-import { parsePolls, pollScript, type RemoteContext, type RemotePoll } from './remote-job.js';
+import { parsePolls, pollScript, type RemotePoll } from './polls.js';
+import type { JobInfo } from '../../runs/job-info.js';
+import { runId as makeRunId } from '../../runs/run-log.js';
 import { remoteJobDir, remoteRunLog, type RemoteScope } from './paths.js';
 import type { RunLogEvent } from '../../runs/run-log.js';
 
@@ -18,9 +19,8 @@ import type { RunLogEvent } from '../../runs/run-log.js';
 export class RemoteFleet {
   readonly hosts: HostRegistry;
   readonly pool: SshPool;
-  readonly context: RemoteContext;
   private readonly followers = new Map<string, RemoteLogFollower>();
-  private buffered: { epoch: string; events: RunLogEvent[]; host: string; offset: number }[] = [];
+  private buffered: { source: string; events: RunLogEvent[]; host: string; offset: number }[] = [];
   private readonly unreachableSince = new Map<string, { since: number; reason: string }>();
   private readonly savedOffsets = new Map<string, number>();
 
@@ -33,7 +33,6 @@ export class RemoteFleet {
   ) {
     this.hosts = new HostRegistry(config, store);
     this.pool = new SshPool(this.hosts, config, log);
-    this.context = { pool: this.pool, scope, polls: new Map() };
   }
 
   /**
@@ -47,14 +46,10 @@ export class RemoteFleet {
     await this.hosts.refresh(force);
     const hosts = this.hosts.all();
     if (hosts.length === 0) return;
-    const pipeline = this.store.redis.pipeline();
-    for (const host of hosts) pipeline.scard(this.store.keys.remoteJobs(host.name));
-    pipeline.hgetall(this.store.keys.remoteLogs);
-    const replies = (await pipeline.exec()) ?? [];
-    const offsets = (replies[hosts.length]?.[1] ?? {}) as Record<string, string>;
+    const [taken, offsets] = await Promise.all([this.store.slotsUsed(hosts.map((h) => `host:${h.name}`)), this.store.remoteLogOffsets()]);
     hosts.forEach((host, i) => {
-      const busy = Number(replies[i]?.[1] ?? 0) > 0;
-      if ((busy || this.hosts.isDown(host.name)) && !this.followers.has(host.name)) this.follow(host.name, Number(offsets[host.name] ?? 0));
+      const busy = taken[i] > 0;
+      if ((busy || this.hosts.isDown(host.name)) && !this.followers.has(host.name)) this.follow(host.name, offsets.get(host.name) ?? 0);
     });
   }
 
@@ -67,7 +62,7 @@ export class RemoteFleet {
     this.savedOffsets.set(name, offset);
     const follower = new RemoteLogFollower(name, this.pool.connection(name), remoteRunLog(this.scope, name), offset, {
       events: (events, at) => {
-        this.buffered.push({ epoch: `host:${name}`, events, host: name, offset: at });
+        this.buffered.push({ source: `host:${name}`, events, host: name, offset: at });
         this.onActivity();
       },
       reachable: (ok, reason) => this.reachable(name, ok, reason),
@@ -76,7 +71,7 @@ export class RemoteFleet {
   }
 
   /** Run log events that arrived since the last call. */
-  drain(): { epoch: string; events: RunLogEvent[] }[] {
+  drain(): { source: string; events: RunLogEvent[] }[] {
     const drained = this.buffered;
     this.buffered = [];
     for (const chunk of drained) this.pendingOffsets.set(chunk.host, chunk.offset);
@@ -90,13 +85,13 @@ export class RemoteFleet {
     const changed = [...this.pendingOffsets].filter(([host, offset]) => this.savedOffsets.get(host) !== offset);
     this.pendingOffsets.clear();
     if (changed.length === 0) return;
-    await this.store.redis.hset(this.store.keys.remoteLogs, Object.fromEntries(changed));
+    await this.store.saveRemoteLogOffsets(new Map(changed));
     for (const [host, offset] of changed) this.savedOffsets.set(host, offset);
   }
 
-  /** Polls the given remote jobs, one command per host; results go to context.polls. */
-  async poll(jobs: JobInfo[]): Promise<void> {
-    this.context.polls.clear();
+  /** Polls the given remote runs, one command per host: their state by run id (none for a host that did not answer). */
+  async poll(jobs: JobInfo[]): Promise<Map<string, RemotePoll>> {
+    const polls = new Map<string, RemotePoll>();
     const byHost = new Map<string, JobInfo[]>();
     for (const job of jobs) {
       const host = job.host?.startsWith('host:') ? job.host.slice(5) : null;
@@ -104,15 +99,14 @@ export class RemoteFleet {
     }
     await Promise.all([...byHost].map(async ([host, list]) => {
       try {
-        const result = await this.pool.connection(host).exec(pollScript(list.map((j) => ({ id: j.id, pid: j.pid!, dir: remoteJobDir(this.scope, host, j.id, j.spec) }))));
-        for (const [id, poll] of parsePolls(result.stdout)) this.context.polls.set(id, poll);
+        const result = await this.pool.connection(host).exec(pollScript(list.map((j) => ({ runId: makeRunId(j.id, j.run), pid: j.pid!, dir: remoteJobDir(this.scope, host, j.id, j.spec) }))));
+        for (const [runId, poll] of parsePolls(result.stdout)) polls.set(runId, poll);
         this.reachable(host, true, null);
       } catch (err) {
-        const reason = errorMessage(err);
-        for (const job of list) this.context.polls.set(job.id, { kind: 'unknown', reason } satisfies RemotePoll);
-        this.reachable(host, false, reason);
+        this.reachable(host, false, errorMessage(err));
       }
     }));
+    return polls;
   }
 
   private reachable(host: string, ok: boolean, reason: string | null): void {

@@ -7,7 +7,7 @@ import { SshUnavailableError, type SshConnection } from '../../ssh/connection.js
 // Each batch is one brace group: the shell reads a group whole before running it, so a batch cut
 // short by a lost connection runs not at all (a group left open at the end of input is a syntax
 // error), and the starter sends it again on a new shell. Sending twice is safe: each run claims
-// itself once (see launch.ts).
+// itself once (see host-launcher.ts).
 
 const ACK_TIMEOUT_MS = 30_000;
 

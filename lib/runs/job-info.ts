@@ -1,27 +1,25 @@
 import type { JobSpec } from '../jobfile/job-spec.js';
 import { isJobPid } from '../util/process.js';
-import type { StepState } from '../store/job-record.js';
-import type { Outcome } from '../store/store.js';
-import type { Logger } from '../util/log.js';
-import type { RunTable } from '../runs/run-table.js';
-import type { ActorName, ToActor } from '../../actors/protocol.js';
+import type { Store } from '../store/store.js';
 
-// A job as the fetcher sees it: the old tool's job classes, one per ClassType, each answering
-// isFinished() and getReturnData(), plus what ending and killing a run mean for it.
+// What the fetcher reads of a job record to look at its current run (one HMGET per job, the
+// fields in JOB_INFO_FIELDS), parsed defensively: a record is data from Redis, and a corrupt or
+// forged one must fail that job, never the fetcher.
 
-/** The fields of a job record the fetcher needs (one HMGET; see JOB_INFO_FIELDS). */
 export interface JobInfo {
   id: string;
   state: string;
   run: number;
   classType: string;
   spec: JobSpec | null;
+  /** The run's process group (local: the job's shell; remote: on its host). */
   pid: number | null;
   startedAt: number | null;
   deadline: number | null;
   cancelRequested: boolean;
   timedOut: boolean;
   killAt: number | null;
+  /** Which starter incarnation (local) or host (remote) reported the run's start. */
   runlog: string | null;
   pollMs: number;
   timeoutMs: number | null;
@@ -53,47 +51,19 @@ export function parseJobInfo(id: string, values: (string | null)[]): JobInfo | n
   };
 }
 
-export interface RunResult {
-  outcome: Outcome;
-  exitCode: number | null;
-  reason: string;
-  steps: StepState[];
-  startedAt: number | null;
-}
-
-export interface FetchContext {
-  stateDir: string;
-  table: RunTable;
-  /** The epoch of the starter incarnation that is alive now. */
-  currentEpoch(): string;
-  send(to: ActorName, message: ToActor): void;
-  log: Logger;
-}
-
-export abstract class Job {
-  /**
-   * `info` (the job record's fields) may be null: a run that exited 0 and leaves no return data
-   * is recorded from the run log alone, without reading the record (the fast path).
-   */
-  constructor(
-    readonly id: string,
-    readonly run: number,
-    readonly info: JobInfo | null,
-    protected readonly ctx: FetchContext,
-  ) {}
-
-  /** True when the run has ended (whatever the outcome). */
-  abstract isFinished(): Promise<boolean>;
-  /** How the run ended; only after isFinished() said true. */
-  abstract result(): RunResult;
-  /** The last step's outputs (null if it has none); only for a succeeded run. */
-  abstract getReturnData(): Promise<unknown>;
-  /** Send a signal to the run's whole process tree (or stop its thread). */
-  abstract kill(signal: 'SIGTERM' | 'SIGKILL', reason: string): void;
-  /** Step progress while it runs, if known. */
-  abstract progress(): StepState[] | null;
-}
-
+/** The label of each step of a spec ('' where a corrupt spec has none). */
 export function stepLabels(spec: JobSpec | null): string[] {
   return Array.isArray(spec?.order) ? spec.order.map((step) => (typeof step?.label === 'string' ? step.label : '')) : [];
+}
+
+/** The JobInfo of each id that has a record (one HMGET per job, in one round trip). */
+export async function loadJobInfo(store: Store, ids: string[]): Promise<Map<string, JobInfo>> {
+  const infos = new Map<string, JobInfo>();
+  if (ids.length === 0) return infos;
+  const rows = await store.getFields(ids, JOB_INFO_FIELDS);
+  ids.forEach((id, i) => {
+    const info = parseJobInfo(id, rows[i]);
+    if (info) infos.set(id, info);
+  });
+  return infos;
 }

@@ -1,0 +1,44 @@
+import type { JobSpec } from '../jobfile/job-spec.js';
+import { parseJson } from '../store/job-record.js';
+import type { TakenJob } from '../store/store.js';
+import type { GrantedRun, LaunchContext, Orphan } from './backend.js';
+
+// Granted runs as the starter gets them: a payload taken from Granted_Queue, or a run that a dead
+// starter left and recovery found never started, granted again under a new run number.
+
+/** The run a payload describes, or why it cannot be started. */
+export function grantedRun(job: TakenJob): GrantedRun | { id: string; run: number; problem: string } {
+  const spec = parseJson(job.spec) as JobSpec | null;
+  if (!spec || !Array.isArray(spec.order)) return { id: job.id, run: job.run, problem: 'the job record has no usable spec' };
+  return { id: job.id, run: job.run, attempt: job.attempt, where: job.where, spec, raw: parseJson(job.raw) };
+}
+
+/**
+ * An orphan whose run provably never started gets a new run number (relaunch-1.lua) and is
+ * returned to be started now; one cancelled meanwhile is recorded as ended; one that moved on
+ * (recorded by another path) is left alone. Returns the run to start, or null.
+ */
+export async function relaunch(ctx: LaunchContext, orphan: Orphan): Promise<GrantedRun | null> {
+  const job = await ctx.store.relaunch(orphan.id, orphan.run);
+  if (job === 'cancelled') {
+    ctx.recorder.end(orphan.id, orphan.run, { kind: 'failed', exitCode: null, reason: 'cancelled before it started', steps: [], startedAt: null });
+    return null;
+  }
+  if (!job) return null;
+  const run = grantedRun(job);
+  if ('problem' in run) {
+    ctx.recorder.end(run.id, run.run, { kind: 'failed', exitCode: null, reason: `could not start: ${run.problem}`, steps: [], startedAt: null });
+    return null;
+  }
+  ctx.log.info(`JobStarter: job ${orphan.id} run ${orphan.run} was never launched; launching it as run ${run.run}`);
+  return run;
+}
+
+/** Records that a run could not be started (the fetcher never hears of it: no run log has it). */
+export function notStarted(ctx: LaunchContext, id: string, run: number, reason: string): void {
+  ctx.recorder.end(id, run, { kind: 'failed', exitCode: 127, reason: `could not start: ${oneLine(reason)}`, steps: [], startedAt: null });
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ');
+}
