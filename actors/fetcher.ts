@@ -202,7 +202,7 @@ class Fetcher implements Actor {
       try {
         result = await this.watches[kind].collect(run);
       } catch (err) {
-        this.ctx.log.warn(`ResultFetcher: job ${run.info.id}: cannot collect its results yet (${errorMessage(err)}); trying again in ${formatDuration(run.info.pollMs)}`);
+        this.ctx.log.warn(`ResultFetcher: job ${run.info.id}: cannot collect its results yet (${errorMessage(err)}); trying again in ${formatDuration(run.info.pollMs)}`, { job: run.info.id });
         // Made running (if it went from granted to its end unseen) so that a later look finds it.
         if (run.info.state === 'granted') this.recorder.start({ id: run.info.id, run: run.info.run, pid: run.log?.pid ?? 0, startedAt: run.log?.forkedAt ?? Date.now(), epoch: run.log?.epoch ?? '' });
         return false;

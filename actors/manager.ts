@@ -80,7 +80,7 @@ class Manager implements Actor {
     for (const d of decisions) if (d.location === 'local') this.prepareDir(d.entry);
     const { rejected } = await this.store.route(decisions);
     for (const d of decisions) {
-      if (d.location === null) this.ctx.log.warn(`JobManager: rejected job ${d.entry}: ${d.detail}`);
+      if (d.location === null) this.ctx.log.warn(`JobManager: rejected job ${d.entry}: ${d.detail}`, { job: d.entry });
     }
     if (rejected) this.ctx.log.debug(`JobManager: routed ${entries.length - rejected}, rejected ${rejected}`);
     return entries.length;
@@ -91,7 +91,7 @@ class Manager implements Actor {
     try {
       prepareJobDir(this.ctx.config.stateDir, id);
     } catch (err) {
-      this.ctx.log.debug(`JobManager: job ${id}: its directory is not made yet (${errorMessage(err)})`);
+      this.ctx.log.debug(`JobManager: job ${id}: its directory is not made yet (${errorMessage(err)})`, { job: id });
     }
   }
 

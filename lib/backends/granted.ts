@@ -30,7 +30,7 @@ export async function relaunch(ctx: LaunchContext, orphan: Orphan): Promise<Gran
     ctx.recorder.end(run.id, run.run, { kind: 'failed', exitCode: null, reason: `could not start: ${run.problem}`, steps: [], startedAt: null });
     return null;
   }
-  ctx.log.info(`JobStarter: job ${orphan.id} run ${orphan.run} was never launched; launching it as run ${run.run}`);
+  ctx.log.info(`JobStarter: job ${orphan.id} run ${orphan.run} was never launched; launching it as run ${run.run}`, { job: orphan.id });
   return run;
 }
 

@@ -85,8 +85,8 @@ export class RunRecorder {
       this.endedCount += ended.length;
       for (const f of ended) {
         const line = `${this.actor}: job ${f.id} run ${f.run} ${f.outcome}${f.reason ? `: ${f.reason}` : ''}`;
-        if (f.outcome === 'succeeded') this.log.debug(line);
-        else this.log.info(line);
+        if (f.outcome === 'succeeded') this.log.debug(line, { job: f.id });
+        else this.log.info(line, { job: f.id });
       }
       return earliest;
     } catch (err) {

@@ -75,7 +75,7 @@ export class LocalLaunch implements LaunchSide {
       });
       this.launcher.launch(rid, dir, script);
       this.launches++;
-      this.ctx.log.debug(`JobStarter: started job ${run.id} run ${run.run} (Local)`);
+      this.ctx.log.debug(`JobStarter: started job ${run.id} run ${run.run} (Local)`, { job: run.id });
     } catch (err) {
       notStarted(this.ctx, run.id, run.run, errorMessage(err));
     }

@@ -118,7 +118,7 @@ export class LocalWatch implements WatchSide {
     if (!isJobPid(pid)) return;
     try {
       process.kill(-pid, signal);
-      this.ctx.log.info(`ResultFetcher: job ${info.id}: ${signal} to process group ${pid} (${reason})`);
+      this.ctx.log.info(`ResultFetcher: job ${info.id}: ${signal} to process group ${pid} (${reason})`, { job: info.id });
     } catch {
       // already gone
     }
@@ -131,7 +131,7 @@ export class LocalWatch implements WatchSide {
     try {
       return readReturnData(jobDir(this.ctx.config.stateDir, info.id), spec.order[last], last);
     } catch (err) {
-      this.ctx.log.warn(`ResultFetcher: job ${info.id}: cannot read its return data (${errorMessage(err)})`);
+      this.ctx.log.warn(`ResultFetcher: job ${info.id}: cannot read its return data (${errorMessage(err)})`, { job: info.id });
       return null;
     }
   }

@@ -33,10 +33,10 @@ export async function collectRemote(ssh: SshConnection, job: { id: string; spec:
       try {
         await fastGet(sftp, `${absoluteRemote(remoteDir, home)}/${file}`, to);
       } catch (err) {
-        log.warn(`ResultFetcher: job ${job.id}: could not download ${file} from ${ssh.target.name}: ${errorMessage(err)}`);
+        log.warn(`ResultFetcher: job ${job.id}: could not download ${file} from ${ssh.target.name}: ${errorMessage(err)}`, { job: job.id });
       }
     }
-    log.info(`ResultFetcher: job ${job.id}: downloaded ${downloads.join(', ')} into ${target}`);
+    log.info(`ResultFetcher: job ${job.id}: downloaded ${downloads.join(', ')} into ${target}`, { job: job.id });
   }
   return data;
 }

@@ -93,8 +93,8 @@ export class RemoteWatch implements WatchSide {
       .connection(host)
       .exec(`kill -${name} -${pid} 2>/dev/null || kill -${name} ${pid} 2>/dev/null; exit 0`)
       .then(
-        () => this.ctx.log.info(`ResultFetcher: job ${info.id}: ${signal} to process group ${pid} on ${host} (${reason})`),
-        (err) => this.ctx.log.warn(`ResultFetcher: job ${info.id}: could not signal it on ${host}: ${errorMessage(err)}`),
+        () => this.ctx.log.info(`ResultFetcher: job ${info.id}: ${signal} to process group ${pid} on ${host} (${reason})`, { job: info.id }),
+        (err) => this.ctx.log.warn(`ResultFetcher: job ${info.id}: could not signal it on ${host}: ${errorMessage(err)}`, { job: info.id }),
       );
   }
 

@@ -85,7 +85,7 @@ export class ThreadLaunch implements LaunchSide {
       if (this.closing) return;
       if (failure === null && i < run.spec.order.length - 1) {
         const progress = [...steps, { label: labels[i + 1] ?? '', state: 'running' as const, startedAt: Date.now(), endedAt: null, exitCode: null }];
-        this.ctx.store.saveProgress([{ id: run.id, run: run.run, steps: progress }]).catch((err) => this.ctx.log.warn(`JobStarter: job ${run.id}: progress not saved (${errorMessage(err)})`));
+        this.ctx.store.saveProgress([{ id: run.id, run: run.run, steps: progress }]).catch((err) => this.ctx.log.warn(`JobStarter: job ${run.id}: progress not saved (${errorMessage(err)})`, { job: run.id }));
       }
     }
     this.running.delete(key);
@@ -100,7 +100,7 @@ export class ThreadLaunch implements LaunchSide {
     try {
       return readReturnData(dir, run.spec.order[last], last);
     } catch (err) {
-      this.ctx.log.warn(`JobStarter: job ${run.id}: cannot read its return data (${errorMessage(err)})`);
+      this.ctx.log.warn(`JobStarter: job ${run.id}: cannot read its return data (${errorMessage(err)})`, { job: run.id });
       return null;
     }
   }
