@@ -1,53 +1,50 @@
-// Local throughput: N jobs of `Run: "true"` with 8 local slots, against xargs -P8 running the
-// same command, in the same run (the machine's speed cancels out of the ratio).
-//
-//   npm run bench -- [--jobs 5000] [--slots 8] [--state-dir DIR]
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BenchContext } from './context.js';
+import { timeAddAndProcess } from './bullmq.js';
+import { LOCAL_TRUE, writeJobFiles } from './job-files.js';
+import { figure, ratio, type Row } from './report.js';
+import { timeQueueWait, type Timed } from './timed-run.js';
+import { timeXargs } from './xargs.js';
+
+// Local throughput: N jobs of `Run: "true"` with S local slots, against xargs -P S running the
+// same command (before and after, averaged) and BullMQ with a processor that spawns `true`.
 //
 // JobManager's time is measured two ways:
 //   end to end  `jobmanager queue --wait DIR`: read and check N job files, queue them, run them,
 //               wait for all: what a user waits for;
 //   pipeline    first grant to last end, from the Events stream: the scheduling cost per job,
 //               the figure comparable to xargs (which reads no files).
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { seconds, timeQueueWait, type Timed } from './timed-run.js';
-import { removeDir, tempDir } from '../spec/support/temp.js';
 
-const { values } = parseArgs({ options: { jobs: { type: 'string', default: '5000' }, slots: { type: 'string', default: '8' }, keep: { type: 'boolean', default: false }, 'state-dir': { type: 'string' } } });
-const N = Number(values.jobs);
-const SLOTS = Number(values.slots);
-
-function xargs(): number {
-  const start = process.hrtime.bigint();
-  const result = spawnSync('sh', ['-c', `seq ${N} | xargs -P${SLOTS} -n1 true`], { stdio: 'inherit' });
-  if (result.status !== 0) throw new Error('xargs failed');
-  return seconds(start);
+/** One supervisor run of `jobs` (a directory of local job files) with `slots` slots. */
+export async function timeLocalJobs(ctx: BenchContext, jobs: string, slots: number, env: NodeJS.ProcessEnv = {}): Promise<Timed> {
+  const dir = ctx.runDir('local');
+  mkdirSync(dir);
+  return timeQueueWait(dir, { config: { LocalMaxJobs: slots, LogLevel: 'warn', StateDir: join(dir, 'state') }, env }, jobs);
 }
 
-async function jobmanager(dir: string): Promise<Timed> {
-  const jobs = join(dir, 'jobs');
-  mkdirSync(jobs);
-  for (let i = 0; i < N; i++) writeFileSync(join(jobs, `j${i}.yaml`), 'Order: [{Run: "true"}]\n');
-  // The files just written are flushed now, not by the kernel in the middle of the timed run.
-  spawnSync('sync');
-  return timeQueueWait(dir, { LocalMaxJobs: SLOTS, LogLevel: 'warn', StateDir: values['state-dir'] ?? join(dir, 'state') }, jobs);
+function spawnTrue(): Promise<void> {
+  return new Promise((resolve, reject) => {
+    spawn('true', { stdio: 'ignore' }).on('error', reject).on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`true exited ${code}`))));
+  });
 }
 
-const dir = tempDir('jm-bench-');
-try {
-  console.log(`${N} jobs of \`true\`, ${SLOTS} at a time, on ${process.platform} with ${(await import('node:os')).cpus().length} cores`);
-  const before = xargs();
-  const jm = await jobmanager(dir);
-  const after = xargs();
-  const reference = (before + after) / 2;
-  const row = (name: string, s: number) => console.log(`  ${name.padEnd(34)} ${s.toFixed(2).padStart(6)} s  ${(N / s).toFixed(0).padStart(5)} jobs/s  ${(s / reference).toFixed(2)}× xargs`);
-  row('xargs -P (before, after)', reference);
-  row('jobmanager queue --wait (end to end)', jm.endToEnd);
-  row('jobmanager first queued → last end', jm.queueToEnd);
-  row('jobmanager first grant → last end', jm.pipeline);
-  console.log(JSON.stringify({ jobs: N, slots: SLOTS, xargs: [before, after], jobmanager: jm, ratioEndToEnd: jm.endToEnd / reference, ratioPipeline: jm.pipeline / reference }));
-} finally {
-  if (!values.keep) removeDir(dir);
+export async function localRow(ctx: BenchContext): Promise<Row> {
+  const { localJobs: n, slots } = ctx.options;
+  const jobs = writeJobFiles(join(ctx.dir, 'local-jobs'), n, LOCAL_TRUE);
+  ctx.say(`local: xargs, ${n} jobs of \`true\` on ${slots} slots, then jobmanager, xargs again, BullMQ's spawn processor`);
+  const before = timeXargs(n, slots);
+  const jm = await timeLocalJobs(ctx, jobs, slots);
+  const after = timeXargs(n, slots);
+  const xargs = (before + after) / 2;
+  const bull = await timeAddAndProcess(await ctx.bullmq(), n, slots, spawnTrue);
+  return {
+    id: 'local',
+    measure: `${n.toLocaleString('en-US')} local \`true\` jobs, ${slots} slots`,
+    jobmanager: [figure('end to end', jm.endToEnd, 's'), figure('first grant → last end', jm.pipeline, 's')],
+    reference: [figure(`xargs -P${slots}`, xargs, 's'), figure("BullMQ's spawn processor", bull.endToEnd, 's')],
+    comparison: [`${ratio(jm.endToEnd, xargs)} xargs' time end to end`, `${ratio(jm.pipeline, xargs)} first grant → last end`, `BullMQ spawn ${ratio(bull.endToEnd, xargs)}`],
+    details: { jobs: n, slots, xargs: [before, after], jobmanager: jm, bullmqSpawn: bull },
+  };
 }
