@@ -67,6 +67,7 @@ export async function launcherRow(ctx: BenchContext): Promise<Row> {
       const jm = await timeLocalJobs(ctx, jobs, slots, { JM_LAUNCHER: kind });
       const next = timeXargs(n, slots);
       runs.push({ kind, endToEnd: jm.endToEnd, pipeline: jm.pipeline, xargs: [xargs, next] });
+      ctx.say(`launcher: ${kind} ${jm.endToEnd.toFixed(2)} s end to end, xargs ${xargs.toFixed(2)} s before and ${next.toFixed(2)} s after: ${(jm.endToEnd / ((xargs + next) / 2)).toFixed(2)}×`);
       xargs = next;
     }
   }
