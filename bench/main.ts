@@ -9,7 +9,7 @@
 //   queue     N files queued with one `queue`: time, RSS     —
 //   memory    Redis memory per finished job                  —
 //   local     N local `true` jobs on S slots                 xargs -P S; BullMQ's spawn processor
-//   launcher  the Perl launcher against the node one          (both are JobManager)
+//   launcher  the local launcher's start-up                   node's own (`node -e 0`)
 //   ssh       N `true` jobs on one SSH host (needs root)     raw ssh2; GNU Parallel (--parallel)
 import { cpus, loadavg } from 'node:os';
 import { BenchContext } from './context.js';

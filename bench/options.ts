@@ -18,14 +18,13 @@ export interface BenchOptions {
   sshJobs: number;
   /** GNU Parallel rows beside the SSH one (slow: about 100 s with plain ssh). */
   parallel: boolean;
-  launcherRounds: number;
 }
 
 const USAGE = `npm run bench -- [--only ROW,ROW] [--json] [--quick] [sizes]
 
 Rows: thread, latency, queue, memory, local, launcher, ssh (default: all; ssh needs root)
 Sizes:  --thread-jobs 2000 --thread-slots 8 --latency-samples 50 --queue-files 20000
-        --memory-jobs 2000 --local-jobs 5000 --slots 8 --ssh-jobs 1000 --launcher-rounds 1
+        --memory-jobs 2000 --local-jobs 5000 --slots 8 --ssh-jobs 1000
 Other:  --parallel (GNU Parallel beside the SSH row, where installed)  --keep (keep temp dirs)`;
 
 const SIZES = {
@@ -37,7 +36,6 @@ const SIZES = {
   'local-jobs': ['localJobs', 5000, 500],
   slots: ['slots', 8, 8],
   'ssh-jobs': ['sshJobs', 1000, 100],
-  'launcher-rounds': ['launcherRounds', 1, 1],
 } as const;
 
 export function parseBenchOptions(argv: string[], rowIds: string[]): BenchOptions {

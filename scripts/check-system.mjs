@@ -7,8 +7,6 @@ import { spawnSync } from 'node:child_process';
 const has = (cmd, args = ['--version']) => !spawnSync(cmd, args, { stdio: 'ignore' }).error;
 const say = (text) => process.stderr.write(`jobmanager: ${text}\n`);
 
-if (!has('perl', ['-e', '1'])) say('perl is missing: local jobs are started by a small Perl launcher (Debian: apt-get install perl-base).');
-
 if (!has('redis-server')) {
   const root = process.getuid?.() === 0;
   const sudo = !root && spawnSync('sudo', ['-n', 'true'], { stdio: 'ignore' }).status === 0;

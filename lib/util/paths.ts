@@ -2,7 +2,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { homedir } from 'node:os';
 
-// Compiled files live in dist/<same path>; data files (Lua, the launcher, config defaults) stay in
+// Compiled files live in dist/<same path>; data files (Lua scripts, config defaults) stay in
 // the source tree, so paths are resolved from the project root.
 export const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const LUA_DIR = join(PROJECT_ROOT, 'lib', 'store', 'lua');

@@ -82,7 +82,7 @@ function quitWhenDone(): void {
   // Nothing else holds the event loop now (stdin has ended), so the process exits by itself.
 }
 
-/** wait(2)'s status word, as the Perl launcher wrote it and run-log.ts decodes it. */
+/** wait(2)'s status word, as run-log.ts decodes it (node gives the exit code or the signal). */
 function waitStatus(code: number | null, signal: NodeJS.Signals | null): number {
   if (signal) return constants.signals[signal] ?? 0x7f;
   return (code ?? 0) << 8;

@@ -1,8 +1,6 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { PROJECT_ROOT } from '../../util/paths.js';
-import { LauncherError, MissingProgramError } from '../../util/errors.js';
+import { LauncherError } from '../../util/errors.js';
 import type { Logger } from '../../util/log.js';
 import { jobEnvironment } from '../job-env.js';
 import { launcherEnvironment } from './launcher-env.js';
@@ -10,40 +8,8 @@ import { launcherEnvironment } from './launcher-env.js';
 // The supervisor's side of the local launcher (launcher-main.ts): one long-lived process per
 // starter incarnation ("epoch"), fed launch requests on stdin. It runs in its own session, so it
 // and the jobs it starts survive the supervisor; closing its stdin tells it to start nothing more.
-//
-// JM_LAUNCHER=perl starts the Perl launcher (launcher.pl) instead, which speaks the same protocol
-// and writes the same run log: kept only to measure one against the other (bench/launcher.ts).
 
-const NODE_LAUNCHER = fileURLToPath(new URL('./launcher-main.js', import.meta.url));
-const PERL_LAUNCHER = join(PROJECT_ROOT, 'lib', 'backends', 'local', 'launcher.pl');
-
-export type LauncherKind = 'node' | 'perl';
-
-/** Which launcher program to start: JM_LAUNCHER (node or perl). @defaultValue node */
-export function launcherKind(env: NodeJS.ProcessEnv = process.env): LauncherKind {
-  const kind = env.JM_LAUNCHER ?? 'node';
-  if (kind !== 'node' && kind !== 'perl') throw new LauncherError(`JM_LAUNCHER=${kind}: give node (the default) or perl`);
-  return kind;
-}
-
-/** The program, its arguments and its environment (the jobs' one, which it passes on). */
-function launcherCommand(kind: LauncherKind, runLog: string): [string, string[], NodeJS.ProcessEnv] {
-  if (kind === 'perl') {
-    checkPerl();
-    return ['perl', [PERL_LAUNCHER, runLog], jobEnvironment()];
-  }
-  return [process.execPath, [NODE_LAUNCHER, runLog], launcherEnvironment(jobEnvironment())];
-}
-
-let perlChecked = false;
-function checkPerl(): void {
-  if (perlChecked) return;
-  const probe = spawnSync('perl', ['-MPOSIX', '-e', '1'], { stdio: 'ignore' });
-  if (probe.error || probe.status !== 0) {
-    throw new MissingProgramError('JM_LAUNCHER=perl, but perl was not found (Debian: apt-get install perl-base); unset JM_LAUNCHER to use the node launcher');
-  }
-  perlChecked = true;
-}
+const LAUNCHER_MAIN = fileURLToPath(new URL('./launcher-main.js', import.meta.url));
 
 export class Launcher {
   private readonly child: ChildProcess;
@@ -57,8 +23,8 @@ export class Launcher {
     private readonly log: Logger,
     onExit: (code: number | null) => void,
   ) {
-    const [command, args, env] = launcherCommand(launcherKind(), runLog);
-    this.child = spawn(command, args, { detached: true, stdio: ['pipe', 'ignore', 'pipe'], env });
+    // Its environment is the jobs' one (no supervisor secrets), with node's own variables set aside.
+    this.child = spawn(process.execPath, [LAUNCHER_MAIN, runLog], { detached: true, stdio: ['pipe', 'ignore', 'pipe'], env: launcherEnvironment(jobEnvironment()) });
     this.child.unref();
     this.child.stderr?.setEncoding('utf8').on('data', (text: string) => log.warn(`launcher ${epoch}: ${text.trim()}`));
     this.child.stdin?.on('error', () => {});
