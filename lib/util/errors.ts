@@ -59,7 +59,7 @@ export class LauncherError extends JobManagerError {
   override readonly code = 'JM_LAUNCHER';
 }
 
-/** A program JobManager needs (redis-server, perl) is not installed: the message says how to install it. */
+/** A program JobManager needs (redis-server) is not installed: the message says how to install it. */
 export class MissingProgramError extends JobManagerError {
   override readonly code = 'JM_MISSING_PROGRAM';
 }
