@@ -4,14 +4,12 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Keys } from '../lib/store/keys.js';
 import { lockOwner } from '../lib/util/state-lock.js';
-import { DIST_DIR } from '../lib/util/paths.js';
+import { CLI_MAIN } from '../spec/support/cli.js';
 import { seconds } from './stats.js';
 
 // What every benchmark does with JobManager: start a supervisor (detached, with its embedded
 // redis-server) with the given config, run the command line against it and time it from the
 // outside, read what Redis recorded (the Events stream, job records, INFO), stop the supervisor.
-
-const CLI = join(DIST_DIR, 'bin', 'jobmanager.js');
 
 export interface Timed {
   /** `queue --wait`, from the command's start to its exit (reading the files included). */
@@ -48,14 +46,14 @@ export class BenchSupervisor {
     const env: NodeJS.ProcessEnv = { ...process.env, ...options.env, JM_CONFIG: configFile };
     delete env.JM_REDIS_URL;
     delete env.JM_STATE_DIR;
-    execFileSync(process.execPath, [CLI, 'start', '--detach'], { env, stdio: 'ignore' });
+    execFileSync(process.execPath, [CLI_MAIN, 'start', '--detach'], { env, stdio: 'ignore' });
     return new BenchSupervisor(env, options.config.StateDir, String(options.config.Deployment ?? 'default'));
   }
 
   /** Runs `jobmanager ARGS...` to its end; its time from the outside, and what it printed. */
   cli(...args: string[]): { seconds: number; stdout: string } {
     const start = process.hrtime.bigint();
-    const result = spawnSync(process.execPath, [CLI, ...args], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
+    const result = spawnSync(process.execPath, [CLI_MAIN, ...args], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
     const time = seconds(start);
     if (result.status !== 0) throw new Error(`jobmanager ${args.join(' ')} exited ${result.status}: ${result.stderr.trim().split('\n').slice(-5).join('\n')}`);
     return { seconds: time, stdout: result.stdout };
@@ -101,7 +99,7 @@ export class BenchSupervisor {
   stop(): void {
     this.redisClient?.disconnect();
     this.redisClient = null;
-    execFileSync(process.execPath, [CLI, 'stop'], { env: this.env, stdio: 'ignore' });
+    execFileSync(process.execPath, [CLI_MAIN, 'stop'], { env: this.env, stdio: 'ignore' });
   }
 }
 
