@@ -22,6 +22,7 @@ import { memoryRow } from './redis-memory.js';
 import { sshRow } from './remote.js';
 import { formatTable, type Row } from './report.js';
 import { threadRow } from './thread.js';
+import { stopAllSupervisors } from './timed-run.js';
 
 const ROWS: Record<string, (ctx: BenchContext) => Promise<Row>> = {
   thread: threadRow,
@@ -37,6 +38,14 @@ const options = parseBenchOptions(process.argv.slice(2), Object.keys(ROWS));
 const ctx = new BenchContext(options);
 const machine = { platform: process.platform, cores: cpus().length, node: process.version, loadBefore: loadavg()[0] };
 const rows: Row[] = [];
+// Interrupted (^C): the supervisors it started are stopped, its directories removed.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    ctx.say(`${signal}: stopping`);
+    stopAllSupervisors();
+    void ctx.close().finally(() => process.exit(130));
+  });
+}
 try {
   for (const [id, run] of Object.entries(ROWS)) {
     if (options.only && !options.only.includes(id)) continue;

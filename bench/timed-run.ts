@@ -27,6 +27,13 @@ export interface SupervisorOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** Supervisors started and not yet stopped: stopped by stopAll() if the bench is interrupted. */
+const running = new Set<BenchSupervisor>();
+
+export function stopAllSupervisors(): void {
+  for (const supervisor of running) supervisor.stop();
+}
+
 export class BenchSupervisor {
   readonly keys: Keys;
   private redisClient: Redis | null = null;
@@ -47,7 +54,9 @@ export class BenchSupervisor {
     delete env.JM_REDIS_URL;
     delete env.JM_STATE_DIR;
     execFileSync(process.execPath, [CLI_MAIN, 'start', '--detach'], { env, stdio: 'ignore' });
-    return new BenchSupervisor(env, options.config.StateDir, String(options.config.Deployment ?? 'default'));
+    const supervisor = new BenchSupervisor(env, options.config.StateDir, String(options.config.Deployment ?? 'default'));
+    running.add(supervisor);
+    return supervisor;
   }
 
   /** Runs `jobmanager ARGS...` to its end; its time from the outside, and what it printed. */
@@ -97,6 +106,7 @@ export class BenchSupervisor {
   }
 
   stop(): void {
+    if (!running.delete(this)) return;
     this.redisClient?.disconnect();
     this.redisClient = null;
     execFileSync(process.execPath, [CLI_MAIN, 'stop'], { env: this.env, stdio: 'ignore' });
