@@ -13,6 +13,8 @@ import { readYamlFile, YamlProblem, type ParsedYaml, type YamlPath } from '../jo
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type HostKeyPolicy = 'strict' | 'accept-new';
+/** When a Remote job's Downloads are fetched: whatever the outcome (the evidence of a failure too), or only on success. */
+export type DownloadsOn = 'always' | 'success';
 
 export interface HostConfig {
   name: string;
@@ -68,13 +70,16 @@ export interface Config {
   logLevel: LogLevel;
   knownHosts: string;
   hostKeyPolicy: HostKeyPolicy;
+  /** OpenSSH client config read for host aliases, users, ports, keys, ProxyJump; null: none. */
+  sshConfig: string | null;
+  downloadsOn: DownloadsOn;
   hostDownAfterMs: number;
   hosts: HostConfig[];
   ec2: Ec2Config;
   web: WebConfig;
 }
 
-const TOP_KEYS = ['Redis', 'Deployment', 'StateDir', 'LocalMaxJobs', 'RemoteMaxJobsPerHost', 'PollPeriod', 'RetryBackoff', 'KillGrace', 'LogLevel', 'KnownHosts', 'HostKeyPolicy', 'HostDownAfter', 'Hosts', 'EC2', 'Web'];
+const TOP_KEYS = ['Redis', 'Deployment', 'StateDir', 'LocalMaxJobs', 'RemoteMaxJobsPerHost', 'PollPeriod', 'RetryBackoff', 'KillGrace', 'LogLevel', 'KnownHosts', 'HostKeyPolicy', 'SshConfig', 'DownloadsOn', 'HostDownAfter', 'Hosts', 'EC2', 'Web'];
 const EC2_KEYS = ['Region', 'ImageId', 'InstanceType', 'KeyName', 'SecurityGroupIds', 'SubnetId', 'Username', 'Key', 'MaxInstances', 'IdleTimeout', 'ReadyTimeout', 'Port', 'Tags', 'Endpoint'];
 const HOST_KEYS = ['Name', 'Hostname', 'Port', 'Username', 'Key', 'Slots'];
 /** The old tool's config keys, and where they live now. */
@@ -206,6 +211,9 @@ function compile(raw: Record<string, unknown>, file: string | null, env: NodeJS.
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) fail(['LogLevel'], 'must be debug, info, warn or error');
   const hostKeyPolicy = (optString(raw, 'HostKeyPolicy', [], fail) ?? 'strict') as HostKeyPolicy;
   if (!['strict', 'accept-new'].includes(hostKeyPolicy)) fail(['HostKeyPolicy'], 'must be strict or accept-new');
+  const downloadsOn = (optString(raw, 'DownloadsOn', [], fail) ?? 'always') as DownloadsOn;
+  if (!['always', 'success'].includes(downloadsOn)) fail(['DownloadsOn'], 'must be always (fetch Downloads whatever the outcome) or success');
+  const sshConfigText = raw.SshConfig === null ? null : optString(raw, 'SshConfig', [], fail, 1024) ?? '~/.ssh/config';
   const remoteMaxJobsPerHost = optInt(raw, 'RemoteMaxJobsPerHost', [], fail, 1, 1000) ?? 3;
   const pollPeriodMs = optDuration(raw, 'PollPeriod', [], fail) ?? 30_000;
   if (pollPeriodMs < 50) fail(['PollPeriod'], 'must be at least 50ms');
@@ -223,6 +231,8 @@ function compile(raw: Record<string, unknown>, file: string | null, env: NodeJS.
     logLevel,
     knownHosts: resolve(expandHome(optString(raw, 'KnownHosts', [], fail) ?? '~/.ssh/known_hosts')),
     hostKeyPolicy,
+    sshConfig: sshConfigText ? resolve(expandHome(sshConfigText)) : null,
+    downloadsOn,
     hostDownAfterMs: optDuration(raw, 'HostDownAfter', [], fail) ?? 120_000,
     hosts: compileHosts(raw.Hosts, remoteMaxJobsPerHost, fail),
     ec2: compileEc2(raw.EC2, fail),

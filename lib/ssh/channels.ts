@@ -39,10 +39,10 @@ export class ChannelSlots {
 }
 
 /** Opens a channel, retrying a refused open (the server's session slots are briefly full). */
-export async function openChannel(open: (cb: (err: Error | undefined, channel: ClientChannel) => void) => void): Promise<ClientChannel> {
+export async function openChannel<C = ClientChannel>(open: (cb: (err: Error | undefined, channel: C) => void) => void): Promise<C> {
   for (let attempt = 0; ; attempt++) {
     try {
-      return await new Promise<ClientChannel>((resolve, reject) => open((err, channel) => (err ? reject(err) : resolve(channel))));
+      return await new Promise<C>((resolve, reject) => open((err, channel) => (err ? reject(err) : resolve(channel))));
     } catch (err) {
       if (!/open failure|Channel open/i.test(errorMessage(err)) || attempt >= 20) throw err;
       await new Promise((resolve) => setTimeout(resolve, Math.min(5 * 2 ** attempt, 200)));

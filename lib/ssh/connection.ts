@@ -4,6 +4,9 @@ import { JobManagerError, errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { ChannelSlots, collect, openChannel, type ExecResult } from './channels.js';
 import { SshUnavailableError } from './errors.js';
+import { ExecFiles } from './exec-files.js';
+import type { RemoteFiles } from './remote-files.js';
+import { SftpFiles } from './sftp-files.js';
 import { handshake, type SshTarget } from './handshake.js';
 
 // One pooled SSH connection to a host (ssh2), shared by everything an actor does there.
@@ -14,7 +17,8 @@ import { handshake, type SshTarget } from './handshake.js';
 //    and however long the script (a command-line argument is capped at 128 KiB on Linux).
 
 // What callers of the SSH module use comes from here.
-export { HostKeyError, SshConfigError, SshUnavailableError } from './errors.js';
+export { HostKeyError, RemoteFileError, SshConfigError, SshUnavailableError } from './errors.js';
+export type { RemoteFiles, Source, TransferKind } from './remote-files.js';
 export type { ExecResult } from './channels.js';
 export type { SshTarget } from './handshake.js';
 
@@ -33,7 +37,8 @@ const KEEPALIVE_COUNT = 3;
 export class SshConnection {
   private client: Client | null = null;
   private connecting: Promise<Client> | null = null;
-  private sftpSession: Promise<SFTPWrapper> | null = null;
+  /** SFTP or exec channels, for this connection (files()). */
+  private transfer: Promise<RemoteFiles> | null = null;
   private readonly slots: ChannelSlots;
   private failures = 0;
   private retryAt = 0;
@@ -93,14 +98,36 @@ export class SshConnection {
     return { write: (text) => channel.write(text), endInput: () => channel.end(), close: () => channel.close(), ended };
   }
 
-  async sftp(): Promise<SFTPWrapper> {
+  /**
+   * How files travel on this connection: SFTP where the host's sshd offers it, else exec
+   * channels (remote-files.ts). Decided once per connection, the first time files are needed.
+   */
+  async files(): Promise<RemoteFiles> {
     const client = await this.connection();
-    this.sftpSession ??= new Promise<SFTPWrapper>((resolve, reject) => client.sftp((err, sftp) => (err ? reject(err) : resolve(sftp))));
+    this.transfer ??= this.chooseTransfer(client);
     try {
-      return await this.sftpSession;
+      return await this.transfer;
     } catch (err) {
-      this.sftpSession = null;
+      this.transfer = null;
       throw this.unavailable(err);
+    }
+  }
+
+  /** Runs `command` (one line, for the login shell) on a channel of its own, which `use` drives until it closes. */
+  async withExec<T>(command: string, use: (channel: ClientChannel) => Promise<T>): Promise<T> {
+    return this.withChannel(async (client) => use(await openChannel((cb) => client.exec(command, cb))));
+  }
+
+  private async chooseTransfer(client: Client): Promise<RemoteFiles> {
+    try {
+      // A refused channel open (session slots briefly full) says nothing about SFTP: retried.
+      const sftp = await openChannel<SFTPWrapper>((cb) => client.sftp(cb));
+      return new SftpFiles(sftp);
+    } catch (err) {
+      if (this.client !== client || /open failure|Channel open/i.test(errorMessage(err))) throw err;
+      // "Unable to start subsystem: sftp" (no Subsystem line), or an sftp-server that is not there.
+      this.settings.log.info(`SSH ${this.target.name}: no SFTP (${errorMessage(err)}); files are copied over exec channels`);
+      return new ExecFiles((command, use) => this.withExec(command, use));
     }
   }
 
@@ -159,7 +186,7 @@ export class SshConnection {
     client.once('close', () => {
       if (this.client === client) {
         this.client = null;
-        this.sftpSession = null;
+        this.transfer = null;
         this.settings.log.info(`SSH ${name}: connection closed`);
       }
     });
@@ -172,7 +199,7 @@ export class SshConnection {
   reset(): void {
     this.client?.end();
     this.client = null;
-    this.sftpSession = null;
+    this.transfer = null;
   }
 
   close(): void {

@@ -17,3 +17,8 @@ export class SshConfigError extends JobManagerError {
 export class SshUnavailableError extends JobManagerError {
   override readonly code = 'JM_SSH_UNAVAILABLE';
 }
+
+/** A file could not be copied to or from a host (no such file, no room, a size that does not match); the host itself answers. */
+export class RemoteFileError extends JobManagerError {
+  override readonly code = 'JM_REMOTE_FILE';
+}

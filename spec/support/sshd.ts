@@ -38,6 +38,13 @@ export interface SshdOptions {
   hostKeyTypes?: HostKeyType[];
   /** Comment on the host keys (cloud-init prints `root@ip-…`). @defaultValue ssh-keygen's user@host */
   hostKeyComment?: string;
+  /**
+   * Offer the SFTP subsystem. false: no `Subsystem sftp` line, as on hosts that offer only a
+   * shell (Dropbear without sftp-server, hardened configurations). @defaultValue true
+   */
+  sftp?: boolean;
+  /** More sshd_config lines (e.g. `AllowTcpForwarding no`). */
+  extraConfig?: string[];
 }
 
 const SSHD = '/usr/sbin/sshd';
@@ -157,7 +164,8 @@ export class SshHost {
       `AllowUsers ${this.username}`,
       `MaxSessions ${this.options.maxSessions ?? 10}`,
       'MaxStartups 100',
-      'Subsystem sftp /usr/lib/openssh/sftp-server',
+      ...(this.options.sftp === false ? [] : ['Subsystem sftp /usr/lib/openssh/sftp-server']),
+      ...(this.options.extraConfig ?? []),
       'LogLevel ERROR',
     ].join('\n') + '\n');
   }

@@ -1,6 +1,5 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import type { SFTPWrapper } from 'ssh2';
 import type { JobSpec } from '../../jobfile/job-spec.js';
 import { outputFile } from '../../runtime/layout.js';
 import { jobDir } from '../../runs/paths.js';
@@ -26,13 +25,14 @@ export async function collectRemote(ssh: SshConnection, job: { id: string; spec:
   if (downloads.length) {
     const target = localOutputDir(job.stateDir, job.id, spec);
     const home = (await ssh.exec('printf "%s" "$HOME"')).stdout;
-    const sftp = await ssh.sftp();
+    const files = await ssh.files();
     for (const file of downloads) {
       const to = join(target, file);
       mkdirSync(dirname(to), { recursive: true });
       try {
-        await fastGet(sftp, `${absoluteRemote(remoteDir, home)}/${file}`, to);
+        await files.get(`${absoluteRemote(remoteDir, home)}/${file}`, to);
       } catch (err) {
+        if (!ssh.connected) throw err;
         log.warn(`ResultFetcher: job ${job.id}: could not download ${file} from ${ssh.target.name}: ${errorMessage(err)}`, { job: job.id });
       }
     }
@@ -55,8 +55,4 @@ function parseOutput(text: string, kind: 'run' | 'function', outputs: string[]):
   } catch {
     return null;
   }
-}
-
-function fastGet(sftp: SFTPWrapper, remote: string, local: string): Promise<void> {
-  return new Promise((ok, fail) => sftp.fastGet(remote, local, (err) => (err ? fail(err) : ok())));
 }

@@ -1,23 +1,20 @@
-import { readdirSync, statSync } from 'node:fs';
-import { basename, extname, isAbsolute, join } from 'node:path';
-import type { SFTPWrapper } from 'ssh2';
 import { stringify } from 'yaml';
-import { DIST_DIR } from '../../util/paths.js';
 import { errorMessage, JobManagerError } from '../../util/errors.js';
 import { shellPath, shq } from '../../util/shell.js';
 import type { Logger } from '../../util/log.js';
 import type { JobSpec } from '../../jobfile/job-spec.js';
-import type { SshConnection } from '../../ssh/connection.js';
+import type { RemoteFiles, SshConnection } from '../../ssh/connection.js';
 import type { SshPool } from '../../ssh/pool.js';
 import { buildJobScript, GNU_CLOCK } from '../job-script.js';
 import { INTERNAL_DIR } from '../../runtime/layout.js';
-import { absoluteRemote, remoteBase, remoteJobDir, remoteRunLog, remoteRuntimeDir, RUNTIME_FILES, type RemoteScope } from './paths.js';
+import { absoluteRemote, remoteBase, remoteJobDir, remoteRunLog, remoteRuntimeDir, type RemoteScope } from './paths.js';
+import { ensureRuntime, needsFiles, uploadJobFiles } from './job-files.js';
 import { runId as makeRunId } from '../../runs/run-log.js';
 import { LaunchShell } from './launch-shell.js';
 
 // Starting Remote jobs on one host, for the starter (remote/launch.ts). A batch of jobs for one host costs one write to
-// the host's launch shell (launch-shell.ts), plus SFTP for the files some jobs bring (modules,
-// Uploads). Each job:
+// the host's launch shell (launch-shell.ts), plus the files some jobs bring (modules, Uploads:
+// job-files.ts, over SFTP or, on hosts without it, exec channels). Each job:
 //  - gets a directory of its own; the job file is written there;
 //  - is started detached: its own session (setsid) and process group, stdio to job.log, so that
 //    neither the SSH channel closing nor the supervisor dying touches it;
@@ -28,7 +25,7 @@ import { LaunchShell } from './launch-shell.js';
 //    started (see settleOrphans).
 // The job's script records its progress in the host's run log, which the fetcher follows.
 
-/** Launching cannot succeed by trying again (no SFTP on the host, say): the jobs are not started. */
+/** Launching cannot succeed by trying again: the jobs are not started. */
 export class LaunchError extends JobManagerError {
   override readonly code = 'JM_REMOTE_LAUNCH';
 }
@@ -78,18 +75,12 @@ export class HostLauncher {
     }
     const withFiles = ready.filter((job) => needsFiles(job.spec));
     if (withFiles.length) {
-      await ssh.exec(`mkdir -p ${withFiles.map((job) => shellPath(`${this.dirOf(hostName, job)}/${INTERNAL_DIR}`)).join(' ')}`);
-      let sftp: SFTPWrapper;
-      try {
-        sftp = await ssh.sftp();
-      } catch (err) {
-        if (!ssh.connected) throw err;
-        throw new LaunchError(`SFTP is not available on ${hostName} (${errorMessage(err)}); jobs with Modules, Uploads or Function steps need it`);
-      }
-      if (withFiles.some((job) => job.spec.order.some((step) => step.kind === 'function'))) await this.ensureRuntime(ssh, facts, sftp);
+      // SFTP where the host has it, else exec channels: asked only now, so jobs without files never touch SFTP.
+      const files = await ssh.files();
+      if (withFiles.some((job) => job.spec.order.some((step) => step.kind === 'function'))) await this.ensureRuntime(ssh, facts, files);
       for (const job of withFiles) {
         try {
-          await this.upload(sftp, hostName, job, facts);
+          await uploadJobFiles(ssh, files, absoluteRemote(this.dirOf(hostName, job), facts.home), job);
         } catch (err) {
           if (!ssh.connected) throw err;
           failed.push({ runId: makeRunId(job.id, job.run), reason: `could not copy its files to ${hostName}: ${errorMessage(err)}` });
@@ -149,34 +140,10 @@ export class HostLauncher {
     return facts;
   }
 
-  private async ensureRuntime(ssh: SshConnection, facts: HostFacts, sftp: SFTPWrapper): Promise<void> {
+  private async ensureRuntime(ssh: SshConnection, facts: HostFacts, files: RemoteFiles): Promise<void> {
     if (this.runtimeReady.has(ssh)) return;
-    const dir = absoluteRemote(remoteRuntimeDir(this.scope.deployment), facts.home);
-    const present = await ssh.exec(`test -f ${shq(`${dir}/step-runner.js`)} && echo yes || mkdir -p ${shq(dir)}`);
-    if (!present.stdout.includes('yes')) {
-      await put(sftp, JSON.stringify({ type: 'module' }), `${dir}/package.json`);
-      for (const file of RUNTIME_FILES) await fastPut(sftp, join(DIST_DIR, 'lib', 'runtime', file), `${dir}/${file}`);
-    }
+    await ensureRuntime(ssh, files, absoluteRemote(remoteRuntimeDir(this.scope.deployment), facts.home));
     this.runtimeReady.add(ssh);
-  }
-
-  /** Modules, Uploads, and (for Function steps) job.json with the modules' remote paths. */
-  private async upload(sftp: SFTPWrapper, host: string, job: RemoteLaunch, facts: HostFacts): Promise<void> {
-    const dir = absoluteRemote(this.dirOf(host, job), facts.home);
-    const modules: Record<string, string> = {};
-    for (const [key, path] of Object.entries(job.spec.modules)) {
-      modules[key] = `${dir}/${INTERNAL_DIR}/modules/${key}${extname(path) || '.mjs'}`;
-      await mkdirp(sftp, `${dir}/${INTERNAL_DIR}/modules`);
-      await fastPut(sftp, path, modules[key]);
-    }
-    for (const upload of job.spec.remote?.uploads ?? []) {
-      const local = isAbsolute(upload) ? upload : join(job.spec.baseDir, upload);
-      await putTree(sftp, local, `${dir}/${basename(local)}`);
-    }
-    if (job.spec.order.some((step) => step.kind === 'function')) {
-      const remoteSpec: JobSpec = { ...job.spec, modules };
-      await put(sftp, JSON.stringify({ jobId: job.id, run: job.run, attempt: job.attempt, spec: remoteSpec, raw: job.raw }), `${dir}/${INTERNAL_DIR}/job.json`);
-    }
   }
 
   private launchScript(host: string, jobs: RemoteLaunch[], facts: HostFacts): string {
@@ -209,26 +176,4 @@ export class HostLauncher {
     }
     return lines.join('\n') + '\n';
   }
-}
-
-function needsFiles(spec: JobSpec): boolean {
-  return Object.keys(spec.modules).length > 0 || (spec.remote?.uploads.length ?? 0) > 0 || spec.order.some((step) => step.kind === 'function');
-}
-
-function put(sftp: SFTPWrapper, text: string, path: string): Promise<void> {
-  return new Promise((resolve, reject) => sftp.writeFile(path, text, (err) => (err ? reject(err) : resolve())));
-}
-
-function fastPut(sftp: SFTPWrapper, local: string, remote: string): Promise<void> {
-  return new Promise((resolve, reject) => sftp.fastPut(local, remote, (err) => (err ? reject(new Error(`uploading ${local}: ${err.message}`)) : resolve())));
-}
-
-function mkdirp(sftp: SFTPWrapper, path: string): Promise<void> {
-  return new Promise((resolve) => sftp.mkdir(path, () => resolve())); // exists already: fine
-}
-
-async function putTree(sftp: SFTPWrapper, local: string, remote: string): Promise<void> {
-  if (!statSync(local).isDirectory()) return fastPut(sftp, local, remote);
-  await mkdirp(sftp, remote);
-  for (const entry of readdirSync(local)) await putTree(sftp, join(local, entry), `${remote}/${entry}`);
 }

@@ -1,0 +1,140 @@
+import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { Workspace, FAST_CONFIG } from './support/workspace.js';
+import { SshHost } from './support/sshd.js';
+import type { JobView } from '../lib/cli/views.js';
+
+// Hosts that offer only a shell (issue 9.3): an sshd with no `Subsystem sftp`. Every job runs
+// there as it runs on a host with SFTP, and each scenario runs on both kinds of host and must
+// end the same way: the same states, results, files on the host and files downloaded.
+
+interface Shown extends JobView {
+  runs: { run: number; outcome: string; reason: string }[];
+}
+
+(SshHost.available() ? describe : describe.skip)('hosts that offer only a shell (no SFTP)', function () {
+  this.timeout(120_000);
+  let ws: Workspace;
+  let withSftp: SshHost;
+  let shellOnly: SshHost;
+
+  before(async function () {
+    [withSftp, shellOnly] = await Promise.all([SshHost.start({ index: 2 }), SshHost.start({ index: 3, sftp: false })]);
+    ws = await Workspace.create();
+    const knownHosts = ws.write('known_hosts', `${withSftp.knownHostsLine}\n${shellOnly.knownHostsLine}\n`);
+    ws.writeConfig({ ...FAST_CONFIG, Deployment: `t${basename(ws.dir).slice(-6)}`, KnownHosts: knownHosts, SshConfig: null, Hosts: [withSftp.hostEntry(2), shellOnly.hostEntry(2)] });
+    await ws.startSupervisor();
+  });
+
+  after(async function () {
+    const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
+    await ws?.dispose();
+    expect(crashes, 'no actor may crash').to.deep.equal([]);
+    await Promise.all([withSftp?.stop(), shellOnly?.stop()]);
+  });
+
+  /** Runs the job file (`HOST` replaced by each host's name) on both hosts; their views, SFTP host first. */
+  async function onBoth(name: string, lines: string[]): Promise<[Shown, Shown]> {
+    const files = [withSftp, shellOnly].map((host) => ws.write(`${name}-${host.name}.yaml`, lines.join('\n').replaceAll('HOST', host.name)));
+    const queued = await ws.cli('queue', ...files);
+    expect(queued.code, queued.stderr).to.equal(0);
+    const ids = Workspace.ids(queued.stdout);
+    await ws.cli('wait', ...ids, '--timeout', '60s');
+    const shown = await Promise.all(ids.map(async (id) => JSON.parse((await ws.cli('show', id, '--json')).stdout) as Shown));
+    return [shown[0], shown[1]];
+  }
+
+  /** What `show` says of a job, without what differs between any two jobs (ids, names, times, hosts). */
+  function outcome(job: Shown): unknown {
+    return { state: job.state, reason: job.reason, result: job.result, steps: job.steps.map((s) => s.state), runs: job.runs.map((r) => r.outcome) };
+  }
+
+  function noSftpLines(host: SshHost): string[] {
+    return ws.supervisor!.log.split('\n').filter((line) => line.includes(`SSH ${host.name}: no SFTP`));
+  }
+
+  it('runs a job that needs no files without touching SFTP', async function () {
+    const [a, b] = await onBoth('plain', ['ClassType: Remote', 'Hostname: HOST', 'Order:', '  - {Run: "echo ok", Outputs: [said]}']);
+    expect(b.state, b.reason ?? '').to.equal('succeeded');
+    expect(b.result).to.deep.equal({ said: 'ok' });
+    expect(outcome(b)).to.deep.equal(outcome(a));
+    expect(noSftpLines(shellOnly), 'SFTP was not even asked for').to.deep.equal([]);
+  });
+
+  it('runs modules and Function steps (the runtime copied over exec channels)', async function () {
+    ws.write('mods/calc.mjs', 'export function sum(a, b) { return a + b; }\nexport function twice(x) { return { value: x * 2, host: this.jobDir.includes("/jobs/") }; }\n');
+    const [a, b] = await onBoth('functions', [
+      'ClassType: Remote',
+      'Hostname: HOST',
+      'Modules: {calc: mods/calc.mjs}',
+      'Order:',
+      '  - {Function: sum, Module: calc, Inputs: [{a: 20}, {b: 1}], Outputs: [total]}',
+      '  - {Function: twice, Module: calc, Inputs: [{total: null}], Outputs: [answer]}',
+    ]);
+    expect(b.state, b.reason ?? '').to.equal('succeeded');
+    expect(b.result).to.deep.equal({ answer: { value: 42, host: true } });
+    expect(outcome(b)).to.deep.equal(outcome(a));
+    expect(noSftpLines(withSftp), 'the host with SFTP uses it').to.deep.equal([]);
+    expect(noSftpLines(shellOnly).length, 'decided once per connection (the starter\'s)').to.equal(1);
+  });
+
+  it('uploads a tree of binary files and a large file, and downloads results, byte for byte', async function () {
+    const tree = join(ws.dir, 'tree');
+    ws.write('tree/bin/all-bytes.bin', '');
+    const allBytes = Buffer.from(Array.from({ length: 4096 }, (_, i) => i % 256));
+    const big = randomBytes(8 * 1024 * 1024 + 7);
+    ws.write('tree/empty', '');
+    ws.write('tree/deep/er/no-newline.txt', 'no newline at the end');
+    ws.write("tree/it's a name with spaces & $dollars.txt", 'quoted\n');
+    execFileSync('mkdir', ['-p', join(tree, 'empty-dir')]);
+    const write = (path: string, data: Buffer) => execFileSync('sh', ['-c', 'cat > "$1"', 'sh', join(ws.dir, path)], { input: data });
+    write('tree/bin/all-bytes.bin', allBytes);
+    write('big.bin', big);
+    // The listing and checksums of the tree as it arrived on the host, and two files made there.
+    const sums = 'cd tree && find . | sort && find . -type f -exec cksum {} + | sort';
+    const [a, b] = await onBoth('files', [
+      'ClassType: Remote',
+      'Hostname: HOST',
+      'Uploads: [tree, big.bin]',
+      'Downloads: [made.bin, big.bin]',
+      'LocalOutputDir: out-HOST',
+      'Order:',
+      '  - {Run: "head -c 300000 /dev/urandom > made.bin && cksum < made.bin > made.sum"}',
+      `  - {Run: "${sums}", Outputs: [sums]}`,
+    ]);
+    expect(b.state, b.reason ?? '').to.equal('succeeded');
+    expect(outcome(b)).to.deep.equal(outcome(a));
+    const local = execFileSync('sh', ['-c', sums], { cwd: ws.dir, encoding: 'utf8' }).trim();
+    expect((b.result as { sums: string }).sums, 'the tree on the shell-only host').to.equal(local);
+    for (const host of [withSftp, shellOnly]) {
+      const out = join(ws.dir, `out-${host.name}`);
+      expect(readFileSync(join(out, 'big.bin')).equals(big), `big.bin back from ${host.name}`).to.equal(true);
+      const made = readFileSync(join(out, 'made.bin'));
+      expect(made.length).to.equal(300000);
+      const storeId = await (await ws.store()).storeId();
+      const remoteSum = host.run(`cat ${join(host.home, '.jobmanager', ws.deployment, storeId, host.name, 'jobs', host === withSftp ? a.id : b.id, 'made.sum')}`);
+      expect(execFileSync('cksum', { input: made, encoding: 'utf8' }), `made.bin from ${host.name}`).to.equal(remoteSum);
+    }
+  });
+
+  it('a download that fails is the same failure on both hosts', async function () {
+    const [a, b] = await onBoth('missing', [
+      'ClassType: Remote',
+      'Hostname: HOST',
+      'Downloads: [here.txt, missing.txt, adir]',
+      'LocalOutputDir: missing-HOST',
+      'Order:',
+      '  - {Run: "echo here > here.txt; mkdir adir"}',
+    ]);
+    expect(b.state, b.reason ?? '').to.equal('succeeded');
+    expect(outcome(b)).to.deep.equal(outcome(a));
+    for (const host of [withSftp, shellOnly]) {
+      expect(readFileSync(join(ws.dir, `missing-${host.name}`, 'here.txt'), 'utf8')).to.equal('here\n');
+      const warned = ws.supervisor!.log.split('\n').filter((line) => line.includes(`could not download missing.txt from ${host.name}`));
+      expect(warned.length, `the failed download from ${host.name} is reported`).to.equal(1);
+    }
+  });
+});
