@@ -193,14 +193,15 @@ class Fetcher implements Actor {
   }
 
   /**
-   * Hands an ended run to the recorder, with its return data if it succeeded. False when the
-   * data cannot be read yet (its host does not answer): the run is looked at again later.
+   * Hands an ended run to the recorder, with what its backend collects (return data; remote
+   * Downloads, of failed runs too). False when that cannot be read yet (its host does not
+   * answer): the run is looked at again later.
    */
   private async end(run: WatchedRun, kind: BackendKind, outcome: RunOutcome): Promise<boolean> {
     let result: unknown = null;
-    if (outcome.kind === 'succeeded') {
+    if (outcome.kind !== 'interrupted') {
       try {
-        result = await this.watches[kind].collect(run);
+        result = await this.watches[kind].collect(run, outcome);
       } catch (err) {
         this.ctx.log.warn(`ResultFetcher: job ${run.info.id}: cannot collect its results yet (${errorMessage(err)}); trying again in ${formatDuration(run.info.pollMs)}`, { job: run.info.id });
         // Made running (if it went from granted to its end unseen) so that a later look finds it.

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { Workspace, FAST_CONFIG } from './support/workspace.js';
 import { SshHost } from './support/sshd.js';
@@ -9,7 +9,9 @@ import type { JobView } from '../lib/cli/views.js';
 
 // Hosts that offer only a shell (issue 9.3): an sshd with no `Subsystem sftp`. Every job runs
 // there as it runs on a host with SFTP, and each scenario runs on both kinds of host and must
-// end the same way: the same states, results, files on the host and files downloaded.
+// end the same way: the same states, results, files on the host and files downloaded. Downloads
+// are fetched whatever the outcome (DownloadsOn, issue 11.6), and one that fails is shown on the
+// job (`show`, `show --json`, the web page).
 
 interface Shown extends JobView {
   runs: { run: number; outcome: string; reason: string }[];
@@ -20,12 +22,14 @@ interface Shown extends JobView {
   let ws: Workspace;
   let withSftp: SshHost;
   let shellOnly: SshHost;
+  let config: Record<string, unknown>;
 
   before(async function () {
     [withSftp, shellOnly] = await Promise.all([SshHost.start({ index: 2 }), SshHost.start({ index: 3, sftp: false })]);
     ws = await Workspace.create();
     const knownHosts = ws.write('known_hosts', `${withSftp.knownHostsLine}\n${shellOnly.knownHostsLine}\n`);
-    ws.writeConfig({ ...FAST_CONFIG, Deployment: `t${basename(ws.dir).slice(-6)}`, KnownHosts: knownHosts, SshConfig: null, Hosts: [withSftp.hostEntry(2), shellOnly.hostEntry(2)] });
+    config = { ...FAST_CONFIG, Deployment: `t${basename(ws.dir).slice(-6)}`, KnownHosts: knownHosts, SshConfig: null, Web: { Listen: '127.0.0.1:0' }, Hosts: [withSftp.hostEntry(2), shellOnly.hostEntry(2)] };
+    ws.writeConfig(config);
     await ws.startSupervisor();
   });
 
@@ -50,6 +54,13 @@ interface Shown extends JobView {
   /** What `show` says of a job, without what differs between any two jobs (ids, names, times, hosts). */
   function outcome(job: Shown): unknown {
     return { state: job.state, reason: job.reason, result: job.result, steps: job.steps.map((s) => s.state), runs: job.runs.map((r) => r.outcome) };
+  }
+
+  /** The web page's address, as the supervisor printed it. */
+  function webUrl(): string {
+    const url = /web\s+(http:\/\/\S+\/)/.exec(ws.supervisor!.log)?.[1];
+    if (!url) throw new Error(`the supervisor printed no web address:\n${ws.supervisor!.log}`);
+    return url;
   }
 
   function noSftpLines(host: SshHost): string[] {
@@ -120,7 +131,7 @@ interface Shown extends JobView {
     }
   });
 
-  it('a download that fails is the same failure on both hosts', async function () {
+  it('a download that fails is the same failure on both hosts, shown on the job', async function () {
     const [a, b] = await onBoth('missing', [
       'ClassType: Remote',
       'Hostname: HOST',
@@ -131,10 +142,49 @@ interface Shown extends JobView {
     ]);
     expect(b.state, b.reason ?? '').to.equal('succeeded');
     expect(outcome(b)).to.deep.equal(outcome(a));
+    expect(b.downloads?.run).to.equal(1);
+    expect(b.downloads?.failed.map((f) => f.file), 'what `show --json` says failed').to.deep.equal(['missing.txt', 'adir']);
+    expect(b.downloads?.failed[0].reason).to.equal('No such file');
+    expect(a.downloads?.failed.map((f) => f.file), 'the same over SFTP').to.deep.equal(['missing.txt', 'adir']);
+    expect(a.downloads?.failed[0].reason).to.equal('No such file');
     for (const host of [withSftp, shellOnly]) {
       expect(readFileSync(join(ws.dir, `missing-${host.name}`, 'here.txt'), 'utf8')).to.equal('here\n');
-      const warned = ws.supervisor!.log.split('\n').filter((line) => line.includes(`could not download missing.txt from ${host.name}`));
-      expect(warned.length, `the failed download from ${host.name} is reported`).to.equal(1);
+      expect(existsSync(join(ws.dir, `missing-${host.name}`, 'missing.txt')), 'no file is left for a failed download').to.equal(false);
     }
+    const text = (await ws.cli('show', b.id)).stdout;
+    expect(text).to.match(/downloads +failed in run 1: missing\.txt \(No such file\); adir \(Not a regular file\)/);
+    const page = await (await fetch(`${webUrl()}jobs/${b.id}`)).text();
+    expect(page, 'the web page\'s job view').to.contain('failed in run 1: missing.txt (No such file)');
+  });
+
+  it('fetches the Downloads of a job that failed (its evidence), on both hosts alike', async function () {
+    const [a, b] = await onBoth('evidence', [
+      'ClassType: Remote',
+      'Hostname: HOST',
+      'Downloads: [trace.log]',
+      'LocalOutputDir: evidence-HOST',
+      'Order:',
+      '  - {Run: "echo what went wrong > trace.log; exit 3"}',
+    ]);
+    expect(b.state).to.equal('failed');
+    expect(outcome(b)).to.deep.equal(outcome(a));
+    for (const host of [withSftp, shellOnly]) expect(readFileSync(join(ws.dir, `evidence-${host.name}`, 'trace.log'), 'utf8')).to.equal('what went wrong\n');
+    expect(b.downloads, 'nothing failed to download').to.equal(null);
+  });
+
+  it('with DownloadsOn: success, leaves a failed job\'s Downloads on the host', async function () {
+    await ws.supervisor!.stop();
+    ws.writeConfig({ ...config, DownloadsOn: 'success' });
+    await ws.startSupervisor();
+    const [a, b] = await onBoth('no-evidence', [
+      'ClassType: Remote',
+      'Hostname: HOST',
+      'Downloads: [trace.log]',
+      'LocalOutputDir: no-evidence-HOST',
+      'Order:',
+      '  - {Run: "echo what went wrong > trace.log; exit 3"}',
+    ]);
+    expect([a.state, b.state]).to.deep.equal(['failed', 'failed']);
+    for (const host of [withSftp, shellOnly]) expect(existsSync(join(ws.dir, `no-evidence-${host.name}`, 'trace.log'))).to.equal(false);
   });
 });

@@ -753,6 +753,33 @@ describe('store (Lua transitions on a real redis-server)', function () {
     });
   });
 
+  describe('noteDownloads-0.lua', function () {
+    const missing = [{ file: 'missing.txt', reason: 'No such file' }];
+
+    it('notes the failed Downloads of the current run on its job, for show; a fetch where all arrived clears the note', async function () {
+      const f = await fixture();
+      const [job] = await f.running(1, 1);
+      expect(await f.store.noteDownloads(job.id, 1, missing)).to.equal(true);
+      await f.finish([ended(job.id, 1, 'failed')], 1, T0 + 1000);
+      expect((await f.store.getJob(job.id))!.downloads, 'kept past the run\'s end').to.deep.equal({ run: 1, failed: missing });
+      const [other] = await f.running(1, 1);
+      await f.store.noteDownloads(other.id, 1, missing);
+      expect(await f.store.noteDownloads(other.id, 1, [])).to.equal(true);
+      expect((await f.store.getJob(other.id))!.downloads).to.equal(null);
+    });
+
+    it('changes nothing for a run that is not the current one, or a job that has ended', async function () {
+      const f = await fixture();
+      const [a, b] = await f.running(2, 2);
+      await f.finish([ended(b.id, 1, 'succeeded')], 2, T0 + 1000);
+      const before = await f.dump();
+      expect(await f.store.noteDownloads(a.id, 2, missing), 'not its run').to.equal(false);
+      expect(await f.store.noteDownloads(b.id, 1, missing), 'ended').to.equal(false);
+      expect(await f.store.noteDownloads('999', 1, missing), 'no such job').to.equal(false);
+      expect(await f.dump()).to.deep.equal(before);
+    });
+  });
+
   describe('blocking waits', function () {
     /** A logger that keeps what it is told. */
     function recorder(): Logger & { lines: string[] } {

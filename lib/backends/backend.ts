@@ -124,7 +124,11 @@ export interface WatchSide {
   observe(runs: WatchedRun[]): Promise<Map<string, RunOutcome>>;
   /** Signals the run's whole process tree (or stops its thread). */
   kill(run: WatchedRun, signal: KillSignal, reason: string): void;
-  /** The last step's outputs of a run that succeeded (remote: and its Downloads, fetched). */
-  collect(run: WatchedRun): Promise<unknown>;
+  /**
+   * What a run that ended leaves: the last step's outputs if it succeeded (the return data), and
+   * for remote runs their Downloads (fetched per DownloadsOn, failed or not). Throws when it
+   * cannot be read yet (a host that does not answer): the fetcher tries again later.
+   */
+  collect(run: WatchedRun, outcome: RunOutcome): Promise<unknown>;
   close(): Promise<void>;
 }

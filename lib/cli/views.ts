@@ -1,5 +1,5 @@
 import { formatDuration } from '../util/duration.js';
-import { isFinal, type JobRecord, type RunEntry, type StepState } from '../store/job-record.js';
+import { isFinal, type DownloadsNote, type JobRecord, type RunEntry, type StepState } from '../store/job-record.js';
 import { age, table, timestamp, took } from './output.js';
 
 // How jobs look to people (tables) and to scripts (--json: the public fields of a record; never
@@ -23,6 +23,8 @@ export interface JobView {
   exitCode: number | null;
   result: unknown;
   steps: StepState[];
+  /** Downloads that did not arrive (Remote jobs), in the last run that fetched them; null: none failed. */
+  downloads: DownloadsNote | null;
 }
 
 export function jobView(record: JobRecord): JobView {
@@ -43,6 +45,7 @@ export function jobView(record: JobRecord): JobView {
     exitCode: record.exitCode,
     result: record.result,
     steps: allSteps(record),
+    downloads: record.downloads,
   };
 }
 
@@ -114,6 +117,7 @@ export function showJob(r: JobRecord, runs: RunEntry[], dir: string | null): str
   if (r.deadline && r.state === 'running') field('deadline', timestamp(r.deadline));
   if (r.exitCode !== null) field('exit code', String(r.exitCode));
   if (r.result !== null && r.result !== undefined) field('result', JSON.stringify(r.result));
+  if (r.downloads) field('downloads', describeDownloads(r.downloads));
   const steps = allSteps(r);
   if (steps.length) {
     lines.push('', 'Steps');
@@ -124,6 +128,11 @@ export function showJob(r: JobRecord, runs: RunEntry[], dir: string | null): str
     lines.push(indent(table(['RUN', 'ATTEMPT', 'OUTCOME', 'STARTED', 'TOOK', 'REASON'], runs.map((run) => [run.run, run.attempt, run.outcome, run.startedAt ? timestamp(run.startedAt) : '-', took(run.startedAt, run.endedAt), run.reason || ''].map(shown)), [4, 8, 12, 24, 9, 70])));
   }
   return lines.join('\n');
+}
+
+/** `failed in run 2: missing.txt (No such file); out (Not a regular file)` */
+export function describeDownloads(note: DownloadsNote): string {
+  return `failed in run ${note.run}: ${note.failed.map((f) => `${f.file} (${f.reason})`).join('; ')}`;
 }
 
 function indent(text: string): string {

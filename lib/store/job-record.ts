@@ -48,6 +48,18 @@ export interface RunEntry {
   location: string | null;
 }
 
+/** A download of a Remote job that did not arrive (noteDownloads-0.lua). */
+export interface DownloadFailure {
+  file: string;
+  reason: string;
+}
+
+/** The downloads of the last run that fetched some and not all of them. */
+export interface DownloadsNote {
+  run: number;
+  failed: DownloadFailure[];
+}
+
 export interface JobRecord {
   id: string;
   name: string;
@@ -80,6 +92,8 @@ export interface JobRecord {
   /** How often it was run again by hand (retry-3.lua), and when last. */
   manualRetries: number;
   retriedAt: number | null;
+  /** Downloads that failed in its last run that fetched them; null: none failed. */
+  downloads: DownloadsNote | null;
 }
 
 export function parseJobRecord(hash: Record<string, string>): JobRecord | null {
@@ -115,7 +129,17 @@ export function parseJobRecord(hash: Record<string, string>): JobRecord | null {
     dir: hash.dir || null,
     manualRetries: num('manualRetries') ?? 0,
     retriedAt: num('retriedAt'),
+    downloads: downloadsNote(parseJson(hash.downloads)),
   };
+}
+
+/** A downloads note of the right shape, or null (a record is data: a corrupt or forged one must not break `show`). */
+function downloadsNote(value: unknown): DownloadsNote | null {
+  if (value === null || typeof value !== 'object') return null;
+  const { run, failed } = value as { run?: unknown; failed?: unknown };
+  if (typeof run !== 'number' || !Array.isArray(failed)) return null;
+  const entries = failed.filter((f): f is DownloadFailure => f !== null && typeof f === 'object' && typeof f.file === 'string' && typeof f.reason === 'string');
+  return entries.length ? { run, failed: entries.map(({ file, reason }) => ({ file, reason })) } : null;
 }
 
 /** JSON from Redis is data: parsed, never evaluated; a corrupt value reads as null. */

@@ -6,7 +6,8 @@ import { LUA_DIR } from '../util/paths.js';
 import { RedisUnavailableError } from '../util/errors.js';
 import { createRedis, describeRedis, type ConnectionRole } from './connect.js';
 import { Keys, type ActorName, type Location } from './keys.js';
-import { parseJobRecord, parseJson, type JobRecord, type RunEntry } from './job-record.js';
+import { parseJobRecord, parseJson, type DownloadFailure, type JobRecord, type RunEntry } from './job-record.js';
+export type { DownloadFailure } from './job-record.js';
 import type { ActorStatus, AdhocHostRecord, HostState, InstanceRecord, SupervisorRecord } from './registry-records.js';
 import { BlockingConnection } from './blocking.js';
 
@@ -260,6 +261,12 @@ export class Store {
     }
     const [recorded, handedOff] = (await this.script('finishRun')(k.runningQueue, k.delayed, k.events, k.grantedQueue, k.signal('manager'), k.prefix, now, ...args)) as number[];
     return { recorded, handedOff };
+  }
+
+  /** Notes a run's failed Downloads on its job (none: clears the note); see lua/noteDownloads-0.lua. */
+  async noteDownloads(id: string, run: number, failed: DownloadFailure[]): Promise<boolean> {
+    const note = failed.length ? JSON.stringify({ run, failed }) : '';
+    return (await this.script('noteDownloads')(this.keys.prefix, id, run, note)) === 1;
   }
 
   async saveProgress(progress: { id: string; run: number; steps: unknown[] }[]): Promise<void> {

@@ -1,7 +1,7 @@
 import { formatDuration } from '../util/duration.js';
 import { isFinal, type JobRecord, type RunEntry } from '../store/job-record.js';
 import type { LocationLoad, QueueDepths } from '../store/store.js';
-import { allSteps } from '../cli/views.js';
+import { allSteps, describeDownloads } from '../cli/views.js';
 import { Html, html, multiline, when } from './html.js';
 import type { HostRow, InstanceRow, LocationInfo } from './fleet-view.js';
 
@@ -70,6 +70,7 @@ ${job.startedAt ? fact('Started', `${when(job.startedAt)} (waited ${took(job.que
 ${job.endedAt ? fact('Ended', `${when(job.endedAt)}${job.startedAt ? ` (took ${took(job.startedAt, job.endedAt)})` : ''}`) : ''}
 ${job.state === 'running' && job.startedAt ? fact('Running for', html`<span data-since="${job.startedAt}">${formatDuration(now - job.startedAt)}</span>`) : ''}
 ${job.exitCode !== null ? fact('Exit code', String(job.exitCode)) : ''}
+${job.downloads ? fact('Downloads', html`<span class="bad">${describeDownloads(job.downloads)}</span>`) : ''}
 </table>
 <h2>Steps</h2>
 ${steps.length === 0 ? html`<p class="muted">no steps recorded yet</p>` : html`<table class="steps"><thead><tr><th>#</th><th>Step</th><th>State</th><th>Started</th><th>Took</th><th>Exit</th></tr></thead><tbody>${steps.map((s, i) => html`<tr><td class="num">${i + 1}</td><td>${s.label}</td><td>${stateBadge(s.state)}</td><td class="time">${when(s.startedAt)}</td><td class="num">${took(s.startedAt, s.endedAt)}</td><td class="num">${s.exitCode ?? '-'}</td></tr>`)}</tbody></table>`}

@@ -124,9 +124,9 @@ export class LocalWatch implements WatchSide {
     }
   }
 
-  async collect({ info, log }: WatchedRun): Promise<unknown> {
+  async collect({ info, log }: WatchedRun, outcome: RunOutcome): Promise<unknown> {
     const spec = info.spec;
-    if (!spec || log?.returnsData === false) return null;
+    if (!spec || outcome.kind !== 'succeeded' || log?.returnsData === false) return null;
     const last = spec.order.length - 1;
     try {
       return readReturnData(jobDir(this.ctx.config.stateDir, info.id), spec.order[last], last);

@@ -98,11 +98,12 @@ export class RemoteWatch implements WatchSide {
       );
   }
 
-  async collect({ info }: WatchedRun): Promise<unknown> {
+  async collect({ info, log }: WatchedRun, outcome: RunOutcome): Promise<unknown> {
     const host = hostOf(info);
     if (!info.spec || !host) return null;
-    const remoteDir = remoteJobDir(this.scope, host, info.id, info.spec);
-    return collectRemote(this.fleet.pool.connection(host), { id: info.id, spec: info.spec, remoteDir, stateDir: this.ctx.config.stateDir }, this.ctx.log);
+    const run = { id: info.id, run: info.run, spec: info.spec, remoteDir: remoteJobDir(this.scope, host, info.id, info.spec), notStarted: Boolean(log?.notStarted) };
+    const { config, store } = this.ctx;
+    return collectRemote(this.fleet.pool.connection(host), run, outcome, { stateDir: config.stateDir, downloadsOn: config.downloadsOn, store, log: this.ctx.log });
   }
 
   async close(): Promise<void> {
