@@ -3,7 +3,7 @@ import { StringDecoder } from 'node:string_decoder';
 
 // The run log: an append-only file per launcher (StateDir/runs/<epoch>.log) that the launcher
 // and the jobs' own scripts write and the fetcher reads, and one per remote host that the jobs
-// there write (read through `tail -F` over SSH). Formats: lib/backends/local/launcher.pl and
+// there write (read through `tail -F` over SSH). Formats: lib/backends/local/launcher-main.ts and
 // lib/backends/job-script.ts. A run id is "<job id>.<run number>". Lines written without a time get
 // the time the fetcher reads them.
 
