@@ -31,7 +31,7 @@ export class Progress {
     const stream = options.stream ?? process.stderr;
     this.bar = options.enabled
       ? new cliProgress.SingleBar({
-          stream,
+          stream: stream.isTTY ? stream : (new ChangedLines(stream) as unknown as NodeJS.WriteStream),
           format: (opts, params, payload: Payload) => this.format(opts, params, payload, Boolean(stream.isTTY)),
           noTTYOutput: true,
           notTTYSchedule: PLAIN_EVERY_MS,
@@ -72,5 +72,26 @@ export class Progress {
     const size = opts.barsize ?? 24;
     const filled = Math.round(Math.min(1, params.progress) * size);
     return `${'█'.repeat(filled)}${'░'.repeat(size - filled)} ${counts}`;
+  }
+}
+
+/**
+ * Off a terminal, cli-progress writes its line every PLAIN_EVERY_MS whether or not it changed (and
+ * once more when it stops): this passes on only the lines that differ from the one before.
+ */
+class ChangedLines {
+  readonly isTTY = false;
+  private pending = '';
+  private last: string | null = null;
+  constructor(private readonly stream: NodeJS.WritableStream) {}
+  write(text: string): boolean {
+    this.pending += text;
+    for (let end = this.pending.indexOf('\n'); end >= 0; end = this.pending.indexOf('\n')) {
+      const line = this.pending.slice(0, end);
+      this.pending = this.pending.slice(end + 1);
+      if (line !== this.last) this.stream.write(`${line}\n`);
+      this.last = line;
+    }
+    return true;
   }
 }
