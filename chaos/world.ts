@@ -66,6 +66,7 @@ export class World {
       EC2: {
         Region: 'us-east-1', ImageId: IMAGE, InstanceType: 't3.micro', KeyName: 'jm-chaos', Username: 'jmchaos', Key: key,
         MaxInstances: EC2_MAX_INSTANCES, IdleTimeout: '3s', ReadyTimeout: '45s', Port: ec2.sshPort, Endpoint: ec2.endpoint,
+        ShutdownCommand: ec2.shutdownCommand, MetadataEndpoint: ec2.metadataEndpoint,
       },
     });
     log(`world: workspace ${ws.dir}, redis ${ws.redisUrl} (append-only), hosts ${hosts.map((h) => `${h.name}=${h.address}:${h.port}`).join(' ')} (host33 via proxy :${proxy.port}), EC2 ${ec2.endpoint}, ledger ${ledger.path}`);

@@ -51,7 +51,7 @@ async function setUp(options: { consoleHostKeys?: boolean; config?: Record<strin
     LogLevel: 'info',
     Deployment: `e${basename(ws.dir).slice(-6)}`,
     KnownHosts: join(ws.dir, 'known_hosts'),
-    EC2: { Region: 'us-east-1', ImageId: IMAGE, InstanceType: 't3.micro', KeyName: 'jm-test', Username: 'jmec2', Key: key, MaxInstances: 3, IdleTimeout: '2s', ReadyTimeout: '20s', Port: ec2.sshPort, Endpoint: options.endpointFromEnv ? null : ec2.endpoint },
+    EC2: { Region: 'us-east-1', ImageId: IMAGE, InstanceType: 't3.micro', KeyName: 'jm-test', Username: 'jmec2', Key: key, MaxInstances: 3, IdleTimeout: '2s', ReadyTimeout: '20s', Port: ec2.sshPort, Endpoint: options.endpointFromEnv ? null : ec2.endpoint, ShutdownCommand: ec2.shutdownCommand, MetadataEndpoint: ec2.metadataEndpoint },
     ...options.config,
   });
   return { ws, ec2 };

@@ -195,7 +195,7 @@ function leaks(texts: [string, string][], secrets: Record<string, string>): stri
       ...FAST_CONFIG, LogLevel: 'debug', Deployment: `s${basename(ws.dir).slice(-6)}`, HostDownAfter: '3s',
       KnownHosts: ws.write('known_hosts', `${host.knownHostsLine}\n`),
       Hosts: [host.hostEntry(2), { ...host.hostEntry(1), Name: 'badkey', Key: join(ws.dir, 'not-a-key') }],
-      EC2: { Region: 'us-east-1', ImageId: 'ami-0123456789abcdef0', InstanceType: 't3.micro', KeyName: 'jm', Username: 'jmec2', Key: ec2Key, MaxInstances: 1, Endpoint: ec2.endpoint },
+      EC2: { Region: 'us-east-1', ImageId: 'ami-0123456789abcdef0', InstanceType: 't3.micro', KeyName: 'jm', Username: 'jmec2', Key: ec2Key, MaxInstances: 1, Endpoint: ec2.endpoint, ShutdownCommand: ec2.shutdownCommand, MetadataEndpoint: ec2.metadataEndpoint },
     });
     // The password rides in JM_REDIS_URL and the AWS credentials in the environment, as users set them.
     env = { ...ws.env(), JM_REDIS_URL: `${tls.url()}?ca=${tls.caFile}`, AWS_ACCESS_KEY_ID: AWS_ID, AWS_SECRET_ACCESS_KEY: AWS_SECRET, AWS_REGION: 'us-east-1' };

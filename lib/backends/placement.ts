@@ -8,7 +8,9 @@ import { configuredHosts, type Host, type HostRegistry } from '../ssh/hosts.js';
 //   local         Local and Thread jobs: LocalMaxJobs slots (the set LocalJobs)
 //   host:<name>   Remote jobs for that host: its Slots (the set RemoteJobs:<name>)
 //   any           Remote jobs with Hostname: any: a slot on any configured host that has one
-//   ec2:<image>:<type>   EC2 jobs: the slot of an instance of that image and type (one each)
+//   ec2:<image>:<type>   EC2 jobs: a slot of an instance launched for that image and type (the
+//                 type of the job file, or the config's first InstanceTypes; the instance may be
+//                 of a later one of those, tried on capacity errors)
 
 export type Placement = { location: Location; adhoc?: Host } | { reason: string };
 
@@ -23,7 +25,7 @@ export function locationOf(spec: JobSpec, config: Config): Placement {
       const imageId = spec.ec2?.imageId ?? config.ec2.imageId;
       if (!imageId) return { reason: 'EC2 jobs need an image: set EC2.ImageId in the config (or ImageId in the job file)' };
       if (!config.ec2.key && !process.env.SSH_AUTH_SOCK) return { reason: 'EC2 jobs need EC2.Key in the config (the private key of EC2.KeyName) or an ssh-agent' };
-      return { location: `ec2:${imageId}:${spec.ec2?.instanceType ?? config.ec2.instanceType}` };
+      return { location: `ec2:${imageId}:${spec.ec2?.instanceType ?? config.ec2.instanceTypes[0]}` };
     }
   }
 }

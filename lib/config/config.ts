@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { ConfigError } from '../util/errors.js';
 import { DEFAULT_CONFIG_FILE, expandHome } from '../util/paths.js';
 import { checkKeys, describeType, expectMap, optDuration, optInt, optString, optStringList, optStringMap, printable, looksLikeKey, type Fail } from '../jobfile/fields.js';
+import { compileEc2, KEY_NOT_PATH, type Ec2Config } from './ec2-config.js';
 import { readYamlFile, YamlProblem, type ParsedYaml, type YamlPath } from '../jobfile/yaml.js';
 
 // Configuration: config/default.yaml documents every key and holds its default; a user file
@@ -26,22 +27,7 @@ export interface HostConfig {
   slots: number;
 }
 
-export interface Ec2Config {
-  region: string;
-  imageId: string | null;
-  instanceType: string;
-  keyName: string | null;
-  securityGroupIds: string[];
-  subnetId: string | null;
-  username: string;
-  key: string | null;
-  maxInstances: number;
-  idleTimeoutMs: number;
-  readyTimeoutMs: number;
-  port: number;
-  tags: Record<string, string>;
-  endpoint: string | null;
-}
+export type { Ec2Config } from './ec2-config.js';
 
 /** Where the web page listens (lib/web): an address of this machine and a port (0: any free one). */
 export interface WebListen {
@@ -80,7 +66,6 @@ export interface Config {
 }
 
 const TOP_KEYS = ['Redis', 'Deployment', 'StateDir', 'LocalMaxJobs', 'RemoteMaxJobsPerHost', 'PollPeriod', 'RetryBackoff', 'KillGrace', 'LogLevel', 'KnownHosts', 'HostKeyPolicy', 'SshConfig', 'DownloadsOn', 'HostDownAfter', 'Hosts', 'EC2', 'Web'];
-const EC2_KEYS = ['Region', 'ImageId', 'InstanceType', 'KeyName', 'SecurityGroupIds', 'SubnetId', 'Username', 'Key', 'MaxInstances', 'IdleTimeout', 'ReadyTimeout', 'Port', 'Tags', 'Endpoint'];
 const HOST_KEYS = ['Name', 'Hostname', 'Port', 'Username', 'Key', 'Slots'];
 /** The old tool's config keys, and where they live now. */
 export const LEGACY_EC2_KEYS: Record<string, string> = {
@@ -91,11 +76,6 @@ export const LEGACY_EC2_KEYS: Record<string, string> = {
   securityGroups: 'SecurityGroupIds',
   sshKeyName: 'KeyName',
 };
-/**
- * A key pasted where its path belongs would be echoed by every "cannot read the key" error, into
- * logs, job records and `hosts --json` (found by spec/security.spec.ts).
- */
-const KEY_NOT_PATH = 'must be the path of a private key file, not the key itself: save the key in a file (mode 600) and give its path';
 /** Old keys that are understood and deliberately ignored. */
 const LEGACY_IGNORED = ['InstPollPeriod'];
 
@@ -266,30 +246,6 @@ function compileHosts(raw: unknown, defaultSlots: number, fail: Fail): HostConfi
       slots: optInt(host, 'Slots', path, fail, 1, 1000) ?? defaultSlots,
     };
   });
-}
-
-function compileEc2(raw: unknown, fail: Fail): Ec2Config {
-  const ec2 = expectMap(raw ?? {}, ['EC2'], fail, 'EC2');
-  checkKeys(ec2, EC2_KEYS, ['EC2'], fail, 'EC2');
-  const path = ['EC2'];
-  const key = optString(ec2, 'Key', path, fail, 1024);
-  if (key && looksLikeKey(key)) fail([...path, 'Key'], KEY_NOT_PATH);
-  return {
-    region: optString(ec2, 'Region', path, fail, 64) ?? 'us-east-1',
-    imageId: optString(ec2, 'ImageId', path, fail, 64) ?? null,
-    instanceType: optString(ec2, 'InstanceType', path, fail, 64) ?? 't3.micro',
-    keyName: optString(ec2, 'KeyName', path, fail, 255) ?? null,
-    securityGroupIds: optStringList(ec2, 'SecurityGroupIds', path, fail, 20) ?? [],
-    subnetId: optString(ec2, 'SubnetId', path, fail, 64) ?? null,
-    username: optString(ec2, 'Username', path, fail, 64) ?? 'ec2-user',
-    key: key ? resolve(expandHome(key)) : null,
-    maxInstances: optInt(ec2, 'MaxInstances', path, fail, 0, 1000) ?? 4,
-    idleTimeoutMs: optDuration(ec2, 'IdleTimeout', path, fail) ?? 600_000,
-    readyTimeoutMs: optDuration(ec2, 'ReadyTimeout', path, fail) ?? 600_000,
-    port: optInt(ec2, 'Port', path, fail, 1, 65535) ?? 22,
-    tags: optStringMap(ec2, 'Tags', path, fail) ?? {},
-    endpoint: optString(ec2, 'Endpoint', path, fail, 1024) ?? null,
-  };
 }
 
 const WEB_TOKEN_MIN = 16;

@@ -25,7 +25,10 @@ export interface Host extends SshTarget {
 
 const REFRESH_MS = 2000;
 
-/** An EC2 instance as a host: one slot while ready, none while it is being retired. */
+/**
+ * An EC2 instance as a host: its slots (EC2.Slots, or its type's vCPUs) while ready, none while
+ * it is being retired or is lost (its jobs are placed again elsewhere).
+ */
 function instanceHost(record: InstanceRecord, config: Config): Host | null {
   if (!record.instanceId || !record.address || !['ready', 'retiring'].includes(record.state)) return null;
   return {
@@ -34,7 +37,7 @@ function instanceHost(record: InstanceRecord, config: Config): Host | null {
     port: config.ec2.port,
     username: config.ec2.username,
     key: config.ec2.key,
-    slots: record.state === 'ready' ? 1 : 0,
+    slots: record.state === 'ready' ? record.slots ?? 1 : 0,
     adhoc: false,
     queues: [record.location],
     knownHosts: ec2KnownHosts(config),

@@ -21,7 +21,9 @@ export interface HostState {
 
 //   requested ─RunInstances─> pending ─running, has an address─> booting ─SSH answers─> ready
 //   ready ─idle for IdleTimeout─> retiring ─still idle─> terminating ─terminated─> (record gone)
-export type InstanceState = 'requested' | 'pending' | 'booting' | 'ready' | 'retiring' | 'terminating';
+//   any ─EC2 says shutting-down, terminated, stopping or stopped, or a spot notice─> lost
+//   lost ─jobs placed again (and a stopped instance terminated)─> terminating
+export type InstanceState = 'requested' | 'pending' | 'booting' | 'ready' | 'retiring' | 'terminating' | 'lost';
 
 /** Instances hash, field = launch token (the ClientToken of RunInstances). */
 export interface InstanceRecord {
@@ -31,13 +33,24 @@ export interface InstanceRecord {
   /** The EC2 location its jobs come from: ec2:<image>:<type>. */
   location: string;
   imageId: string;
+  /** The type launched: the location's, or a later one of EC2.InstanceTypes after capacity errors. */
   instanceType: string;
+  /** The subnet asked for (null: EC2's default). */
+  subnetId: string | null;
+  /** Jobs it runs at once (EC2.Slots, or its type's vCPUs). */
+  slots: number;
+  /** A one-time spot instance. */
+  spot: boolean;
   requestedAt: number;
+  /** When RunInstances answered (or the instance was found after a crash): ReadyTimeout counts from here. */
+  launchedAt?: number | null;
   address: string | null;
   readyAt: number | null;
   idleSince: number | null;
   changedAt: number;
   lastError: string | null;
+  /** Why it is lost (EC2's state and reason, or the spot notice). */
+  lostReason?: string | null;
 }
 
 export interface ActorStatus {

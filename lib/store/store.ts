@@ -423,6 +423,11 @@ export class Store {
     await this.redis.hset(this.keys.hostState, name, JSON.stringify(state));
   }
 
+  /** A host that is gone for good (an EC2 instance terminated) leaves HostState. */
+  async forgetHostState(name: string): Promise<void> {
+    await this.redis.hdel(this.keys.hostState, name);
+  }
+
   /** The EC2 instances this deployment launched, one record per launch token. */
   async instances(): Promise<InstanceRecord[]> {
     return [...parseHash<InstanceRecord>(await this.redis.hgetall(this.keys.instances)).values()];

@@ -1,6 +1,9 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
+import { chmodSync, mkdtempSync, readdirSync, rmSync, watch, type FSWatcher } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { cloudInitLines, kernelLines } from './ec2-console.js';
 import { Ec2Error, ec2ErrorStatus, el, errorXml, escapeRegExp, MESSAGES, node, QueryParams, readParams, responseXml } from './ec2-query.js';
 import { ensureLoginUser, LOOPBACK_NET, loopbackAddress, SshHost } from './sshd.js';
@@ -16,6 +19,13 @@ import { ensureLoginUser, LOOPBACK_NET, loopbackAddress, SshHost } from './sshd.
 //   RunInstances ──▶ pending ──bootDelayMs──▶ sshd up ──▶ running ──▶ (console: host keys)
 //                                   (sshReadyDelayMs > 0: running first, sshd that much later)
 //   TerminateInstances ──▶ shutting-down ──sshd and its sessions killed, shutdownDelayMs──▶ terminated
+//   stop() from outside ──▶ stopping ──sshd and its sessions killed, shutdownDelayMs──▶ stopped
+//   the instance's own shutdown (its ShutdownCommand touched <shutdownMarkerDir>/<id>):
+//     InstanceInitiatedShutdownBehavior terminate ──▶ shutting-down …; otherwise stopping …
+//
+// It also plays each instance's metadata service (IMDSv2 only: a PUT for a token first) at
+// <endpoint>/imds/<instance address>/latest/… — `metadataEndpoint` is that with {address}, as
+// EC2.MetadataEndpoint takes it — where interruptSpot() puts a spot interruption notice.
 //
 // What real EC2 does and this server copies, because client code must cope with it:
 // - RunInstances is idempotent per ClientToken: the same token with the same parameters returns
@@ -37,15 +47,23 @@ const DEFAULT_VPC = 'vpc-0123456789abcdef0';
 const DEFAULT_GROUP = 'sg-0123456789abcdef0';
 const LAST_INDEX = 254;
 
-export type InstanceStateName = 'pending' | 'running' | 'shutting-down' | 'terminated';
+export type InstanceStateName = 'pending' | 'running' | 'shutting-down' | 'terminated' | 'stopping' | 'stopped';
 
-const STATE_CODES: Record<InstanceStateName, number> = { pending: 0, running: 16, 'shutting-down': 32, terminated: 48 };
+const STATE_CODES: Record<InstanceStateName, number> = { pending: 0, running: 16, 'shutting-down': 32, terminated: 48, stopping: 64, stopped: 80 };
 
 const MOVES: Record<InstanceStateName, InstanceStateName[]> = {
   pending: ['running', 'shutting-down'],
-  running: ['shutting-down'],
+  running: ['shutting-down', 'stopping'],
   'shutting-down': ['terminated'],
   terminated: [],
+  stopping: ['stopped', 'shutting-down'],
+  stopped: ['shutting-down'],
+};
+
+/** vCPUs of the instance types DescribeInstanceTypes knows (EC2's figures). */
+const INSTANCE_TYPES: Record<string, number> = {
+  't3.micro': 2, 't3.small': 2, 't3.medium': 2, 't3.large': 2, 't3.xlarge': 4, 't3a.large': 2, 'm5.large': 2, 'm5.xlarge': 4,
+  'c7i.large': 2, 'c7i.2xlarge': 8, 'c5.4xlarge': 16, 'm1.small': 1,
 };
 
 export interface LoopbackEc2Options {
@@ -92,6 +110,10 @@ export interface LoopbackInstance {
   sshdPid: number | undefined;
   /** Why its sshd did not start (or stop), if it did not. */
   sshdError: string | undefined;
+  /** A one-time spot instance (InstanceMarketOptions). */
+  spot: boolean;
+  /** InstanceInitiatedShutdownBehavior as asked (EC2's default: stop). */
+  shutdownBehavior: 'stop' | 'terminate';
 }
 
 interface Instance {
@@ -120,6 +142,10 @@ interface Instance {
   console: string[];
   consoleAt: Date;
   sshdError: string | undefined;
+  spot: boolean;
+  shutdownBehavior: 'stop' | 'terminate';
+  /** The spot interruption notice its metadata service gives (JSON), once interruptSpot() was called. */
+  spotNotice: string | null;
 }
 
 interface Reservation {
@@ -203,6 +229,7 @@ export class LoopbackEc2 {
       server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port));
     });
     const ec2 = new LoopbackEc2(server, port, compiled);
+    ec2.watchMarkers();
     server.on('request', (req, res) => void ec2.handle(req, res));
     return ec2;
   }
@@ -236,6 +263,8 @@ export class LoopbackEc2 {
       launchedAt: i.launchedAt,
       sshdPid: i.host?.pid,
       sshdError: i.sshdError,
+      spot: i.spot,
+      shutdownBehavior: i.shutdownBehavior,
     }));
   }
 
@@ -256,9 +285,56 @@ export class LoopbackEc2 {
 
   /** Terminate an instance from outside the API (the console, a spot reclaim). */
   terminate(id: string): void {
+    this.beginTermination(this.known(id), 'Service initiated', 'Server.SpotInstanceTermination', 'Server.SpotInstanceTermination: Spot instance termination');
+  }
+
+  /** Stop an instance from outside the API (the console, a maintenance event). */
+  stopInstance(id: string): void {
+    this.beginStop(this.known(id), 'User initiated', 'Client.UserInitiatedShutdown', 'Client.UserInitiatedShutdown: User initiated shutdown');
+  }
+
+  /**
+   * A spot interruption notice: from now on the instance's metadata service answers
+   * spot/instance-action with `{"action": "terminate", "time": <2 minutes on>}`, as EC2 does
+   * two minutes before it reclaims the capacity (the instance itself goes only when terminate()
+   * is called).
+   */
+  interruptSpot(id: string): void {
+    const instance = this.known(id);
+    if (!instance.spot) throw new Error(`${id} is not a spot instance`);
+    instance.spotNotice = JSON.stringify({ action: 'terminate', time: new Date(Date.now() + 120_000).toISOString().replace(/\.\d+Z$/, 'Z') });
+  }
+
+  /** New instances stay pending until releaseBoots() (an instance that takes as long as a spec needs). */
+  holdBoots(): void {
+    this.bootsHeld ??= [];
+  }
+
+  releaseBoots(): void {
+    const held = this.bootsHeld ?? [];
+    this.bootsHeld = null;
+    for (const instance of held) this.boot(instance);
+  }
+
+  private bootsHeld: Instance[] | null = null;
+
+  private known(id: string): Instance {
     const instance = this.byId.get(id);
     if (!instance) throw new Error(`no instance ${id}`);
-    this.beginTermination(instance, 'Service initiated', 'Server.SpotInstanceTermination', 'Server.SpotInstanceTermination: Spot instance termination');
+    return instance;
+  }
+
+  /**
+   * A ShutdownCommand that is harmless here and that this server takes for the instance shutting
+   * itself down (the watchdog sets JM_INSTANCE_ID): never the machine's own shutdown.
+   */
+  get shutdownCommand(): string {
+    return `touch ${this.markerDir}/"$JM_INSTANCE_ID"`;
+  }
+
+  /** EC2.MetadataEndpoint for instances of this server. */
+  get metadataEndpoint(): string {
+    return `${this.endpoint}/imds/{address}`;
   }
 
   /** Stops every instance's sshd (by pid) and the HTTP server. Idempotent. */
@@ -269,6 +345,8 @@ export class LoopbackEc2 {
 
   private async close(): Promise<void> {
     this.stopping = true;
+    this.markerWatch?.close();
+    clearInterval(this.markerTimer);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeAllConnections();
     for (const instance of this.order) {
@@ -284,11 +362,71 @@ export class LoopbackEc2 {
       await host?.stop();
     }));
     await closed;
+    rmSync(this.markerDir, { recursive: true, force: true });
+  }
+
+  // ---- the instances' own shutdown ---------------------------------------------------------
+
+  private readonly markerDir = mkdtempSync(join(tmpdir(), 'jm-ec2-shutdown-'));
+  private markerWatch: FSWatcher | null = null;
+  private markerTimer: NodeJS.Timeout | undefined;
+
+  /** Watches the marker directory (writable by the instances' user) for instances shutting down. */
+  private watchMarkers(): void {
+    chmodSync(this.markerDir, 0o1777);
+    this.markerWatch = watch(this.markerDir, () => this.readMarkers());
+    // fs.watch can miss an event under load: a slow look as well.
+    this.markerTimer = setInterval(() => this.readMarkers(), 500);
+    this.markerTimer.unref();
+  }
+
+  private readMarkers(): void {
+    if (this.stopping) return;
+    for (const name of readdirSync(this.markerDir)) {
+      rmSync(join(this.markerDir, name), { force: true });
+      const instance = this.byId.get(name);
+      if (!instance) continue;
+      this.shutdowns.push(name);
+      const how = ['Client.InstanceInitiatedShutdown', 'Client.InstanceInitiatedShutdown: Instance initiated shutdown'] as const;
+      if (instance.shutdownBehavior === 'terminate') this.beginTermination(instance, 'User initiated', ...how);
+      else this.beginStop(instance, 'User initiated', ...how);
+    }
+  }
+
+  /** Ids of the instances that shut themselves down (through shutdownCommand), in order. */
+  readonly shutdowns: string[] = [];
+
+  // ---- the metadata service (IMDSv2) -------------------------------------------------------
+
+  private readonly imdsTokens = new Map<string, string>();
+
+  /** /imds/<address>/latest/api/token (PUT) and /imds/<address>/latest/meta-data/… (GET, with a token). */
+  private imds(req: IncomingMessage, res: ServerResponse): void {
+    const match = /^\/imds\/([0-9.]+)\/latest\/(.*)$/.exec(req.url ?? '');
+    const instance = match ? this.order.find((i) => addressOf(i.index) === match[1] && (i.state === 'running' || i.state === 'pending')) : undefined;
+    const answer = (status: number, body = '') => {
+      res.writeHead(status, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body) });
+      res.end(body);
+    };
+    req.resume();
+    if (!match || !instance) return answer(404);
+    if (match[2] === 'api/token') {
+      if (req.method !== 'PUT' || !req.headers['x-aws-ec2-metadata-token-ttl-seconds']) return answer(400);
+      const token = randomBytes(16).toString('base64');
+      this.imdsTokens.set(token, instance.id);
+      return answer(200, token);
+    }
+    // IMDSv2 only (HttpTokens required): no token, no metadata.
+    if (this.imdsTokens.get(String(req.headers['x-aws-ec2-metadata-token'] ?? '')) !== instance.id) return answer(401);
+    if (match[2] === 'meta-data/instance-id') return answer(200, instance.id);
+    if (match[2] === 'meta-data/spot/instance-action' && instance.spotNotice) return answer(200, instance.spotNotice);
+    return answer(404);
   }
 
   // ---- HTTP ------------------------------------------------------------------------------
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.url?.startsWith('/imds/')) return this.imds(req, res);
     const requestId = randomUUID();
     let status = 200;
     let body: string;
@@ -351,6 +489,8 @@ export class LoopbackEc2 {
       TerminateInstances: (p) => this.terminateInstances(p),
       CreateTags: (p) => this.createTags(p),
       GetConsoleOutput: (p) => this.getConsoleOutput(p),
+      DescribeInstanceTypes: (p) => this.describeInstanceTypes(p),
+      DescribeImages: (p) => this.describeImages(p),
     };
     const handler = handlers[action];
     if (!handler) throw new Ec2Error('InvalidAction', `The action ${action} is not valid for this web service.`);
@@ -377,6 +517,18 @@ export class LoopbackEc2 {
       return this.reservationXml(earlier);
     }
     const instanceType = p.get('InstanceType') ?? 'm1.small';
+    const market = p.get('InstanceMarketOptions.MarketType');
+    if (market !== undefined && market !== 'spot' && market !== 'capacity-block') throw new Ec2Error('InvalidParameterValue', `Value (${market}) for parameter MarketType is invalid.`);
+    const spot = market === 'spot';
+    const shutdownText = p.get('InstanceInitiatedShutdownBehavior') ?? 'stop';
+    if (shutdownText !== 'stop' && shutdownText !== 'terminate') throw new Ec2Error('InvalidParameterValue', `Value (${shutdownText}) for parameter instanceInitiatedShutdownBehavior is invalid.`);
+    // One-time spot instances cannot be stopped: EC2 refuses the combination.
+    if (spot && shutdownText === 'stop' && p.get('InstanceMarketOptions.SpotOptions.SpotInstanceType') !== 'persistent') {
+      throw new Ec2Error('InvalidParameterCombination', 'The parameter InstanceInitiatedShutdownBehavior "stop" is not supported for one-time spot instances.');
+    }
+    const shutdownBehavior: 'stop' | 'terminate' = shutdownText;
+    const tokens = p.get('MetadataOptions.HttpTokens');
+    if (tokens !== undefined && tokens !== 'required' && tokens !== 'optional') throw new Ec2Error('InvalidParameterValue', `Value (${tokens}) for parameter HttpTokens is invalid.`);
     const tags = new Map<string, string>();
     for (const spec of p.groups('TagSpecification')) {
       const resourceType = spec.required('ResourceType');
@@ -424,6 +576,9 @@ export class LoopbackEc2 {
         console: [],
         consoleAt: launchedAt,
         sshdError: undefined,
+        spot,
+        shutdownBehavior,
+        spotNotice: null,
       };
       this.byId.set(instance.id, instance);
       this.order.push(instance);
@@ -475,6 +630,24 @@ export class LoopbackEc2 {
     return node('instancesSet', items.join(''));
   }
 
+  private describeInstanceTypes(p: QueryParams): string {
+    const types = p.list('InstanceType');
+    const unknown = types.filter((t) => !(t in INSTANCE_TYPES));
+    if (unknown.length) throw new Ec2Error('InvalidInstanceType', `The following supplied instance types do not exist: [${unknown.join(', ')}]`);
+    const items = (types.length ? types : Object.keys(INSTANCE_TYPES)).map((t) => node('item', el('instanceType', t) + node('vCpuInfo', el('defaultVCpus', String(INSTANCE_TYPES[t])))));
+    return node('instanceTypeSet', items.join(''));
+  }
+
+  /** Any well-formed image id is an image here, with /dev/xvda as its root device. */
+  private describeImages(p: QueryParams): string {
+    const ids = p.list('ImageId');
+    for (const id of ids) {
+      if (!/^ami-[0-9a-f]{8,17}$/.test(id)) throw new Ec2Error('InvalidAMIID.Malformed', `Invalid id: "${id}" (expecting "ami-...")`);
+    }
+    const items = ids.map((id) => node('item', el('imageId', id) + el('imageState', 'available') + el('rootDeviceType', 'ebs') + el('rootDeviceName', '/dev/xvda') + el('architecture', 'x86_64')));
+    return node('imagesSet', items.join(''));
+  }
+
   private createTags(p: QueryParams): string {
     const ids = p.list('ResourceId');
     if (ids.length === 0) throw new Ec2Error('MissingParameter', 'The request must contain the parameter ResourceId');
@@ -522,6 +695,10 @@ export class LoopbackEc2 {
 
   private boot(instance: Instance): void {
     if (instance.state !== 'pending') return;
+    if (this.bootsHeld) {
+      this.bootsHeld.push(instance);
+      return;
+    }
     this.appendConsole(instance, kernelLines(instance.index));
     if (this.options.sshReadyDelayMs > 0) {
       this.setState(instance, 'running');
@@ -557,15 +734,29 @@ export class LoopbackEc2 {
   }
 
   private beginTermination(instance: Instance, by: string, code: string, message: string): void {
-    if (instance.state !== 'pending' && instance.state !== 'running') return;
+    if (instance.state === 'shutting-down' || instance.state === 'terminated') return;
+    this.powerDown(instance, 'shutting-down', 'terminated', by, code, message);
+  }
+
+  private beginStop(instance: Instance, by: string, code: string, message: string): void {
+    if (instance.state !== 'running' && instance.state !== 'pending') return;
+    this.powerDown(instance, 'stopping', 'stopped', by, code, message);
+  }
+
+  /** Into `going` now; its sshd and every process of its sessions killed; `gone` shutdownDelayMs later. */
+  private powerDown(instance: Instance, going: 'shutting-down' | 'stopping', gone: 'terminated' | 'stopped', by: string, code: string, message: string): void {
     for (const timer of instance.timers) clearTimeout(timer);
     instance.timers.clear();
-    this.setState(instance, 'shutting-down');
+    // A pending instance that is stopped is terminated instead (it never ran).
+    if (going === 'stopping' && instance.state === 'pending') return this.powerDown(instance, 'shutting-down', 'terminated', by, code, message);
+    this.setState(instance, going);
     instance.transitionReason = `${by} (${new Date().toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' GMT')})`;
     instance.stateReason = { code, message };
+    const previous = instance.shuttingDown;
     instance.shuttingDown = (async () => {
       // A boot in progress ends first, or its sshd would outlive the instance.
       await instance.booting;
+      await previous;
       const host = instance.host;
       instance.host = null;
       try {
@@ -574,7 +765,9 @@ export class LoopbackEc2 {
         instance.sshdError = (error as Error).message;
       }
       this.appendConsole(instance, ['[  OK  ] Stopped OpenSSH server daemon.', 'reboot: Power down']);
-      this.schedule(instance, this.options.shutdownDelayMs, () => this.setState(instance, 'terminated'));
+      this.schedule(instance, this.options.shutdownDelayMs, () => {
+        if (instance.state === going) this.setState(instance, gone);
+      });
     })();
   }
 
@@ -647,6 +840,7 @@ function instanceXml(i: Instance): string {
     el('amiLaunchIndex', String(i.launchIndex)),
     node('productCodes', ''),
     el('instanceType', i.instanceType),
+    i.spot ? el('instanceLifecycle', 'spot') : '',
     el('launchTime', i.launchedAt.toISOString()),
     node('placement', el('availabilityZone', ZONE) + el('groupName', '') + el('tenancy', 'default')),
     node('monitoring', el('state', 'disabled')),

@@ -6,6 +6,8 @@
 //
 //   requested ─RunInstances─> pending ─running, has an address─> booting ─SSH answers─> ready
 //   ready ─idle for IdleTimeout─> retiring ─still idle─> terminating ─terminated─> (record gone)
+//   any ─EC2 says shutting-down, terminated, stopping or stopped, or a spot notice─> lost
+//   lost ─its jobs placed again (lost-instance.ts), a stopped one terminated─> terminating
 
 export type { InstanceRecord, InstanceState } from '../../store/registry-records.js';
 

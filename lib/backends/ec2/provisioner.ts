@@ -10,20 +10,24 @@ import type { Store } from '../../store/store.js';
 import { SshConnection } from '../../ssh/connection.js';
 import { ec2KnownHosts } from '../../ssh/hosts.js';
 import { knownHostsName } from '../../ssh/known-hosts.js';
+import { Ec2Catalog } from './catalog.js';
 import { errorCode, loadEc2, RETRYABLE, type Ec2Sdk } from './client.js';
 import { hostKeysFromConsole } from './console-keys.js';
 import { instanceHostName, type InstanceRecord } from './instances.js';
+import { CAPACITY_ERRORS, DEPLOYMENT_TAG, launchChoices, runInstancesInput, TOKEN_TAG } from './launch-request.js';
+import { placeJobsAgain } from './lost-instance.js';
+import { InstanceTending } from './tending.js';
+
+export { DEPLOYMENT_TAG, TOKEN_TAG } from './launch-request.js';
 
 // The EC2 provisioner, run by the manager beside its own loop (it never blocks it: every EC2 call
 // is awaited here, not there). It keeps the deployment's instances matched to the EC2 jobs
-// waiting: launches instances while jobs wait and no idle one can take them (never more than
-// MaxInstances, counting only this deployment's records and tag), readies new ones (host key
-// from the console, SSH answering) so that the manager can grant them jobs like any host, and
-// terminates those idle for IdleTimeout. Instances carrying the deployment's tag that no record
-// explains are terminated: no orphan keeps running.
-
-export const DEPLOYMENT_TAG = 'jobmanager:deployment';
-export const TOKEN_TAG = 'jobmanager:token';
+// waiting: launches instances while jobs wait and the slots of ready or coming instances cannot
+// take them (never more than MaxInstances, counting only this deployment's records and tag),
+// readies new ones (host key from the console, SSH answering, the instance's watchdog started),
+// renews each instance's lease (tending.ts), places again at once the jobs of an instance EC2
+// says is going or gone (lost-instance.ts), and terminates those idle for IdleTimeout. Instances
+// carrying the deployment's tag that no record explains are terminated: no orphan keeps running.
 
 const STEP_MS = 1000;
 const ORPHAN_SWEEP_MS = 60_000;
@@ -31,6 +35,8 @@ const ORPHAN_SWEEP_MS = 60_000;
 const VISIBILITY_GRACE_MS = 60_000;
 /** A retiring instance waits this long (registries refresh every 2 s) before it is terminated. */
 const RETIRE_SETTLE_MS = 6000;
+/** EC2 states in which an instance runs no job any more, or soon will not. */
+const GOING = new Set(['shutting-down', 'terminated', 'stopping', 'stopped']);
 
 interface Backoff {
   until: number;
@@ -42,8 +48,10 @@ interface Backoff {
 export class Provisioner {
   private ec2!: EC2Client;
   private sdk!: Ec2Sdk;
+  private catalog!: Ec2Catalog;
   private readonly readying = new Set<string>();
   private readonly backoff = new Map<string, Backoff>();
+  private readonly tending: InstanceTending;
   private orphansSweptAt = 0;
   private aliveTagged = 0;
 
@@ -52,7 +60,9 @@ export class Provisioner {
     private readonly store: Store,
     private readonly log: Logger,
     private readonly wakeManager: () => void,
-  ) {}
+  ) {
+    this.tending = new InstanceTending(config, log);
+  }
 
   async run(stop: StopSignal): Promise<void> {
     while (!stop.stopped) {
@@ -63,6 +73,7 @@ export class Provisioner {
       }
       await stop.sleep(STEP_MS);
     }
+    this.tending.close();
   }
 
   private async step(): Promise<void> {
@@ -70,12 +81,20 @@ export class Provisioner {
     let records = await this.store.instances();
     // Without EC2 in the config and nothing launched, EC2 is not asked anything (nor loaded).
     if (records.length === 0 && locations.length === 0 && !this.config.ec2.imageId) return;
-    if (!this.sdk) ({ sdk: this.sdk, client: this.ec2 } = await loadEc2(this.config.ec2));
+    if (!this.sdk) {
+      ({ sdk: this.sdk, client: this.ec2 } = await loadEc2(this.config.ec2));
+      this.catalog = new Ec2Catalog(this.sdk, this.ec2, this.log);
+    }
     const described = records.length || Date.now() - this.orphansSweptAt >= ORPHAN_SWEEP_MS ? await this.describe() : [];
     // What counts against MaxInstances: this deployment's instances, orphans included.
     this.aliveTagged = described.filter((i) => i.State?.Name !== 'terminated').length;
     if (Date.now() - this.orphansSweptAt >= ORPHAN_SWEEP_MS) await this.terminateOrphans(records, described);
     records = await this.observe(records, described);
+    for (const [token, notice] of this.tending.takeNotices()) {
+      const record = records.find((r) => r.token === token);
+      if (record) await this.spotNotice(record, notice);
+    }
+    this.tending.tend(records.filter((r) => r.state === 'ready' || r.state === 'retiring'));
     await this.launchForDemand(records, locations);
     await this.retireIdle(records, locations);
   }
@@ -97,30 +116,63 @@ export class Provisioner {
     const now = Date.now();
     const alive: InstanceRecord[] = [];
     for (const record of records) {
-      const instance = described.find((i) => i.InstanceId === record.instanceId) ?? described.find((i) => i.Tags?.some((t) => t.Key === TOKEN_TAG && t.Value === record.token));
+      const instance = (record.instanceId ? described.find((i) => i.InstanceId === record.instanceId) : undefined) ?? described.find((i) => i.Tags?.some((t) => t.Key === TOKEN_TAG && t.Value === record.token));
       const state = instance?.State?.Name;
       if (record.state === 'requested') {
         if (instance?.InstanceId) {
-          await this.update(record, { instanceId: instance.InstanceId, state: 'pending' });
+          await this.update(record, { instanceId: instance.InstanceId, state: 'pending', launchedAt: now });
         } else if (now - record.changedAt > 5000) {
           // The launch may have been cut short by a crash: ask again with the same token.
           await this.requestInstance(record);
         }
-      } else if (state === 'terminated' || (!instance && now - record.requestedAt > VISIBILITY_GRACE_MS && record.state !== 'pending')) {
-        if (record.state !== 'terminating') this.log.warn(`EC2: instance ${record.instanceId} is gone (${state ?? 'not found'})`);
+        alive.push(record);
+        continue;
+      }
+      if (record.state === 'lost' || (state && GOING.has(state) && record.state !== 'terminating')) {
+        // EC2 is the authority on what no longer exists: its jobs go elsewhere now.
+        await this.lose(record, record.lostReason ?? `${record.instanceId} is ${state}${instance?.StateReason?.Message ? ` (${instance.StateReason.Message})` : ''}`, false);
+        if (state !== 'terminated') await this.terminate(record, `it is lost (${record.lostReason})`);
+      }
+      if (state === 'terminated' || (!instance && now - record.requestedAt > VISIBILITY_GRACE_MS && record.state !== 'pending')) {
+        if (record.state !== 'terminating' && record.state !== 'lost') this.log.warn(`EC2: instance ${record.instanceId} is gone (${state ?? 'not found'})`);
         await this.forget(record);
         continue;
-      } else if ((record.state === 'pending' || record.state === 'booting') && state === 'running') {
+      }
+      if ((record.state === 'pending' || record.state === 'booting') && state === 'running') {
         const address = instance?.PublicIpAddress ?? instance?.PrivateIpAddress ?? null;
         if (address && record.state === 'pending') await this.update(record, { state: 'booting', address });
         if (record.state === 'booting') this.ready(record);
       }
-      if ((record.state === 'pending' || record.state === 'booting') && now - record.requestedAt > this.config.ec2.readyTimeoutMs) {
+      // Counted from when this deployment learned of the instance: a supervisor that was down
+      // meanwhile (kill -9 in the middle of RunInstances) must not hold it against the instance.
+      if ((record.state === 'pending' || record.state === 'booting') && now - (record.launchedAt ?? record.requestedAt) > this.config.ec2.readyTimeoutMs) {
         await this.terminate(record, `it did not answer over SSH within ${formatDuration(this.config.ec2.readyTimeoutMs)} of its launch${record.lastError ? ` (${record.lastError})` : ''}`);
       }
       alive.push(record);
     }
     return alive;
+  }
+
+  /**
+   * The instance's jobs placed again (lost-instance.ts). With `killFirst` (a spot notice: the
+   * instance still answers), its runs are killed there before, so that no job runs twice at once.
+   */
+  private async lose(record: InstanceRecord, reason: string, killFirst: boolean): Promise<void> {
+    if (!record.instanceId) return;
+    const first = record.state !== 'lost';
+    if (first) await this.update(record, { state: 'lost', lostReason: reason, idleSince: null });
+    if (killFirst) await this.tending.killRuns(record);
+    this.tending.drop(record.token);
+    const placed = await placeJobsAgain(this.store, this.log, instanceHostName(record.instanceId), reason, this.config.retryBackoffMs);
+    if (first || placed.length) this.log.warn(`EC2: instance ${record.instanceId} lost (${reason}); ${placed.length ? `job${placed.length > 1 ? 's' : ''} ${placed.join(' ')} placed again` : 'it had no job'}`);
+    if (placed.length) this.wakeManager();
+  }
+
+  /** A spot instance's watchdog read an interruption notice: its jobs go elsewhere before it does. */
+  private async spotNotice(record: InstanceRecord, notice: string): Promise<void> {
+    if (record.state !== 'ready' && record.state !== 'retiring') return;
+    await this.lose(record, `${record.instanceId} got a spot interruption notice (${notice})`, true);
+    await this.terminate(record, 'its spot capacity is being reclaimed');
   }
 
   /** Checks a running instance's host key (from its console) and SSH, without blocking the loop. */
@@ -132,19 +184,13 @@ export class Provisioner {
         const keys = await this.consoleHostKeys(record.instanceId!);
         if (keys.length) this.trustKeys(record.address!, keys);
         else if (this.config.hostKeyPolicy !== 'accept-new') throw new Error('its console output shows no SSH host keys yet (HostKeyPolicy: accept-new would trust the first key seen)');
-        const ssh = new SshConnection(
-          { name: instanceHostName(record.instanceId!), hostname: record.address!, port: this.config.ec2.port, username: this.config.ec2.username, key: this.config.ec2.key },
-          { knownHosts: ec2KnownHosts(this.config), hostKeyPolicy: this.config.hostKeyPolicy, log: this.log, connectTimeoutMs: 5000 },
-        );
-        try {
-          await ssh.exec('true');
-        } finally {
-          ssh.close();
-        }
+        // Its first renewal starts its watchdog: from now on it guards itself.
+        await this.tending.tendNow(record);
         await this.update(record, { state: 'ready', readyAt: Date.now(), idleSince: Date.now(), lastError: null });
-        this.log.info(`EC2: instance ${record.instanceId} (${record.address}) is ready, ${formatDuration(Date.now() - record.requestedAt)} after its launch`);
+        this.log.info(`EC2: instance ${record.instanceId} (${record.address}, ${record.slots} slot${record.slots > 1 ? 's' : ''}${record.spot ? ', spot' : ''}) is ready, ${formatDuration(Date.now() - record.requestedAt)} after its launch`);
         this.wakeManager();
       } catch (err) {
+        this.tending.drop(record.token);
         await this.update(record, { lastError: errorMessage(err) });
       } finally {
         this.readying.delete(record.token);
@@ -165,74 +211,86 @@ export class Provisioner {
     writeFileSync(file, [...kept, ...keys.map((k) => `${name} ${k.type} ${k.key}`)].join('\n') + '\n', { mode: 0o600 });
   }
 
-  /** Launches instances for EC2 jobs that wait and that no idle or coming instance will take. */
+  /** Launches instances for EC2 jobs that wait and that no free or coming slot will take. */
   private async launchForDemand(records: InstanceRecord[], locations: string[]): Promise<void> {
     for (const location of locations) {
       const waiting = await this.store.waitingCount(location);
       if (waiting === 0) continue;
-      const coming = records.filter((r) => r.location === location && ['requested', 'pending', 'booting'].includes(r.state)).length;
-      const idle = (await Promise.all(records.filter((r) => r.location === location && r.state === 'ready').map((r) => this.slotsUsed(r)))).filter((used) => used === 0).length;
-      const room = this.config.ec2.maxInstances - Math.max(records.length, this.aliveTagged);
-      const wanted = Math.min(waiting - coming - idle, room);
+      const here = records.filter((r) => r.location === location);
+      const coming = here.filter((r) => ['requested', 'pending', 'booting'].includes(r.state)).reduce((sum, r) => sum + (r.slots ?? 1), 0);
+      const ready = here.filter((r) => r.state === 'ready');
+      const used = await Promise.all(ready.map((r) => this.slotsUsed(r)));
+      const free = ready.reduce((sum, r, i) => sum + Math.max(0, (r.slots ?? 1) - used[i]), 0);
+      const room = this.config.ec2.maxInstances - Math.max(records.filter((r) => r.state !== 'lost' && r.state !== 'terminating').length, this.aliveTagged);
       const backoff = this.backoff.get(location);
-      if (wanted <= 0 || (backoff && Date.now() < backoff.until)) continue;
+      if (waiting - coming - free <= 0 || room <= 0 || (backoff && Date.now() < backoff.until)) continue;
       const [, imageId, instanceType] = location.split(':');
+      const perInstance = this.config.ec2.slots ?? (await this.catalog.vcpusOf(instanceType));
+      const wanted = Math.min(Math.ceil((waiting - coming - free) / perInstance), room);
       for (let i = 0; i < wanted; i++) {
-        const record: InstanceRecord = {
-          token: randomUUID(), instanceId: null, state: 'requested', location, imageId, instanceType,
-          requestedAt: Date.now(), address: null, readyAt: null, idleSince: null, changedAt: Date.now(), lastError: null,
-        };
-        // Saved before the call: after a crash the same token is used again (no duplicate).
-        await this.store.saveInstance(record);
+        const [choice] = launchChoices(this.config, instanceType);
+        const record = await this.newRecord(location, imageId, choice.instanceType, choice.subnetId);
         records.push(record);
         if (!(await this.requestInstance(record))) break;
       }
     }
   }
 
-  /** RunInstances with the record's ClientToken. False when EC2 said no (the record is dropped). */
-  private async requestInstance(record: InstanceRecord): Promise<boolean> {
-    const ec2 = this.config.ec2;
-    try {
-      const reply = await this.ec2.send(new this.sdk.RunInstancesCommand({
-        ClientToken: record.token,
-        ImageId: record.imageId,
-        InstanceType: record.instanceType as never,
-        MinCount: 1,
-        MaxCount: 1,
-        ...(ec2.keyName ? { KeyName: ec2.keyName } : {}),
-        ...(ec2.securityGroupIds.length ? { SecurityGroupIds: ec2.securityGroupIds } : {}),
-        ...(ec2.subnetId ? { SubnetId: ec2.subnetId } : {}),
-        TagSpecifications: [{
-          ResourceType: 'instance',
-          Tags: [
-            { Key: 'Name', Value: `jobmanager-${this.config.deployment}` },
-            ...Object.entries(ec2.tags).map(([Key, Value]) => ({ Key, Value })),
-            { Key: DEPLOYMENT_TAG, Value: this.config.deployment },
-            { Key: TOKEN_TAG, Value: record.token },
-          ],
-        }],
-      }));
-      const instanceId = reply.Instances?.[0]?.InstanceId ?? null;
-      await this.update(record, { instanceId, state: 'pending', lastError: null });
-      this.backoff.delete(record.location);
-      this.log.info(`EC2: launched ${instanceId} (${record.instanceType}, ${record.imageId}) for jobs waiting in ${record.location}`);
-      return true;
-    } catch (err) {
-      const code = errorCode(err);
-      const failures = (this.backoff.get(record.location)?.failures ?? 0) + 1;
-      const delay = Math.min(1000 * 2 ** failures, RETRYABLE.has(code) ? 60_000 : 300_000);
-      const reason = `${code}: ${errorMessage(err)}`;
-      this.backoff.set(record.location, { until: Date.now() + delay, delay, reason, failures });
-      this.log.warn(`EC2: RunInstances failed (${reason}); trying again in ${formatDuration(delay)}`);
-      // An error answer from EC2 means no instance was made for this token: the request is
-      // dropped. No answer at all (the network) leaves it unknown: the record stays, and the
-      // same token is used again later, so an instance made meanwhile is found, not doubled.
-      const answered = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== undefined;
-      if (answered) await this.store.removeInstance(record.token);
-      await this.store.explainWait(record.location, `waiting for an EC2 instance: RunInstances failed ${failures} time${failures > 1 ? 's' : ''} (${reason}); trying again in ${formatDuration(delay)}`);
-      return false;
+  /** A launch record, saved before RunInstances is called: after a crash the same token is used again. */
+  private async newRecord(location: string, imageId: string, instanceType: string, subnetId: string | null): Promise<InstanceRecord> {
+    const record: InstanceRecord = {
+      token: randomUUID(), instanceId: null, state: 'requested', location, imageId, instanceType, subnetId,
+      slots: this.config.ec2.slots ?? (await this.catalog.vcpusOf(instanceType)), spot: this.config.ec2.spot,
+      requestedAt: Date.now(), launchedAt: null, address: null, readyAt: null, idleSince: null, changedAt: Date.now(), lastError: null,
+    };
+    await this.store.saveInstance(record);
+    return record;
+  }
+
+  /**
+   * RunInstances with the record's ClientToken; on a capacity error, the next type or subnet
+   * (launch-request.ts), each under a new record and token. False when EC2 said no to all (the
+   * records are dropped) or did not answer (the record stays, to be asked again).
+   */
+  private async requestInstance(first: InstanceRecord): Promise<boolean> {
+    let record = first;
+    const [, , locationType] = record.location.split(':');
+    const choices = launchChoices(this.config, locationType);
+    for (;;) {
+      try {
+        const rootDevice = this.config.ec2.rootVolumeSize ? await this.catalog.rootDeviceOf(record.imageId) : null;
+        const reply = await this.ec2.send(new this.sdk.RunInstancesCommand(runInstancesInput(this.config, record, rootDevice)));
+        const instanceId = reply.Instances?.[0]?.InstanceId ?? null;
+        await this.update(record, { instanceId, state: 'pending', launchedAt: Date.now(), lastError: null });
+        this.backoff.delete(record.location);
+        this.log.info(`EC2: launched ${instanceId} (${record.instanceType}${record.subnetId ? ` in ${record.subnetId}` : ''}${record.spot ? ', spot' : ''}, ${record.imageId}) for jobs waiting in ${record.location}`);
+        return true;
+      } catch (err) {
+        const code = errorCode(err);
+        // An error answer from EC2 means no instance was made for this token: the request is
+        // dropped. No answer at all (the network) leaves it unknown: the record stays, and the
+        // same token is used again later, so an instance made meanwhile is found, not doubled.
+        const answered = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== undefined;
+        if (answered) await this.store.removeInstance(record.token);
+        const next = choices[choices.findIndex((c) => c.instanceType === record.instanceType && c.subnetId === record.subnetId) + 1];
+        if (answered && CAPACITY_ERRORS.has(code) && next) {
+          this.log.warn(`EC2: no ${record.instanceType}${record.subnetId ? ` in ${record.subnetId}` : ''} (${code}); trying ${next.instanceType}${next.subnetId ? ` in ${next.subnetId}` : ''}`);
+          record = await this.newRecord(record.location, record.imageId, next.instanceType, next.subnetId);
+          continue;
+        }
+        await this.backOff(record.location, code, err);
+        return false;
+      }
     }
+  }
+
+  private async backOff(location: string, code: string, err: unknown): Promise<void> {
+    const failures = (this.backoff.get(location)?.failures ?? 0) + 1;
+    const delay = Math.min(1000 * 2 ** failures, RETRYABLE.has(code) || CAPACITY_ERRORS.has(code) ? 60_000 : 300_000);
+    const reason = `${code}: ${errorMessage(err)}`;
+    this.backoff.set(location, { until: Date.now() + delay, delay, reason, failures });
+    this.log.warn(`EC2: RunInstances failed (${reason}); trying again in ${formatDuration(delay)}`);
+    await this.store.explainWait(location, `waiting for an EC2 instance: RunInstances failed ${failures} time${failures > 1 ? 's' : ''} (${reason}); trying again in ${formatDuration(delay)}`);
   }
 
   private async slotsUsed(record: InstanceRecord): Promise<number> {
@@ -240,7 +298,7 @@ export class Provisioner {
     return used;
   }
 
-  /** Idle instances: retired (no new grants) after IdleTimeout, then terminated if still idle. */
+  /** Idle instances (no job in any slot): retired (no new grants) after IdleTimeout, then terminated if still idle. */
   private async retireIdle(records: InstanceRecord[], locations: string[]): Promise<void> {
     const now = Date.now();
     for (const record of records) {
@@ -265,6 +323,7 @@ export class Provisioner {
 
   private async terminate(record: InstanceRecord, why: string): Promise<void> {
     if (!record.instanceId) return;
+    this.tending.drop(record.token);
     try {
       await this.ec2.send(new this.sdk.TerminateInstancesCommand({ InstanceIds: [record.instanceId] }));
       this.log.info(`EC2: terminating ${record.instanceId}: ${why}`);
@@ -292,7 +351,9 @@ export class Provisioner {
   }
 
   private async forget(record: InstanceRecord): Promise<void> {
+    this.tending.drop(record.token);
     await this.store.removeInstance(record.token);
+    if (record.instanceId) await this.store.forgetHostState(instanceHostName(record.instanceId));
     if (record.address) {
       const file = ec2KnownHosts(this.config);
       const name = knownHostsName(record.address, this.config.ec2.port);
