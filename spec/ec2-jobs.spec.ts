@@ -114,7 +114,7 @@ function jobFile(ws: Workspace, name: string, run: string): string {
     const request = ec2.requests('RunInstances').at(-1)!;
     expect(request).to.include({ ImageId: 'ami-00000000000000fed', InstanceType: 'c7i.large', KeyName: 'jm-test' });
     const table = (await ws.cli('instances')).stdout;
-    expect(table, table).to.match(new RegExp(`${listed.instanceId}\\s+ready\\s+${id}\\s`));
+    expect(table, table).to.match(new RegExp(`${listed.instanceId}\\s+ready\\s+-\\s+${id}\\s+1/2\\s+on-demand\\s`));
     writeFileSync(go, '');
     expect((await waitJobs(ws, [id]))[0].state).to.equal('succeeded');
   });
@@ -132,20 +132,24 @@ function jobFile(ws: Workspace, name: string, run: string): string {
 
   it('keeps local jobs flowing while an instance boots', async function () {
     await noInstances(ec2);
-    ec2.bootDelayMs = 4000;
+    // The instance stays pending until the local jobs have all ended: no race with its boot.
+    ec2.holdBoots();
+    let ec2Id: string;
     try {
-      const [ec2Id] = await queue(ws, jobFile(ws, 'slow-boot', 'echo booted'));
+      const before = ec2.instances().length;
+      [ec2Id] = await queue(ws, jobFile(ws, 'slow-boot', 'echo booted'));
+      await waitFor('the instance to be launched', () => ec2.instances().length > before);
       const locals = Array.from({ length: 8 }, (_, i) => ws.write(`local${i}.yaml`, 'Order: [{Run: "sleep 0.1"}]'));
       const localIds = await queue(ws, ...locals);
       const done = await waitJobs(ws, localIds);
       expect(done.map((j) => j.state)).to.deep.equal(localIds.map(() => 'succeeded'));
       const ec2Job = JSON.parse((await ws.cli('show', ec2Id, '--json')).stdout) as JobView;
-      expect(ec2Job.state, 'the EC2 job is still waiting for its instance').to.be.oneOf(['queued', 'granted']);
-      const [job] = await waitJobs(ws, [ec2Id]);
-      expect(job.state).to.equal('succeeded');
+      expect(ec2Job.state, 'the EC2 job is still waiting for its instance').to.equal('queued');
     } finally {
-      ec2.bootDelayMs = 300;
+      ec2.releaseBoots();
     }
+    const [job] = await waitJobs(ws, [ec2Id]);
+    expect(job.state).to.equal('succeeded');
   });
 
   it('launches once through a kill -9 of the supervisor in the middle of RunInstances', async function () {
@@ -160,7 +164,8 @@ function jobFile(ws: Workspace, name: string, run: string): string {
     const [job] = await waitJobs(ws, [id]);
     expect(job.state).to.equal('succeeded');
     const made = ec2.instances().slice(before);
-    expect(made, 'one instance for the one launch').to.have.length(1);
+    const story = logMessages(supervisorLog(ws.stateDir), /EC2: /).join('\n');
+    expect(made, `one instance for the one launch; the log:\n${story}`).to.have.length(1);
     const tokens = ec2.requests('RunInstances').slice(-3).map((r) => r.ClientToken);
     expect(new Set(tokens.filter((t) => t === made[0].clientToken)).size).to.equal(1);
   });

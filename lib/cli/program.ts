@@ -31,8 +31,8 @@ const COMMANDS: CommandDef[] = [
   {
     name: 'run', args: [['<files...>', 'job files, or directories of them']],
     summary: 'start a supervisor here, queue the jobs, wait, print the results',
-    description: 'Starts a supervisor in this process (or uses the one running for this state directory), queues the jobs, waits for them with a progress bar, prints their results and stops what it started. Exits 0 only if every job succeeded.',
-    options: [TIMEOUT()],
+    description: 'Starts a supervisor in this process (or uses the one running for this state directory), queues the jobs, waits for them with a progress bar, prints their results and stops what it started: the supervisor, and the EC2 instances it launched (unless --keep-instances). Exits 0 only if every job succeeded.',
+    options: [TIMEOUT(), new Option('--keep-instances', 'leave the EC2 instances running when it ends (they still end themselves once idle: EC2.IdleTimeout plus a margin)')],
     examples: ['jobmanager run examples/', 'jobmanager run align.yaml --json > results.json'],
     load: async () => (await import('./commands/run.js')).runCommand,
   },
@@ -156,6 +156,7 @@ export function buildProgram(version: string, runtime: CliRuntime, execute: (arg
           json: Boolean(opts.json),
           wait: Boolean(opts.wait),
           detach: Boolean(opts.detach),
+          keepInstances: Boolean(opts.keepInstances),
           follow: Boolean(opts.follow),
           all: Boolean(opts.all),
           state: opts.state,

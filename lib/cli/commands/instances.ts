@@ -3,8 +3,9 @@ import { age, table } from '../output.js';
 import { instanceHostName } from '../../backends/ec2/instances.js';
 import { EXIT, type CommandArgs } from './types.js';
 
-// `jobmanager instances`: the EC2 instances this deployment launched: state, the job on each,
-// age, address, type and image.
+// `jobmanager instances`: the EC2 instances this deployment launched: state (idle: ready with no
+// job, and since when), the jobs on each and its slots, spot or on-demand, age, address, type and
+// image.
 
 export async function instancesCommand(args: CommandArgs): Promise<number> {
   const config = readConfig(args.config);
@@ -16,15 +17,26 @@ export async function instancesCommand(args: CommandArgs): Promise<number> {
       ...r,
       jobs: r.instanceId ? await store.slotHolders(`host:${instanceHostName(r.instanceId)}`) : [],
     })));
+    const shown = (r: (typeof rows)[number]) => (r.state === 'ready' && r.jobs.length === 0 ? 'idle' : r.state);
     if (args.out.json) {
-      args.out.data({ instances: rows.map(({ token, instanceId, state, jobs, requestedAt, readyAt, address, instanceType, imageId, lastError }) => ({ instanceId, state, jobs, requestedAt, readyAt, address, instanceType, imageId, lastError, clientToken: token })) });
+      args.out.data({
+        instances: rows.map((r) => ({
+          instanceId: r.instanceId, state: r.state, shownState: shown(r), jobs: r.jobs, slots: r.slots ?? 1, spot: r.spot ?? false,
+          idleSince: r.state === 'ready' || r.state === 'retiring' ? r.idleSince : null, requestedAt: r.requestedAt, readyAt: r.readyAt,
+          address: r.address, instanceType: r.instanceType, imageId: r.imageId, subnetId: r.subnetId ?? null, lastError: r.lastError ?? r.lostReason ?? null, clientToken: r.token,
+        })),
+      });
     } else if (rows.length === 0) {
       args.out.line(`no EC2 instances (at most ${config.ec2.maxInstances} at once; they are launched for EC2 jobs)`);
     } else {
       args.out.line(table(
-        ['INSTANCE', 'STATE', 'JOB', 'AGE', 'ADDRESS', 'TYPE', 'IMAGE', 'NOTE'],
-        rows.map((r) => [r.instanceId ?? '(requested)', r.state === 'ready' && r.jobs.length === 0 ? 'idle' : r.state, r.jobs.join(' ') || '-', age(r.requestedAt), r.address, r.instanceType, r.imageId, r.lastError ?? '']),
-        [20, 12, 12, 8, 16, 12, 22, 60],
+        ['INSTANCE', 'STATE', 'IDLE FOR', 'JOBS', 'SLOTS', 'MARKET', 'AGE', 'ADDRESS', 'TYPE', 'IMAGE', 'NOTE'],
+        rows.map((r) => [
+          r.instanceId ?? '(requested)', shown(r), (r.state === 'ready' || r.state === 'retiring') && r.idleSince !== null ? age(r.idleSince) : '-',
+          r.jobs.join(' ') || '-', `${r.jobs.length}/${r.slots ?? 1}`, r.spot ? 'spot' : 'on-demand', age(r.requestedAt), r.address, r.instanceType, r.imageId,
+          r.lostReason ?? r.lastError ?? '',
+        ]),
+        [20, 12, 9, 16, 6, 9, 8, 16, 12, 22, 60],
       ));
     }
     return EXIT.ok;

@@ -15,6 +15,7 @@ import type { Config } from '../../config/config.js';
 import { sleep } from '../../util/stop-signal.js';
 import { processAlive } from '../../util/process.js';
 import { loginLink } from '../../web/auth.js';
+import { describeEnded, endIdleInstances } from '../../backends/ec2/ending.js';
 
 // The supervisor's lifecycle: start (foreground, or --detach), stop, restart, status.
 
@@ -86,6 +87,8 @@ async function startDetached(config: Config, args: CommandArgs): Promise<number>
 export async function stopCommand(args: CommandArgs): Promise<number> {
   const config = readConfig(args.config);
   const stopped = await stopSupervisor(config, args);
+  // With the supervisor gone (no provisioner to launch more), idle EC2 instances end now.
+  if (stopped !== false) await endInstances(config, args);
   if (stopped === null) {
     if (!config.redisUrl && (await pingSocket(embeddedRedisSocket(config.stateDir)))) {
       await stopEmbeddedRedis(config.stateDir, true);
@@ -96,6 +99,20 @@ export async function stopCommand(args: CommandArgs): Promise<number> {
     return EXIT.ok;
   }
   return stopped ? EXIT.ok : EXIT.unavailable;
+}
+
+/** Terminates idle instances; says which busy ones are left, and why. */
+async function endInstances(config: Config, args: CommandArgs): Promise<void> {
+  // Redis is asked (the embedded one started for it, if need be) only where EC2 is set up.
+  if (!config.ec2.imageId && !config.redisUrl && !(await pingSocket(embeddedRedisSocket(config.stateDir)))) return;
+  const handle = await openStore(config);
+  try {
+    for (const line of describeEnded(await endIdleInstances(config, handle.store))) args.out.error(line);
+  } catch (err) {
+    args.out.error(`could not end the EC2 instances: ${errorMessage(err)}`);
+  } finally {
+    await handle.release();
+  }
 }
 
 /** null: none was running; true: stopped; false: it did not stop in time. */

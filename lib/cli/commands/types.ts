@@ -7,6 +7,8 @@ export interface CommandArgs {
   json: boolean;
   wait: boolean;
   detach: boolean;
+  /** run: leave the EC2 instances running. */
+  keepInstances: boolean;
   follow: boolean;
   all: boolean;
   state: string | undefined;
