@@ -6,7 +6,7 @@ import { shq } from '../../util/shell.js';
 // whenever the provisioner finds it gone, detached from the SSH session (its own session, HUP
 // ignored), so neither a dropped connection nor a dead supervisor stops it.
 //
-//   provisioner (every renewal: tendScript)          instance: ~/.jobmanager/<deployment>/instance/
+//   provisioner (every renewal: tendScript)          instance: ~/.jobmanager/<deployment>/instance-<id>/
 //   ──────────────────────────────────────           ─────────────────────────────────────────────
 //   writes a new value into lease ──────────────▶    watchdog, every second:
 //   starts the watchdog if its pid is gone            lease changed, or a job of the instance alive?
@@ -84,9 +84,12 @@ export interface WatchdogSettings {
   shutdownCommand: string;
 }
 
-/** The instance's directory of the watchdog's files (sh, relative to the login's home). */
-function instanceDir(deployment: string): string {
-  return `"$HOME"/.jobmanager/${shq(deployment)}/instance`;
+/**
+ * The directory of the watchdog's files (sh, under the login's home), named by the instance: homes
+ * shared between machines (NFS, or the loopback instances of the specs) keep them apart.
+ */
+function instanceDir(deployment: string, instanceId: string): string {
+  return `"$HOME"/.jobmanager/${shq(deployment)}/instance-${shq(instanceId)}`;
 }
 
 /**
@@ -102,7 +105,7 @@ export function tendScript(settings: WatchdogSettings, leaseValue: string): stri
   ].join(' ');
   const start = `sh ${WATCHDOG_FILE} ${args} </dev/null >/dev/null 2>&1 &`;
   return [
-    `D=${instanceDir(settings.deployment)}`,
+    `D=${instanceDir(settings.deployment, settings.instanceId)}`,
     'mkdir -p "$D" && cd "$D" || exit 1',
     `[ -f ${WATCHDOG_FILE} ] || printf '%s' ${shq(WATCHDOG)} >${WATCHDOG_FILE}`,
     `echo ${shq(leaseValue)} >lease`,
