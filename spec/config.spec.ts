@@ -67,13 +67,14 @@ describe('config', function () {
       expect([config.localMaxJobs, config.remoteMaxJobsPerHost, config.pollPeriodMs]).to.deep.equal([4, 3, 30_000]);
       expect([config.hostKeyPolicy, config.logLevel, config.deployment]).to.deep.equal(['strict', 'info', 'default']);
       expect(config.hosts).to.deep.equal([]);
-      expect(config.ec2).to.deep.include({ region: 'us-east-1', instanceType: 't3.micro', maxInstances: 4, idleTimeoutMs: 600_000, username: 'ec2-user', securityGroupIds: [] });
+      expect(config.ec2).to.deep.include({ region: 'us-east-1', instanceTypes: ['t3.micro'], maxInstances: 4, idleTimeoutMs: 600_000, username: 'ec2-user', securityGroupIds: [] });
+      expect(config.ec2).to.deep.include({ subnetIds: [], slots: null, spot: false, iamInstanceProfile: null, userData: null, rootVolumeSize: null, shutdownCommand: 'sudo shutdown -h now', metadataEndpoint: 'http://169.254.169.254' });
     });
 
     it('lets a user file override some keys and keeps the other defaults, EC2 merged key by key', function () {
       const config = load('LocalMaxJobs: 9\nPollPeriod: 5s\nEC2:\n  Region: eu-west-1\n  MaxInstances: 2\n');
       expect([config.localMaxJobs, config.pollPeriodMs, config.remoteMaxJobsPerHost]).to.deep.equal([9, 5000, 3]);
-      expect(config.ec2).to.deep.include({ region: 'eu-west-1', maxInstances: 2, instanceType: 't3.micro', username: 'ec2-user', idleTimeoutMs: 600_000 });
+      expect(config.ec2).to.deep.include({ region: 'eu-west-1', maxInstances: 2, instanceTypes: ['t3.micro'], username: 'ec2-user', idleTimeoutMs: 600_000 });
     });
 
     it("maps the old tool's keys (its Template.yaml) to the new ones", function () {
@@ -95,7 +96,7 @@ describe('config', function () {
         region: 'us-east-1',
         maxInstances: 18,
         imageId: 'ami-0123456789abcdef0',
-        instanceType: 'm1.large',
+        instanceTypes: ['m1.large'],
         securityGroupIds: ['sg-0a1b2c3d', 'sg-4e5f6a7b'],
         keyName: 'lab-key',
         username: 'ec2-user',
@@ -128,6 +129,19 @@ describe('config', function () {
       expect(load('Web: {Listen: null}\n').web).to.deep.equal({ listen: null, token: null });
       expect(load('Web: {Listen: "[::1]:0"}\n').web.listen).to.deep.equal({ host: '::1', port: 0 });
       expect(load('Web: {Listen: "localhost:9000"}\n').web.listen).to.deep.equal({ host: 'localhost', port: 9000 });
+    });
+
+    it('takes the EC2 launch options, and refuses bad ones with the key and the fix', function () {
+      const userData = write('#!/bin/sh\necho hi\n');
+      const ec2 = load(`EC2:\n  InstanceType: t3.large\n  InstanceTypes: [t3.large, t3a.large]\n  SubnetIds: [subnet-0aaaaaaaaaaaaaaaa]\n  Slots: 2\n  Spot: true\n  IamInstanceProfile: jm-jobs\n  UserData: ${userData}\n  RootVolumeSize: 40\n  ShutdownCommand: touch /tmp/x\n`).ec2;
+      expect(ec2).to.deep.include({ instanceTypes: ['t3.large', 't3a.large'], subnetIds: ['subnet-0aaaaaaaaaaaaaaaa'], slots: 2, spot: true, iamInstanceProfile: 'jm-jobs', userData, rootVolumeSize: 40, shutdownCommand: 'touch /tmp/x' });
+      expectRefused('EC2:\n  InstanceTypes: [t3.large, "big one"]\n', 2, 'EC2.InstanceTypes.1', /is not an instance type: write it as EC2 names it/);
+      expectRefused('EC2:\n  SubnetIds: [vpc-1]\n', 2, 'EC2.SubnetIds.0', /is not a subnet id/);
+      expectRefused('EC2:\n  UserData: /nonexistent/user-data.sh\n', 2, 'EC2.UserData', /cannot read \/nonexistent\/user-data\.sh \(ENOENT\)/);
+      expectRefused('EC2:\n  Slots: 0\n', 2, 'EC2.Slots', /must be a whole number from 1 to 1000/);
+      expectRefused('EC2:\n  Spot: sometimes\n', 2, 'EC2.Spot', /must be true or false/);
+      expectRefused('EC2:\n  ShutdownCommand: "poweroff\\nrm -rf /"\n', 2, 'EC2.ShutdownCommand', /must be one line of shell/);
+      expectRefused('EC2:\n  IamInstanceProfile: "has space"\n', 2, 'EC2.IamInstanceProfile', /instance profile's name .* or its ARN/);
     });
 
     it('needs a token for any address but loopback, and takes one', function () {
