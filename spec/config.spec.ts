@@ -186,7 +186,7 @@ describe('config', function () {
 
     it('Hosts with a duplicate name, no Hostname, or the reserved name any', function () {
       expectRefused('Hosts:\n  - {Name: lab1, Hostname: 10.0.0.5}\n  - {Name: lab1, Hostname: 10.0.0.6}\n', 3, 'Hosts.1.Name', /^lab1 is listed twice$/);
-      expectRefused('Hosts:\n  - Name: lab1\n    Port: 22\n', 2, 'Hosts.0.Hostname', /^is missing: the address or DNS name of the host$/);
+      expectRefused('Hosts:\n  - Name: lab1\n    Port: 22\n', 2, 'Hosts.0.Hostname', /^is missing: the address or DNS name of the host \(or a Host lab1 block with a HostName in .*\)$/);
       expectRefused('Hosts:\n  - {Name: any, Hostname: 10.0.0.5}\n', 2, 'Hosts.0.Name', /^`any` is reserved/);
     });
 

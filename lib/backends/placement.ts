@@ -3,6 +3,9 @@ import type { JobSpec } from '../jobfile/job-spec.js';
 import type { Keys, Location } from '../store/keys.js';
 import type { GrantPool } from '../store/store.js';
 import { configuredHosts, type Host, type HostRegistry } from '../ssh/hosts.js';
+import { SshConfigError } from '../ssh/errors.js';
+import type { SshRoute } from '../ssh/handshake.js';
+import { resolveHost } from '../ssh/ssh-config.js';
 
 // Where a job runs, as a location, and the slot pools the manager grants from.
 //   local         Local and Thread jobs: LocalMaxJobs slots (the set LocalJobs)
@@ -38,26 +41,24 @@ function remoteLocation(spec: JobSpec, config: Config): Placement {
     if (hosts.length === 0) return { reason: 'Hostname: any needs hosts in the config (Hosts: [...]); none are configured' };
     return { location: 'any' };
   }
-  const configured = hosts.find((h) => h.name === hostname || h.hostname === hostname);
+  const configured = config.hosts.find((h) => h.name === hostname || h.alias === hostname || h.hostname === hostname);
   if (configured) {
     for (const [key, value] of [['Username', remote.username], ['Port', remote.port], ['Key', remote.key]] as const) {
       if (value !== null) return { reason: `${key} is set in the job file, but ${hostname} is a host from the config, which says how to reach it: remove ${key} from the job file (or change the config)` };
     }
     return { location: `host:${configured.name}` };
   }
-  // A host only this job file names, as the old tool's RemoteJob did.
-  const port = remote.port ?? 22;
-  const name = port === 22 ? hostname : `${hostname}_${port}`;
-  const adhoc: Host = {
-    name,
-    hostname,
-    port,
-    username: remote.username ?? process.env.USER ?? 'root',
-    key: remote.key,
-    slots: config.remoteMaxJobsPerHost,
-    adhoc: true,
-  };
-  return { location: `host:${name}`, adhoc };
+  // A host only this job file names, as the old tool's RemoteJob did; ~/.ssh/config may know it
+  // (an alias, its user, port, keys, jump host), and the job file's own keys win over it.
+  let route: SshRoute;
+  try {
+    route = resolveHost(config.sshConfig, { name: hostname, port: remote.port, username: remote.username, key: remote.key });
+  } catch (err) {
+    if (err instanceof SshConfigError) return { reason: err.message };
+    throw err;
+  }
+  const name = remote.port !== null && remote.port !== 22 ? `${hostname}_${remote.port}` : hostname;
+  return { location: `host:${name}`, adhoc: { name, ...route, slots: config.remoteMaxJobsPerHost, adhoc: true } };
 }
 
 export function poolsFor(config: Config, keys: Keys, hosts: HostRegistry | null = null): GrantPool[] {

@@ -6,6 +6,9 @@ import { DEFAULT_CONFIG_FILE, expandHome } from '../util/paths.js';
 import { checkKeys, describeType, expectMap, optDuration, optInt, optString, optStringList, optStringMap, printable, looksLikeKey, type Fail } from '../jobfile/fields.js';
 import { compileEc2, KEY_NOT_PATH, type Ec2Config } from './ec2-config.js';
 import { readYamlFile, YamlProblem, type ParsedYaml, type YamlPath } from '../jobfile/yaml.js';
+import type { SshRoute } from '../ssh/handshake.js';
+import { SshConfigError } from '../ssh/errors.js';
+import { knowsHostName, resolveHost } from '../ssh/ssh-config.js';
 
 // Configuration: config/default.yaml documents every key and holds its default; a user file
 // (--config, JM_CONFIG, or ./jobmanager.yaml) overrides keys; JM_REDIS_URL and JM_STATE_DIR
@@ -17,13 +20,11 @@ export type HostKeyPolicy = 'strict' | 'accept-new';
 /** When a Remote job's Downloads are fetched: whatever the outcome (the evidence of a failure too), or only on success. */
 export type DownloadsOn = 'always' | 'success';
 
-export interface HostConfig {
+/** A host of the config's Hosts, resolved through ~/.ssh/config (SshConfig) at load. */
+export interface HostConfig extends SshRoute {
   name: string;
-  hostname: string;
-  port: number;
-  username: string;
-  /** Private key file; null: use the ssh-agent. */
-  key: string | null;
+  /** The name looked up in ~/.ssh/config (its Hostname as written, else its Name): a job's Hostname may use it too. */
+  alias: string;
   slots: number;
 }
 
@@ -194,6 +195,7 @@ function compile(raw: Record<string, unknown>, file: string | null, env: NodeJS.
   const downloadsOn = (optString(raw, 'DownloadsOn', [], fail) ?? 'always') as DownloadsOn;
   if (!['always', 'success'].includes(downloadsOn)) fail(['DownloadsOn'], 'must be always (fetch Downloads whatever the outcome) or success');
   const sshConfigText = raw.SshConfig === null ? null : optString(raw, 'SshConfig', [], fail, 1024) ?? '~/.ssh/config';
+  const sshConfig = sshConfigText ? resolve(expandHome(sshConfigText)) : null;
   const remoteMaxJobsPerHost = optInt(raw, 'RemoteMaxJobsPerHost', [], fail, 1, 1000) ?? 3;
   const pollPeriodMs = optDuration(raw, 'PollPeriod', [], fail) ?? 30_000;
   if (pollPeriodMs < 50) fail(['PollPeriod'], 'must be at least 50ms');
@@ -211,16 +213,16 @@ function compile(raw: Record<string, unknown>, file: string | null, env: NodeJS.
     logLevel,
     knownHosts: resolve(expandHome(optString(raw, 'KnownHosts', [], fail) ?? '~/.ssh/known_hosts')),
     hostKeyPolicy,
-    sshConfig: sshConfigText ? resolve(expandHome(sshConfigText)) : null,
+    sshConfig,
     downloadsOn,
     hostDownAfterMs: optDuration(raw, 'HostDownAfter', [], fail) ?? 120_000,
-    hosts: compileHosts(raw.Hosts, remoteMaxJobsPerHost, fail),
+    hosts: compileHosts(raw.Hosts, remoteMaxJobsPerHost, sshConfig, fail),
     ec2: compileEc2(raw.EC2, fail),
     web: compileWeb(raw.Web, fail),
   };
 }
 
-function compileHosts(raw: unknown, defaultSlots: number, fail: Fail): HostConfig[] {
+function compileHosts(raw: unknown, defaultSlots: number, sshConfig: string | null, fail: Fail): HostConfig[] {
   if (raw === undefined || raw === null) return [];
   if (!Array.isArray(raw)) fail(['Hosts'], `must be a list of hosts, not ${describeType(raw)}`);
   const names = new Set<string>();
@@ -229,22 +231,32 @@ function compileHosts(raw: unknown, defaultSlots: number, fail: Fail): HostConfi
     const host = expectMap(entry, path, fail, 'a host');
     checkKeys(host, HOST_KEYS, path, fail, 'a host');
     const hostname = optString(host, 'Hostname', path, fail, 255);
-    if (!hostname) fail([...path, 'Hostname'], 'is missing: the address or DNS name of the host');
     const name = optString(host, 'Name', path, fail, 64) ?? hostname;
+    // Only Name: it must be an alias that SshConfig gives a HostName (a typo is not taken for a DNS name).
+    if (!name || (!hostname && !knowsHostName(sshConfig, name))) {
+      fail([...path, 'Hostname'], `is missing: the address or DNS name of the host${name ? ` (or a Host ${name} block with a HostName in ${sshConfig ?? 'SshConfig'})` : ''}`);
+    }
     if (!/^[A-Za-z0-9_.-]+$/.test(name)) fail([...path, 'Name'], 'must be letters, digits, _, . and - only');
     if (name === 'any') fail([...path, 'Name'], '`any` is reserved: Hostname: any means any configured host');
     if (names.has(name)) fail([...path, 'Name'], `${name} is listed twice`);
     names.add(name);
     const key = optString(host, 'Key', path, fail, 1024);
     if (key && looksLikeKey(key)) fail([...path, 'Key'], KEY_NOT_PATH);
-    return {
-      name,
-      hostname,
-      port: optInt(host, 'Port', path, fail, 1, 65535) ?? 22,
-      username: optString(host, 'Username', path, fail, 64) ?? process.env.USER ?? 'root',
-      key: key ? resolve(expandHome(key)) : null,
-      slots: optInt(host, 'Slots', path, fail, 1, 1000) ?? defaultSlots,
-    };
+    const alias = hostname ?? name;
+    let route: SshRoute;
+    try {
+      // Hosts' own keys win over ~/.ssh/config, as options on ssh's command line do (ssh-config.ts).
+      route = resolveHost(sshConfig, {
+        name: alias,
+        port: optInt(host, 'Port', path, fail, 1, 65535) ?? null,
+        username: optString(host, 'Username', path, fail, 64) ?? null,
+        key: key ? resolve(expandHome(key)) : null,
+      });
+    } catch (err) {
+      if (err instanceof SshConfigError) fail(path, `${err.message} (SshConfig)`);
+      throw err;
+    }
+    return { name, alias, ...route, slots: optInt(host, 'Slots', path, fail, 1, 1000) ?? defaultSlots };
   });
 }
 

@@ -1,24 +1,38 @@
-import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Client } from 'ssh2';
 import type { HostKeyPolicy } from '../config/config.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { HostKeyError, SshConfigError } from './errors.js';
+import { identitiesOf, refusedMessage } from './identities.js';
 import { addHostKey, checkHostKey, knownHostsName } from './known-hosts.js';
 
 // Making one SSH connection: TCP with TCP_NODELAY (without it every round trip waits ~40 ms, Nagle
-// + delayed ACK), the host key checked against known_hosts under the HostKeyPolicy, then the
-// user's key (or the ssh-agent's). A problem only the config can fix comes back as SshConfigError
-// or HostKeyError; anything else (no answer, a reset) as the plain error, for the caller to retry.
+// + delayed ACK) — or, with ProxyJump, a channel forwarded through an SSH connection to the jump
+// host (made the same way, its own host key checked too) —, the host key checked against
+// known_hosts under the HostKeyPolicy, then the keys (identities.ts: Key, IdentityFile, the
+// ssh-agent). A problem only the config can fix comes back as SshConfigError or HostKeyError;
+// anything else (no answer, a reset) as the plain error, for the caller to retry.
+//
+//   supervisor ──TCP──> jump host ──forwardOut (direct-tcpip)──> host:port
+//        └────────────── SSH to the host, inside that channel ─────┘
 
-export interface SshTarget {
-  name: string;
+/** How to reach a host (what Hosts, a job file and ~/.ssh/config resolve to: ssh-config.ts). */
+export interface SshRoute {
   hostname: string;
   port: number;
   username: string;
-  /** Private key file; null: the ssh-agent (SSH_AUTH_SOCK). */
+  /** The private key file of the config or job file (Key); null: none named. */
   key: string | null;
+  /** More key files, tried after `key` (IdentityFile of ~/.ssh/config, or ssh's default ones). */
+  identityFiles?: string[];
+  /** ProxyJump: the host to go through (which may have a jump host of its own). */
+  jump?: SshRoute | null;
+}
+
+export interface SshTarget extends SshRoute {
+  name: string;
 }
 
 export interface HandshakeSettings {
@@ -30,12 +44,28 @@ export interface HandshakeSettings {
   keepaliveCount: number;
 }
 
-/** An authenticated ssh2 Client for `target`; its later errors and close are the caller's to handle. */
+/**
+ * An authenticated ssh2 Client for `target`; its later errors and close are the caller's to
+ * handle. Through a jump host, that connection ends when the client does.
+ */
 export async function handshake(target: SshTarget, settings: HandshakeSettings): Promise<Client> {
-  const { hostname, port, username, key, name } = target;
+  const { hostname, port, name } = target;
   const timeout = settings.timeoutMs;
-  const socket = await tcpConnect(hostname, port, timeout);
+  // Keys are read before any connection is made: a config problem is reported as such.
+  const identities = identitiesOf(target);
+  const jumpClient = target.jump ? await handshake({ ...target.jump, name: `${name} (its jump host ${target.jump.hostname})` }, settings) : null;
+  let socket: Duplex;
+  try {
+    socket = jumpClient ? await forward(jumpClient, hostname, port, timeout) : await tcpConnect(hostname, port, timeout);
+  } catch (err) {
+    jumpClient?.end();
+    throw err;
+  }
   const client = new Client();
+  if (jumpClient) {
+    client.once('close', () => jumpClient.end());
+    jumpClient.once('close', () => client.end());
+  }
   let keyProblem: HostKeyError | null = null;
   const verify = (blob: Buffer): boolean => {
     const verdict = checkHostKey(settings.knownHosts, hostname, port, blob);
@@ -55,26 +85,16 @@ export async function handshake(target: SshTarget, settings: HandshakeSettings):
     );
     return false;
   };
-  let privateKey: Buffer | undefined;
-  if (key) {
-    try {
-      privateKey = readFileSync(key);
-    } catch (err) {
-      socket.destroy();
-      throw new SshConfigError(`${name}: cannot read the key ${key} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}); check Key in the config or job file`);
-    }
-  } else if (!process.env.SSH_AUTH_SOCK) {
-    socket.destroy();
-    throw new SshConfigError(`${name}: no Key is configured and no ssh-agent is running (SSH_AUTH_SOCK is not set)`);
-  }
   await new Promise<void>((resolve, reject) => {
-    // ssh2's readyTimeout does not run for a socket handed to it already connected: time the
-    // handshake here, so a host that accepts TCP and never speaks SSH is noticed.
-    const timer = setTimeout(() => {
+    const fail = (err: Error) => {
       client.end();
       socket.destroy();
-      reject(new Error(`no SSH handshake from ${hostname}:${port} within ${timeout}ms`));
-    }, timeout);
+      jumpClient?.end();
+      reject(err);
+    };
+    // ssh2's readyTimeout does not run for a socket handed to it already connected: time the
+    // handshake here, so a host that accepts TCP and never speaks SSH is noticed.
+    const timer = setTimeout(() => fail(new Error(`no SSH handshake from ${hostname}:${port} within ${timeout}ms`)), timeout);
     // Errors after the first (the socket closing under a failed handshake) are expected.
     client.on('error', () => {});
     client.once('ready', () => {
@@ -83,27 +103,36 @@ export async function handshake(target: SshTarget, settings: HandshakeSettings):
     });
     client.once('error', (err) => {
       clearTimeout(timer);
-      reject(keyProblem ?? (isConfigProblem(err) ? new SshConfigError(`${name}: ${describeAuthError(err, target)}`, { cause: err }) : err));
+      fail(keyProblem ?? (/authentication methods failed/i.test(err.message) ? new SshConfigError(`${name}: ${refusedMessage(target, identities)}`, { cause: err }) : err));
     });
     try {
       client.connect({
         sock: socket,
-        username,
-        privateKey,
-        agent: privateKey ? undefined : process.env.SSH_AUTH_SOCK,
+        username: target.username,
+        authHandler: identities.methods,
         hostVerifier: verify,
         keepaliveInterval: settings.keepaliveMs,
         keepaliveCountMax: settings.keepaliveCount,
         readyTimeout: timeout,
       });
     } catch (err) {
-      // ssh2 throws at once for a key it cannot parse: that is the config's problem, not the host's.
       clearTimeout(timer);
-      socket.destroy();
-      reject(new SshConfigError(`${name}: ${describeAuthError(err as Error, target)}`, { cause: err }));
+      fail(new SshConfigError(`${name}: ${errorMessage(err)}`, { cause: err }));
     }
   });
   return client;
+}
+
+/** A channel from the jump host to host:port (ssh -J, "direct-tcpip"). */
+function forward(jump: Client, host: string, port: number, timeoutMs: number): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the jump host did not open a channel to ${host}:${port} within ${timeoutMs}ms`)), timeoutMs);
+    jump.forwardOut('127.0.0.1', 0, host, port, (err, channel) => {
+      clearTimeout(timer);
+      if (err) reject(new Error(`the jump host could not reach ${host}:${port} (${err.message})`));
+      else resolve(channel);
+    });
+  });
 }
 
 function tcpConnect(host: string, port: number, timeoutMs: number): Promise<Socket> {
@@ -123,15 +152,4 @@ function tcpConnect(host: string, port: number, timeoutMs: number): Promise<Sock
       reject(err);
     });
   });
-}
-
-function isConfigProblem(err: Error): boolean {
-  return /Cannot parse privateKey|authentication methods failed|encrypted private key/i.test(err.message);
-}
-
-function describeAuthError(err: Error, target: SshTarget): string {
-  if (/authentication methods failed/i.test(err.message)) {
-    return `${target.username}@${target.hostname}:${target.port} refused the ${target.key ? `key ${target.key}` : 'ssh-agent\'s keys'}; check Username and Key`;
-  }
-  return `the key ${target.key} cannot be used (${err.message}); give an unencrypted private key in OpenSSH or PEM format, or use the ssh-agent`;
 }

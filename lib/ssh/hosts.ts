@@ -49,7 +49,7 @@ export function ec2KnownHosts(config: Config): string {
 }
 
 export function configuredHosts(config: Config): Host[] {
-  return config.hosts.map((h) => ({ name: h.name, hostname: h.hostname, port: h.port, username: h.username, key: h.key, slots: h.slots, adhoc: false }));
+  return config.hosts.map((h) => ({ name: h.name, hostname: h.hostname, port: h.port, username: h.username, key: h.key, identityFiles: h.identityFiles, jump: h.jump, slots: h.slots, adhoc: false }));
 }
 
 export class HostRegistry {
@@ -91,8 +91,8 @@ export class HostRegistry {
 
   async register(host: Host): Promise<void> {
     if (this.adhoc.has(host.name)) return;
-    const { name, hostname, port, username, key, slots } = host;
-    await this.store.registerHost(name, { hostname, port, username, key, slots });
+    const { name, hostname, port, username, key, identityFiles, jump, slots } = host;
+    await this.store.registerHost(name, { hostname, port, username, key, identityFiles, jump, slots });
     this.adhoc.set(name, host);
   }
 

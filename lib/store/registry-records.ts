@@ -3,12 +3,10 @@
 // running supervisor. Store reads and writes them (lib/store/store.ts); what they mean is told by
 // their users (lib/ssh/hosts.ts, lib/backends/ec2/instances.ts, actors/supervisor.ts).
 
-/** A host named only by job files (Hosts hash, field = host name): how to reach it. */
-export interface AdhocHostRecord {
-  hostname: string;
-  port: number;
-  username: string;
-  key: string | null;
+import type { SshRoute } from '../ssh/handshake.js';
+
+/** A host named only by job files (Hosts hash, field = host name): how to reach it (resolved through ~/.ssh/config). */
+export interface AdhocHostRecord extends SshRoute {
   slots: number;
 }
 
