@@ -1,4 +1,4 @@
-import { unlinkSync, watch, type FSWatcher } from 'node:fs';
+import { mkdirSync, unlinkSync, watch, type FSWatcher } from 'node:fs';
 import { readReturnData } from '../../runtime/function-step.js';
 import { stepLabels } from '../../runs/job-info.js';
 import { explainEnd, type RunOutcome } from '../../runs/outcome.js';
@@ -30,6 +30,8 @@ export class LocalWatch implements WatchSide {
   /** The runs directory is watched so that a new line wakes the fetcher at once. */
   private watchRunsDir(): void {
     try {
+      // Made here too: the starter's launcher may not have made it yet (the actors start in any order).
+      mkdirSync(runsDir(this.ctx.config.stateDir), { recursive: true, mode: 0o700 });
       this.watcher = watch(runsDir(this.ctx.config.stateDir), () => this.ctx.wake());
       this.watcher.on('error', (err) => this.watchLost(err));
     } catch (err) {
