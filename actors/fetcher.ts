@@ -199,7 +199,7 @@ class Fetcher implements Actor {
    */
   private async end(run: WatchedRun, kind: BackendKind, outcome: RunOutcome): Promise<boolean> {
     let result: unknown = null;
-    if (outcome.kind !== 'interrupted') {
+    if (outcome.kind === 'succeeded' || outcome.kind === 'failed') {
       try {
         result = await this.watches[kind].collect(run, outcome);
       } catch (err) {

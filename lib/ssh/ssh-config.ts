@@ -17,8 +17,8 @@ import type { SshRoute } from './handshake.js';
 // the address. With no IdentityFile and no Key, ssh's default identities (~/.ssh/id_ed25519, …)
 // are tried, and the ssh-agent always is (handshake.ts).
 //
-// Not followed: Include, Match (Match exec would run commands), ProxyCommand, and tokens other
-// than %h, %p, %r, %u, %d, %% and ~.
+// Not followed: Include, Match (Match exec would run commands), ProxyCommand, IdentitiesOnly, and
+// tokens other than %h, %p, %r, %u, %d, %% and ~.
 
 export interface HostQuery {
   /** The name looked up, as typed after `ssh` (an alias, a host name or an address). */
