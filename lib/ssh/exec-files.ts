@@ -52,22 +52,26 @@ export class ExecFiles implements RemoteFiles {
     const fd = 'path' in source ? openLocal(source.path) : null;
     const data = 'data' in source ? Buffer.from(source.data) : null;
     const size = fd !== null ? fstatSync(fd).size : data!.length;
+    /** Once a read stream has the file, it closes it (destroy() closes it whatever autoClose says). */
+    let streamOwnsFd = false;
     try {
       await this.withExec(`sh -c ${shq(PUT)} sh ${shq(remote)} ${size}`, async (channel) => {
         const status = exitStatus(channel);
-        const input = fd !== null ? createReadStream('', { fd, autoClose: false, start: 0, end: Math.max(0, size - 1) }) : null;
+        const input = fd !== null && size > 0 ? createReadStream('', { fd, start: 0, end: size - 1 }) : null;
+        streamOwnsFd = input !== null;
         channel.resume(); // nothing comes on stdout, but its end must be read for the channel to close
-        if (input && size > 0) {
-          input.once('error', () => channel.close());
+        if (input) {
+          input.on('error', () => channel.close());
           input.pipe(channel);
         } else {
           channel.end(data ?? undefined);
         }
-        const { code, stderr } = await status;
+        // A host that stopped reading early (no room, say) leaves the file half read: stop reading it.
+        const { code, stderr } = await status.finally(() => input?.destroy());
         if (code !== 0) throw new RemoteFileError(`writing ${remote}: ${stderr || `exit code ${code}`}`);
       });
     } finally {
-      if (fd !== null) closeSync(fd);
+      if (fd !== null && !streamOwnsFd) closeSync(fd);
     }
   }
 
@@ -101,11 +105,11 @@ function openLocal(path: string): number {
 }
 
 /**
- * The channel's exit status and what it wrote on stderr, once it closes. No exit status at all
- * means the channel (or the connection under it) broke: a plain error, for the caller to treat
- * as "host unavailable".
+ * The channel's exit status and what it wrote on stderr, once it closes. No exit status and
+ * nothing on stderr means the channel (or the connection under it) broke: a plain error, for the
+ * caller to treat as "host unavailable".
  */
-function exitStatus(channel: ClientChannel): Promise<{ code: number; stderr: string }> {
+function exitStatus(channel: ClientChannel): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve, reject) => {
     const err: Buffer[] = [];
     let code: number | null = null;
@@ -116,7 +120,10 @@ function exitStatus(channel: ClientChannel): Promise<{ code: number; stderr: str
     channel.on('error', () => {}); // a write after the far end closed: the status tells what happened
     channel.once('close', () => {
       const stderr = Buffer.concat(err).toString('utf8').trim().slice(0, 500);
-      if (code === null) reject(new Error(`the channel closed before the command ended${stderr ? ` (${stderr})` : ''}`));
+      // Seen here: a host whose command failed at once (no such directory) while a large upload
+      // was still being sent sometimes closed the channel without an exit status; what it said
+      // on stderr is then its answer about the file.
+      if (code === null && !stderr) reject(new Error('the channel closed before the command ended'));
       else resolve({ code, stderr });
     });
   });
