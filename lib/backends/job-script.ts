@@ -1,6 +1,8 @@
 import { shellPath, shq } from '../util/shell.js';
 import type { JobSpec, Step } from '../jobfile/job-spec.js';
 import { INTERNAL_DIR, outputFile } from '../runtime/layout.js';
+import { HOST_CLOCK_SH } from './remote/lease.js';
+import { ensureWatchdogSh } from './remote/watchdog.js';
 
 // A job's Order becomes one POSIX sh script, run by the launcher (locally) or by sh on a remote
 // host: the job's own detached process, which records its progress in the run log itself, so a
@@ -10,6 +12,9 @@ import { INTERNAL_DIR, outputFile } from '../runtime/layout.js';
 //   D <run> <step> <exit code> <ms>   a step that is not the last one ended
 //   X <run> <exit code> [r]           the script exited (an EXIT trap, so `exit` in a step counts);
 //                                     r: the last step leaves return data to collect
+//   N <run> <age>                     remote: the launch reached the host <age> centiseconds (host
+//                                     clock) after it was sent, later than the lease allows; the
+//                                     run will never start there (see remote/lease.ts)
 //
 // Each Run step but the last runs in a subshell, so `cd`, variables and `exit` stay inside it;
 // the last one runs in the script's own shell (nothing follows it, and a job of one `Run: true`
@@ -31,10 +36,20 @@ export interface ScriptContext {
   /**
    * Remote: started by the remote launch script rather than the launcher, so the script writes
    * its own start line (F, with the launch script's clock reading JM_LAUNCHED_AT) and, at exit, a
-   * status file. Paths may start with ~/ (the remote
-   * user's home); JM_JOB_DIR is where it was started.
+   * status file; and it lives by its host's lease (remote/lease.ts). Paths may start with ~/
+   * (the remote user's home); JM_JOB_DIR is where it was started.
    */
-  remote?: boolean;
+  remote?: RemoteLease;
+}
+
+/** What a remote run needs to live by its host's lease (see remote/lease.ts, remote/watchdog.ts). */
+export interface RemoteLease {
+  /** The host's base directory (lease, live/, frozen/, the watchdog). */
+  base: string;
+  /** The lease, in centiseconds of the host clock. */
+  leaseCs: number;
+  /** A host clock stamp the starter received before it sent this launch (and recorded it). */
+  sentAfter: number;
 }
 
 export { INTERNAL_DIR, outputFile };
@@ -72,17 +87,34 @@ export function buildJobScript(spec: JobSpec, ctx: ScriptContext): string {
     `JM_L=${shellPath(ctx.runLog)} JM_R=${shq(ctx.runId)}`,
   ];
   if (ctx.remote) {
+    const { base, leaseCs, sentAfter } = ctx.remote;
     lines.push(
       'export JM_JOB_DIR="$PWD"',
+      `JM_B=${shellPath(base)}`,
+      HOST_CLOCK_SH,
+      'jm_now',
+      // A launch that reaches the host later than the lease allows (held in a partition, say)
+      // must not start: the supervisor may have given the run up and started it elsewhere. It
+      // takes the run's claim first, so that no other copy of the launch starts it either.
+      `if [ "$JM_NOW" -lt ${sentAfter} ] || [ $((JM_NOW - ${sentAfter})) -gt ${leaseCs} ]; then`,
+      `  (set -C; echo refused >"${INTERNAL_DIR}/claim-$JM_R") 2>/dev/null && echo "N $JM_R $((JM_NOW - ${sentAfter}))" >>"$JM_L"; exit 0`,
+      'fi',
       // The run's claim, made by the detached job itself as its first act (noclobber: exclusive),
       // holding its pid. A claim that exists means this run started; recovery, finding none,
       // makes it itself, after which this run can never start (see remote/host-launcher.ts).
       `set -C; echo "$$" 2>/dev/null >"${INTERNAL_DIR}/claim-$JM_R" || exit 0; set +C`,
+      // Registered for the watchdog before it looks for one (watchdog.ts says why), and the
+      // launch renews the lease it was sent under (the starter counted on it: lease.ts).
+      'echo "$$" >"$JM_B/live/$JM_R"',
+      'JM_S=0; [ -f "$JM_B/lease" ] && read JM_S <"$JM_B/lease"',
+      'case $JM_S in \'\'|*[!0-9]*) JM_S=0;; esac',
+      `if [ "$JM_S" -lt ${sentAfter} ] || [ "$JM_S" -gt "$JM_NOW" ]; then echo ${sentAfter} >"$JM_B/lease"; fi`,
+      ensureWatchdogSh('$JM_B', String(leaseCs)),
       'echo "F $JM_R $$ $JM_LAUNCHED_AT" >>"$JM_L"',
       // The status file is written in one write of a few bytes while the job's process still
       // lives: a poll that finds the process gone finds it whole (or empty, after a kill -9 at
       // that very moment: "gone"). No rename, so no `mv` process per job.
-      `trap 'JM_RC=$?; echo "X $JM_R $JM_RC${flag}" >>"$JM_L"; echo "$JM_RC" >"$JM_JOB_DIR/${INTERNAL_DIR}/status"' EXIT`,
+      `trap 'JM_RC=$?; echo "X $JM_R $JM_RC${flag}" >>"$JM_L"; echo "$JM_RC" >"$JM_JOB_DIR/${INTERNAL_DIR}/status"; : >"$JM_B/live/$JM_R"' EXIT`,
     );
   } else {
     lines.push(`trap 'echo "X $JM_R $?${flag}" >>"$JM_L"' EXIT`);

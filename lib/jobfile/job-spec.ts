@@ -22,6 +22,13 @@ export interface RemoteSpec {
   uploads: string[];
   downloads: string[];
   localOutputDir: string | null;
+  /**
+   * How long a run whose host stops answering is waited for before it is given up on (counted
+   * from when the host stopped answering; never less than HostDownAfter and the fence bound:
+   * lib/backends/remote/watch.ts). null: the default for its kind (Hostname: any and EC2: 0,
+   * replaced at once; one named host: an hour).
+   */
+  lostAfterMs: number | null;
 }
 
 export interface JobSpec {
@@ -43,7 +50,7 @@ export interface JobSpec {
 }
 
 const TOP_KEYS = ['ClassType', 'Name', 'Modules', 'Order', 'Env', 'Timeout', 'Retries', 'PollPeriod'] as const;
-const REMOTE_KEYS = ['Hostname', 'Username', 'Port', 'Key', 'RemoteWorkingDir', 'Uploads', 'Downloads', 'LocalOutputDir'] as const;
+const REMOTE_KEYS = ['Hostname', 'Username', 'Port', 'Key', 'RemoteWorkingDir', 'Uploads', 'Downloads', 'LocalOutputDir', 'LostAfter'] as const;
 const EC2_KEYS = ['ImageId', 'InstanceType'] as const;
 const MAX_STEPS = 1000;
 /**
@@ -148,6 +155,7 @@ export function validateJobSpec(raw: unknown, source: SpecSource): JobSpec {
       uploads: (optStringList(top, 'Uploads', [], fail) ?? []).map((p, i) => relativeInside(p, ['Uploads', i], fail, 'Uploads', true)),
       downloads: (optStringList(top, 'Downloads', [], fail) ?? []).map((p, i) => relativeInside(p, ['Downloads', i], fail, 'Downloads', false)),
       localOutputDir: optString(top, 'LocalOutputDir', [], fail, 1024) ?? null,
+      lostAfterMs: optDuration(top, 'LostAfter', [], fail) ?? null,
     };
   }
   if (classType !== 'Thread') {

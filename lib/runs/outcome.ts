@@ -41,6 +41,10 @@ export function explainEnd(info: JobInfo | null, fallback: string): string {
 /** The outcome of a run whose end its run log recorded (X, R or K lines): local and remote alike. */
 export function loggedOutcome(run: RunState, info: JobInfo | null, labels: string[]): RunOutcome {
   const startedAt = run.forkedAt ?? info?.startedAt ?? null;
+  if (run.refusedAfterCs !== null) {
+    // Not the job's doing: it runs again, without using a retry.
+    return { kind: 'interrupted', reason: `its launch reached the host ${formatDuration(Math.max(0, run.refusedAfterCs) * 10)} after it was sent, later than the host's lease allows: it never started there`, steps: [], startedAt: null };
+  }
   if (run.notStarted) return { kind: 'failed', exitCode: 127, reason: `could not start: ${run.notStarted}`, steps: [], startedAt };
   const steps = stepStates(run, labels);
   const { exitCode, signal } = exitOf(run);

@@ -15,7 +15,11 @@ export type RunLogEvent =
   | { kind: 'inputClosed'; at: number }
   | { kind: 'quit'; at: number }
   | { kind: 'step'; runId: string; step: number; exitCode: number; at: number | null }
-  | { kind: 'exit'; runId: string; exitCode: number; returnsData: boolean };
+  | { kind: 'exit'; runId: string; exitCode: number; returnsData: boolean }
+  /** Remote: its launch reached the host `ageCs` centiseconds after it was sent, too late to start. */
+  | { kind: 'refused'; runId: string; ageCs: number }
+  /** Remote: the host's watchdog stopped it (SIGSTOP), the lease having lapsed (remote/watchdog.ts). */
+  | { kind: 'stopped'; runId: string; pid: number; at: number };
 
 export function runId(jobId: string, run: number): string {
   return `${jobId}.${run}`;
@@ -45,6 +49,8 @@ export function parseRunLogLine(line: string): RunLogEvent | null {
     case 'Q': return { kind: 'quit', at: int(1) };
     case 'D': return { kind: 'step', runId: f[1], step: int(2), exitCode: int(3), at: time(4) };
     case 'X': return { kind: 'exit', runId: f[1], exitCode: int(2), returnsData: f[3] === 'r' };
+    case 'N': return { kind: 'refused', runId: f[1], ageCs: int(2) };
+    case 'Z': return { kind: 'stopped', runId: f[1], pid: int(2), at: int(3) };
     default: return null;
   }
 }

@@ -24,6 +24,8 @@ export interface RunState {
   endedAt: number | null;
   /** K line: it could not be started. */
   notStarted: string | null;
+  /** N line (remote): its launch came too late and it never started; this many centiseconds late. */
+  refusedAfterCs: number | null;
   /** The fetcher has recorded its end in Redis. */
   recorded: boolean;
 }
@@ -62,7 +64,7 @@ export class RunTable {
     let state = this.runs.get(runId);
     if (!state) {
       const { jobId, run } = splitRunId(runId);
-      state = { runId, jobId, run, epoch, pid: null, forkedAt: null, steps: [], exitCode: null, returnsData: false, waitStatus: null, endedAt: null, notStarted: null, recorded: false };
+      state = { runId, jobId, run, epoch, pid: null, forkedAt: null, steps: [], exitCode: null, returnsData: false, waitStatus: null, endedAt: null, notStarted: null, refusedAfterCs: null, recorded: false };
       this.runs.set(runId, state);
       this.launcher(epoch).openRuns.add(runId);
     }
@@ -143,6 +145,16 @@ export class RunTable {
           ended(run, now);
           break;
         }
+        case 'refused': {
+          const run = this.runState(epoch, event.runId);
+          run.notStarted = 'its launch reached the host too late';
+          run.refusedAfterCs = event.ageCs;
+          ended(run, now);
+          break;
+        }
+        case 'stopped':
+          // For the remote backend (its watchdog stopped the run): the run goes on as it was.
+          break;
       }
     }
     return changes;

@@ -76,9 +76,10 @@ export class SshConnection {
   /**
    * A long-lived `sh -s` on the host: what is written is run as it arrives (a shell reading its
    * script from a pipe runs each complete command as soon as it has read it), its output goes to
-   * `onData`. It holds one channel until closed or the connection ends.
+   * `onData` (its standard error to `onStderr`, if given). It holds one channel until closed or
+   * the connection ends.
    */
-  async session(onData: (chunk: Buffer) => void): Promise<{ write(text: string): boolean; endInput(): void; close(): void; ended: Promise<void> }> {
+  async session(onData: (chunk: Buffer) => void, onStderr?: (chunk: Buffer) => void): Promise<{ write(text: string): boolean; endInput(): void; close(): void; ended: Promise<void> }> {
     const client = await this.connection();
     await this.slots.acquire();
     let channel: ClientChannel;
@@ -89,7 +90,8 @@ export class SshConnection {
       throw this.unavailable(err);
     }
     channel.on('data', onData);
-    channel.stderr.resume();
+    if (onStderr) channel.stderr.on('data', onStderr);
+    else channel.stderr.resume();
     channel.on('error', () => {});
     const ended = new Promise<void>((resolve) => channel.once('close', () => {
       this.slots.release();

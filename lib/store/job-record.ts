@@ -40,12 +40,21 @@ export interface StepState {
 export interface RunEntry {
   run: number;
   attempt: number;
+  /** succeeded | failed | cancelled | interrupted, or fenced (see gaveUpAs). */
   outcome: string;
   exitCode: string;
   reason: string;
   startedAt: number | null;
   endedAt: number;
   location: string | null;
+  /**
+   * Fenced runs (lua/fenceRun-1.lua): given up on with this outcome while their host was
+   * unreachable, found still there when it answered again, and killed at fencedAt; stoppedAt:
+   * when the host's watchdog had stopped them, its lease having lapsed (lib/backends/remote/lease.ts).
+   */
+  gaveUpAs?: string;
+  fencedAt?: number;
+  stoppedAt?: number;
 }
 
 /** A download of a Remote job that did not arrive (noteDownloads-0.lua). */

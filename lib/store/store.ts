@@ -269,6 +269,32 @@ export class Store {
     return (await this.script('noteDownloads')(this.keys.prefix, id, run, note)) === 1;
   }
 
+  /**
+   * Before a launch batch is sent to `host` (leaseLaunch-2.lua): null when the host is marked
+   * down (nothing may be launched there); else the launch lease is recorded and the ids of the
+   * jobs whose given run is still current there are returned.
+   */
+  async leaseLaunch(host: string, runs: { id: string; run: number }[], now = Date.now()): Promise<Set<string> | null> {
+    const args: (string | number)[] = [];
+    for (const r of runs) args.push(r.id, r.run);
+    const current = (await this.script('leaseLaunch')(this.keys.hostState, this.keys.hostLeases, this.keys.prefix, now, host, ...args)) as string[] | null;
+    return current ? new Set(current) : null;
+  }
+
+  /** When the starter last sent each host a launch (its launch lease), by host name. */
+  async launchLeases(): Promise<Map<string, number>> {
+    const hash = await this.redis.hgetall(this.keys.hostLeases);
+    return new Map(Object.entries(hash).map(([host, at]) => [host, Number(at)]));
+  }
+
+  /**
+   * A run given up on and found still on its host is killed: its run entry says fenced
+   * (fenceRun-1.lua). False when the run has no entry or ended by itself (then it is not fenced).
+   */
+  async fenceRun(id: string, run: number, note: string, stoppedAt: number | null, now = Date.now()): Promise<boolean> {
+    return (await this.script('fenceRun')(this.keys.jobRuns(id), run, now, stoppedAt ?? '', note)) === 1;
+  }
+
   async saveProgress(progress: { id: string; run: number; steps: unknown[] }[]): Promise<void> {
     if (progress.length === 0) return;
     const args: (string | number)[] = [];

@@ -4,14 +4,16 @@ import type { Store } from '../../store/store.js';
 import { parseJson } from '../../store/job-record.js';
 import { HostKeyError, SshConfigError } from '../../ssh/connection.js';
 import type { HostRegistry } from '../../ssh/hosts.js';
-import { LaunchError, type HostLauncher, type RemoteLaunch } from './host-launcher.js';
+import { HostDownError, LaunchError, type HostLauncher, type RemoteLaunch } from './host-launcher.js';
 import { runId as makeRunId } from '../../runs/run-log.js';
 
 // The starter's queue of Remote launches, per host. Launches go out in batches, concurrently with
-// the starter's local work. A host that cannot be reached is tried again with a growing delay
-// (its jobs keep their slots: a short outage costs nothing); once the host is marked down, or
-// when trying again cannot help (a refused host key), the jobs are recorded as not started and
-// the fetcher turns that into a retry or a failure.
+// the starter's local work. A host that cannot be reached, or is marked down, is tried again
+// with a growing delay (its jobs keep their slots: a short outage costs nothing). What becomes of
+// the runs of a host that stays down is the fetcher's to decide (remote/watch.ts): it gives them
+// up, and a launch of a run given up on is dropped here (leaseLaunch-2.lua says it is not
+// current), never sent. When trying again cannot help (a refused host key), the jobs are
+// recorded as not started and the fetcher turns that into a retry or a failure.
 
 /** Launch batches in flight per host (each an SSH channel; well below MaxSessions). */
 const BATCHES_IN_FLIGHT = 3;
@@ -67,16 +69,14 @@ export class RemoteDispatch {
     // registry may say "down" for up to 2 s more). Look again before refusing the jobs, or they
     // fail for a host that is up.
     if (!this.hosts.get(host) || this.hosts.isDown(host)) await this.hosts.refresh(true);
-    if (this.hosts.isDown(host)) {
-      for (const job of jobs) this.notStarted(makeRunId(job.id, job.run), `host ${host} is down: ${this.hosts.state(host)?.reason ?? 'unreachable'}`);
-      return;
-    }
     try {
+      if (this.hosts.isDown(host)) throw new HostDownError(`host ${host} is down: ${this.hosts.state(host)?.reason ?? 'unreachable'}`);
       await this.withDefinitions(jobs);
-      const { failed } = await this.starter.launch(host, jobs);
+      const { failed, stale } = await this.starter.launch(host, jobs);
       for (const f of failed) this.notStarted(f.runId, f.reason);
+      if (stale.length) this.log.info(`JobStarter: not launching ${stale.join(' ')} on ${host}: given up on (or cancelled) meanwhile`);
       this.retry.delete(host);
-      this.log.debug(`JobStarter: started ${jobs.length - failed.length} jobs on ${host}`);
+      this.log.debug(`JobStarter: started ${jobs.length - failed.length - stale.length} jobs on ${host}`);
       this.launched(host);
     } catch (err) {
       if (err instanceof HostKeyError || err instanceof SshConfigError || err instanceof LaunchError) {
@@ -87,7 +87,8 @@ export class RemoteDispatch {
       const delay = Math.min((this.retry.get(host)?.delay ?? 500) * 2, 10_000);
       this.retry.set(host, { at: Date.now() + delay, delay });
       this.pending.set(host, [...jobs, ...(this.pending.get(host) ?? [])]);
-      this.log.warn(`JobStarter: cannot start ${jobs.length} job(s) on ${host} yet (${errorMessage(err)}); trying again in ${delay}ms`);
+      const level = err instanceof HostDownError && delay >= 10_000 ? 'debug' : 'warn';
+      this.log[level](`JobStarter: cannot start ${jobs.length} job(s) on ${host} yet (${errorMessage(err)}); trying again in ${delay}ms`);
     }
   }
 

@@ -9,12 +9,16 @@ import { RemoteLogFollower } from './follower.js';
 import { parsePolls, pollScript, type RemotePoll } from './polls.js';
 import type { JobInfo } from '../../runs/job-info.js';
 import { runId as makeRunId } from '../../runs/run-log.js';
-import { remoteJobDir, remoteRunLog, type RemoteScope } from './paths.js';
+import { remoteBase, remoteJobDir, remoteRunLog, type RemoteScope } from './paths.js';
 import type { RunLogEvent } from '../../runs/run-log.js';
+import { leaseTimes, type LeaseTimes } from './lease.js';
 
-// The fetcher's view of the SSH hosts: one run log follower per host that has jobs, the batched
-// polls (one command per host per round, however many jobs), and each host's reachability. A
-// host that cannot be reached for HostDownAfter is reported down, once.
+// The fetcher's view of the SSH hosts: one run log follower per host that has jobs (which also
+// renews the host's lease: follower.ts, lease.ts), the batched polls (one command per host per
+// round, however many jobs), and each host's reachability. A host that cannot be reached for
+// HostDownAfter is reported down, once. It keeps, per host, when it last sent a renewal (the
+// fence bound counts from it), and which hosts are due a reconcile (reconcile.ts): after a
+// session's first renewal, and after the host says its watchdog stopped runs.
 
 export class RemoteFleet {
   readonly hosts: HostRegistry;
@@ -23,6 +27,15 @@ export class RemoteFleet {
   private buffered: { source: string; events: RunLogEvent[]; host: string; offset: number }[] = [];
   private readonly unreachableSince = new Map<string, { since: number; reason: string }>();
   private readonly savedOffsets = new Map<string, number>();
+  readonly lease: LeaseTimes;
+  /**
+   * When a renewal was last sent to each host. A fetcher just started cannot know when the one
+   * before it last renewed (it may have, a moment before it died), so it counts from its own start.
+   */
+  private readonly renewals = new Map<string, number>();
+  private readonly createdAt = Date.now();
+  /** Hosts due a reconcile, and since when (it waits for a renewal sent after that). */
+  private readonly reconcileDue = new Map<string, number>();
 
   constructor(
     private readonly config: Config,
@@ -33,6 +46,7 @@ export class RemoteFleet {
   ) {
     this.hosts = new HostRegistry(config, store);
     this.pool = new SshPool(this.hosts, config, log);
+    this.lease = leaseTimes(config.hostDownAfterMs);
   }
 
   /**
@@ -60,14 +74,46 @@ export class RemoteFleet {
 
   private follow(name: string, offset: number): void {
     this.savedOffsets.set(name, offset);
-    const follower = new RemoteLogFollower(name, this.pool.connection(name), remoteRunLog(this.scope, name), offset, {
+    const followed = { base: remoteBase(this.scope, name), runLog: remoteRunLog(this.scope, name), lease: this.lease };
+    const follower = new RemoteLogFollower(name, this.pool.connection(name), followed, offset, {
       events: (events, at) => {
         this.buffered.push({ source: `host:${name}`, events, host: name, offset: at });
+        if (events.some((e) => e.kind === 'stopped')) this.reconcileDue.set(name, Date.now());
         this.onActivity();
       },
       reachable: (ok, reason) => this.reachable(name, ok, reason),
+      renewed: (first) => {
+        const now = Date.now();
+        this.renewals.set(name, now);
+        if (first && !this.reconcileDue.has(name)) this.reconcileDue.set(name, now - 1);
+        if (first) this.onActivity();
+      },
     }, this.log);
     this.followers.set(name, follower);
+  }
+
+  /** When a renewal (or a launch) last renewed this host's lease, as far as this fetcher can tell. */
+  lastRenewal(host: string, launchLease = 0): number {
+    return Math.max(this.renewals.get(host) ?? this.createdAt, this.createdAt, launchLease);
+  }
+
+  /** Hosts due a reconcile: asked for, and renewed since (so a run let go on is not stopped again at once). */
+  reconcilesDue(): string[] {
+    return [...this.reconcileDue].filter(([host, since]) => (this.renewals.get(host) ?? 0) > since).map(([host]) => host);
+  }
+
+  reconciled(host: string, asked: number): void {
+    if ((this.reconcileDue.get(host) ?? Infinity) <= asked) this.reconcileDue.delete(host);
+  }
+
+  /** When this host's reconcile was asked for (for reconciled()). */
+  reconcileAskedAt(host: string): number | undefined {
+    return this.reconcileDue.get(host);
+  }
+
+  /** Hosts that do not answer, since when and why. */
+  unreachable(): { host: string; since: number; reason: string }[] {
+    return [...this.unreachableSince].map(([host, { since, reason }]) => ({ host, since, reason }));
   }
 
   /** Run log events that arrived since the last call. */
@@ -119,7 +165,10 @@ export class RemoteFleet {
       return;
     }
     if (!this.unreachableSince.has(host)) {
-      this.unreachableSince.set(host, { since: Date.now(), reason: reason ?? 'unreachable' });
+      // A host already marked down (by a fetcher before this one) has not answered since then.
+      const state = this.hosts.state(host);
+      const since = state?.state === 'down' ? Math.min(Date.now(), state.since - this.config.hostDownAfterMs) : Date.now();
+      this.unreachableSince.set(host, { since, reason: reason ?? 'unreachable' });
       this.log.warn(`ResultFetcher: host ${host} is unreachable (${reason}); its jobs' state is unknown until it answers`);
     }
   }

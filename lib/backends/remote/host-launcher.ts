@@ -11,6 +11,9 @@ import { absoluteRemote, remoteBase, remoteJobDir, remoteRunLog, remoteRuntimeDi
 import { ensureRuntime, needsFiles, uploadJobFiles } from './job-files.js';
 import { runId as makeRunId } from '../../runs/run-log.js';
 import { LaunchShell } from './launch-shell.js';
+import type { Store } from '../../store/store.js';
+import { leaseCs, type LeaseTimes } from './lease.js';
+import { installWatchdogSh, WATCHDOG_DIRS } from './watchdog.js';
 
 // Starting Remote jobs on one host, for the starter (remote/launch.ts). A batch of jobs for one host costs one write to
 // the host's launch shell (launch-shell.ts), plus the files some jobs bring (modules, Uploads:
@@ -22,12 +25,22 @@ import { LaunchShell } from './launch-shell.js';
 //    `echo $$ > .jm/claim-<run>` an exclusive create, so a run starts at most once however often
 //    its launch is sent, and a launch script cut short (the SSH session dying mid-way) leaves no
 //    claim for a run that did not start. Recovery claims a run itself to learn whether it
-//    started (see settleOrphans).
+//    started (see settleOrphans);
+//  - lives by the host's lease (lease.ts): the batch goes out with a host clock stamp received
+//    before it, after its launch lease is recorded in Redis (leaseLaunch-2.lua: not to a host
+//    marked down, and only runs still current), and a run that reaches the host later than a
+//    lease after that stamp does not start. Each run registers itself for the host's watchdog
+//    (watchdog.ts), which the batch installs and the first run starts.
 // The job's script records its progress in the host's run log, which the fetcher follows.
 
 /** Launching cannot succeed by trying again: the jobs are not started. */
 export class LaunchError extends JobManagerError {
   override readonly code = 'JM_REMOTE_LAUNCH';
+}
+
+/** The host is marked down: nothing may be launched there now (the starter tries again later). */
+export class HostDownError extends JobManagerError {
+  override readonly code = 'JM_HOST_DOWN';
 }
 
 export interface RemoteLaunch {
@@ -42,6 +55,8 @@ export interface RemoteLaunch {
 export interface LaunchResult {
   /** Could not be started, with the reason (e.g. Node.js missing): record them as not started. */
   failed: { runId: string; reason: string }[];
+  /** Not sent: their jobs moved on (given up on, cancelled) before the launch was leased. */
+  stale: string[];
 }
 
 interface HostFacts {
@@ -59,10 +74,15 @@ export class HostLauncher {
   constructor(
     private readonly pool: SshPool,
     private readonly scope: RemoteScope,
+    private readonly store: Store,
+    private readonly lease: LeaseTimes,
     private readonly log: Logger,
   ) {}
 
-  /** Starts the jobs on the host. Throws SshUnavailableError if the host cannot be reached. */
+  /**
+   * Starts the jobs on the host. Throws SshUnavailableError if the host cannot be reached, and
+   * HostDownError if it is marked down.
+   */
   async launch(hostName: string, jobs: RemoteLaunch[]): Promise<LaunchResult> {
     const ssh = this.pool.connection(hostName);
     const facts = await this.hostFacts(ssh);
@@ -88,8 +108,17 @@ export class HostLauncher {
       }
     }
     const launchable = ready.filter((job) => !failed.some((f) => f.runId === makeRunId(job.id, job.run)));
-    if (launchable.length) await this.shellFor(ssh).run(this.launchScript(hostName, launchable, facts));
-    return { failed };
+    if (launchable.length === 0) return { failed, stale: [] };
+    // The order is what makes a late launch harmless (lease.ts): a host stamp received first,
+    // then the launch lease recorded (the fetcher counts from it), then the batch sent.
+    const shell = this.shellFor(ssh);
+    const { stamp } = await shell.freshStamp(this.lease.leaseMs / 4);
+    const current = await this.store.leaseLaunch(hostName, launchable.map((job) => ({ id: job.id, run: job.run })));
+    if (!current) throw new HostDownError(`host ${hostName} is marked down`);
+    const admitted = launchable.filter((job) => current.has(job.id));
+    const stale = launchable.filter((job) => !current.has(job.id)).map((job) => makeRunId(job.id, job.run));
+    if (admitted.length) await shell.run(this.launchScript(hostName, admitted, facts, stamp));
+    return { failed, stale };
   }
 
   /**
@@ -109,7 +138,9 @@ export class HostLauncher {
     for (const line of result.stdout.trim().split('\n')) {
       const [verdict, runId, pid] = line.split(' ');
       if (verdict === 'N') neverStarted.add(runId);
-      else if (verdict === 'Y') started.set(runId, Number(pid) || 0);
+      // Claimed `refused`: its launch came too late and never started it (an N line in the run
+      // log says so, and the fetcher ends the run from it).
+      else if (verdict === 'Y' && pid !== 'refused') started.set(runId, Number(pid) || 0);
     }
     return { started, neverStarted };
   }
@@ -146,15 +177,19 @@ export class HostLauncher {
     this.runtimeReady.add(ssh);
   }
 
-  private launchScript(host: string, jobs: RemoteLaunch[], facts: HostFacts): string {
+  private launchScript(host: string, jobs: RemoteLaunch[], facts: HostFacts, sentAfter: number): string {
     const runLog = remoteRunLog(this.scope, host);
+    const base = remoteBase(this.scope, host);
+    const lease = { base, leaseCs: leaseCs(this.lease), sentAfter };
     const lines = [
       `L=${shellPath(runLog)}`,
+      `B=${shellPath(base)}`,
       // The batch's launch time, by the supervisor's clock (the one all the job's other times
       // use): each job's start line carries it, and no process is spent reading the host's clock.
       `export JM_LAUNCHED_AT=${Date.now()}`,
       // Every directory in one mkdir: a process per job would cost more than the job.
-      `mkdir -p ${shellPath(remoteBase(this.scope, host))} ${jobs.map((job) => shellPath(`${this.dirOf(host, job)}/${INTERNAL_DIR}`)).join(' ')}`,
+      `mkdir -p ${WATCHDOG_DIRS.map((dir) => `"$B/${dir}"`).join(' ')} ${jobs.map((job) => shellPath(`${this.dirOf(host, job)}/${INTERNAL_DIR}`)).join(' ')}`,
+      installWatchdogSh('$B'),
       'S=; command -v setsid >/dev/null 2>&1 && S=setsid',
       // dir, run, script, job file text. A run that already started exits at its claim.
       'start() {',
@@ -170,7 +205,7 @@ export class HostLauncher {
       const runId = makeRunId(job.id, job.run);
       const script = buildJobScript(job.spec, {
         runId, runLog, jobId: job.id, run: job.run, attempt: job.attempt, jobDir: this.dirOf(host, job),
-        node: 'node', stepRunner: `${absoluteRemote(remoteRuntimeDir(this.scope.deployment), facts.home)}/step-runner.js`, clock: facts.clock, remote: true,
+        node: 'node', stepRunner: `${absoluteRemote(remoteRuntimeDir(this.scope.deployment), facts.home)}/step-runner.js`, clock: facts.clock, remote: lease,
       });
       lines.push(`start ${shellPath(this.dirOf(host, job))} ${shq(runId)} ${shq(script)} ${shq(stringify(job.raw ?? {}).trimEnd())}`);
     }

@@ -7,6 +7,7 @@ import { notStarted, relaunch } from '../granted.js';
 import { RemoteDispatch } from './dispatch.js';
 import { HostLauncher } from './host-launcher.js';
 import type { RemoteScope } from './paths.js';
+import { leaseTimes } from './lease.js';
 
 // Remote jobs (and EC2 jobs, on their instance), the starter's half: granted runs are gathered
 // per host and launched in batches (dispatch.ts) through each host's launch shell
@@ -28,7 +29,7 @@ export class RemoteLaunch implements LaunchSide {
     ssh: SshPool,
     scope: RemoteScope,
   ) {
-    this.launcher = new HostLauncher(ssh, scope, ctx.log);
+    this.launcher = new HostLauncher(ssh, scope, ctx.store, leaseTimes(ctx.config.hostDownAfterMs), ctx.log);
     this.dispatch = new RemoteDispatch(this.launcher, hosts, ctx.store, (rid, reason) => {
       const { jobId, run } = splitRunId(rid);
       notStarted(ctx, jobId, run, reason);

@@ -7,17 +7,33 @@ import { isJobPid } from '../../util/process.js';
 import type { EndedRun, KillSignal, RunLogBatch, WatchContext, WatchedRun, WatchSide } from '../backend.js';
 import { collectRemote } from './collect.js';
 import { RemoteFleet } from './fleet.js';
-import { remoteJobDir, type RemoteScope } from './paths.js';
+import { remoteBase, remoteJobDir, type RemoteScope } from './paths.js';
+import { reconcileHost } from './reconcile.js';
+import { formatDuration } from '../../util/duration.js';
 
 // Remote jobs (and EC2 jobs on their instance), the fetcher's half. The fleet (fleet.ts) follows
 // the run log of every host with jobs over its pooled SSH connection, so starts, steps and exits
-// arrive as they happen. A run whose log has been silent for its poll period is polled (one
-// command per host per round). A host that cannot be reached means "state unknown": nothing is
-// decided until it answers, or until it has been unreachable for HostDownAfter: then it is
-// marked down and its runs end here — a job that may run on any host (Hostname: any, EC2) is
-// queued again without using a retry (the host failed, not the job), one bound to it fails.
+// arrive as they happen, and renews each host's lease on the same channel (lease.ts). A run
+// whose log has been silent for its poll period is polled (one command per host per round).
+//
+// A host that cannot be reached means "state unknown": nothing is decided until it answers, or
+// until it has been unreachable for HostDownAfter: then it is marked down (no new jobs), and its
+// runs are given up on -- never before the fence bound F has passed since the last renewal or
+// launch there (so they have surely stopped themselves: lease.ts), and each run once the wait
+// its job asks for (LostAfter) is over:
+//   Hostname: any, EC2   LostAfter 0: given up on at once, queued again without using a retry
+//                        (the host failed, not the job), so it runs on another host;
+//   one named host       LostAfter 1h: waited for (its run, stopped by its lease, goes on when
+//                        the host is back), then failed with the reason (a retry, if it has one,
+//                        waits for that host);
+//   granted, not running the launch may never have reached the host: given up on at once, as
+//                        Hostname: any jobs are (failed, for a named host).
+// When a host answers again, its runs are reconciled (reconcile.ts): stopped runs still current
+// go on, runs given up on are killed and recorded as fenced.
 
 const REFRESH_MS = 1000;
+/** How long a run on a named host that stops answering is waited for, unless its job says (LostAfter). */
+export const NAMED_HOST_LOST_AFTER_MS = 3_600_000;
 
 export class RemoteWatch implements WatchSide {
   readonly fleet: RemoteFleet;
@@ -38,27 +54,58 @@ export class RemoteWatch implements WatchSide {
   async refresh(): Promise<{ ended: EndedRun[]; nextInMs: number }> {
     const due = this.refreshedAt + REFRESH_MS - Date.now();
     const nextInMs = () => (this.fleet.hosts.all().length ? REFRESH_MS : Infinity);
-    if (due > 0) return { ended: [], nextInMs: this.fleet.hosts.all().length ? due : Infinity };
+    if (due > 0 && this.fleet.reconcilesDue().length === 0) return { ended: [], nextInMs: this.fleet.hosts.all().length ? due : Infinity };
     const force = this.refreshedAt === 0;
     this.refreshedAt = Date.now();
     await this.fleet.refresh(force);
+    // Reconciles come before give-ups, and give-ups are recorded before the next refresh: a
+    // reconcile never lets a run go on that a give-up not yet recorded has ended.
+    for (const host of this.fleet.reconcilesDue()) await this.reconcile(host);
+    await this.fleet.newlyDown();
     const ended: EndedRun[] = [];
-    for (const { host, reason } of await this.fleet.newlyDown()) ended.push(...(await this.giveUpOn(host, reason)));
+    const unreachable = this.fleet.unreachable().filter(({ host }) => this.fleet.hosts.isDown(host));
+    if (unreachable.length) {
+      const launched = await this.ctx.store.launchLeases();
+      for (const down of unreachable) ended.push(...(await this.giveUpOn(down, launched.get(down.host) ?? 0)));
+    }
     return { ended, nextInMs: nextInMs() };
   }
 
-  /** The runs of a host marked down end here. */
-  private async giveUpOn(host: string, reason: string): Promise<EndedRun[]> {
+  private async reconcile(host: string): Promise<void> {
+    const asked = this.fleet.reconcileAskedAt(host) ?? 0;
+    try {
+      await reconcileHost(this.fleet.pool.connection(host), this.ctx.store, host, remoteBase(this.scope, host), this.ctx.log);
+      this.fleet.reconciled(host, asked);
+    } catch (err) {
+      this.ctx.log.warn(`ResultFetcher: cannot reconcile the runs on ${host} yet: ${errorMessage(err)}`);
+    }
+  }
+
+  /**
+   * The runs of a host marked down that may be given up on now: their lease has surely run out
+   * (the fence bound since the last renewal or launch there), and they have been waited for as
+   * long as their job asks (LostAfter).
+   */
+  private async giveUpOn(down: { host: string; since: number; reason: string }, launchLease: number): Promise<EndedRun[]> {
+    const now = Date.now();
+    const { host } = down;
+    const stoppedBy = this.fleet.lastRenewal(host, launchLease) + this.fleet.lease.fenceBoundMs;
+    if (now < stoppedBy) return [];
     const infos = await loadJobInfo(this.ctx.store, await this.ctx.store.slotHolders(`host:${host}`));
-    return [...infos.values()]
-      .filter((info) => info.state === 'granted' || info.state === 'running')
-      .map((info) => {
-        const anywhere = info.location === 'any' || Boolean(info.location?.startsWith('ec2:'));
-        const outcome: RunOutcome = anywhere
-          ? { kind: 'interrupted', reason, steps: [], startedAt: info.startedAt }
-          : { kind: 'failed', exitCode: null, reason, steps: [], startedAt: info.startedAt };
-        return { id: info.id, run: info.run, outcome };
-      });
+    const away = now - down.since;
+    const reason = `host ${host} unreachable for ${formatDuration(away)} (${down.reason})`;
+    const ended: EndedRun[] = [];
+    for (const info of infos.values()) {
+      if (info.state !== 'granted' && info.state !== 'running') continue;
+      const anywhere = info.location === 'any' || Boolean(info.location?.startsWith('ec2:'));
+      const lostAfter = info.state === 'granted' ? 0 : info.spec?.remote?.lostAfterMs ?? (anywhere ? 0 : NAMED_HOST_LOST_AFTER_MS);
+      if (away < lostAfter) continue;
+      const outcome: RunOutcome = anywhere
+        ? { kind: 'interrupted', reason: `${reason}: run again elsewhere`, steps: [], startedAt: info.startedAt }
+        : { kind: 'failed', exitCode: null, reason, steps: [], startedAt: info.startedAt };
+      ended.push({ id: info.id, run: info.run, outcome });
+    }
+    return ended;
   }
 
   drain(): RunLogBatch[] {
