@@ -1,11 +1,16 @@
 import { expect } from 'chai';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
+import { join } from 'node:path';
 import { Workspace, FAST_CONFIG } from './support/workspace.js';
 import { SshHost } from './support/sshd.js';
 import { waitFor } from './support/wait-for.js';
 import type { JobView } from '../lib/cli/views.js';
 import type { RunEntry } from '../lib/store/job-record.js';
+import { buildJobScript } from '../lib/backends/job-script.js';
+import { validateJobSpec } from '../lib/jobfile/job-spec.js';
+import { removeDir, tempDir } from './support/temp.js';
 
 // Never two runs of a job at once, a partition included (issue 9): a host cut off from the
 // supervisor (its sshd killed: the job there runs on, detached) while a job runs there. Each job
@@ -17,6 +22,7 @@ interface Shown extends JobView {
 }
 
 interface LedgerRun {
+  id: string;
   run: number;
   user: string;
   begin: number;
@@ -38,7 +44,7 @@ async function waitJob(ws: Workspace, id: string, timeout = '90s'): Promise<JobV
   return (JSON.parse(result.stdout) as { jobs: JobView[] }).jobs[0];
 }
 
-/** A ledger the hosts' users can append to: "begin|end <run> <user> <ms>" lines. */
+/** A ledger the hosts' users can append to: "begin|end <job> <run> <user> <ms>" lines. */
 function makeLedger(ws: Workspace, name: string): string {
   const path = `/tmp/jm-fence-${name}-${basename(ws.dir)}`;
   writeFileSync(path, '');
@@ -46,20 +52,32 @@ function makeLedger(ws: Workspace, name: string): string {
   return path;
 }
 
+/** The runs in the ledger, by job and run number. */
 function ledgerRuns(path: string): LedgerRun[] {
-  const runs = new Map<number, LedgerRun>();
+  const runs = new Map<string, LedgerRun>();
   for (const line of readFileSync(path, 'utf8').trim().split('\n').filter(Boolean)) {
-    const [kind, run, user, ms] = line.split(' ');
-    const entry = runs.get(Number(run)) ?? { run: Number(run), user, begin: Number(ms), end: null };
+    const [kind, id, run, user, ms] = line.split(' ');
+    const entry = runs.get(`${id}.${run}`) ?? { id, run: Number(run), user, begin: Number(ms), end: null };
     if (kind === 'end') entry.end = Number(ms);
-    runs.set(entry.run, entry);
+    runs.set(`${id}.${run}`, entry);
   }
-  return [...runs.values()].sort((a, b) => a.run - b.run);
+  return [...runs.values()].sort((a, b) => Number(a.id) - Number(b.id) || a.run - b.run);
 }
 
-function sleepJob(ledger: string, seconds: number, hostname = 'any'): string {
-  const stamp = (kind: string) => `echo "${kind} $JM_RUN $(whoami) $(date +%s%3N)" >> ${ledger}`;
-  return ['ClassType: Remote', `Hostname: ${hostname}`, 'Order:', `  - Run: ${JSON.stringify(`${stamp('begin')}; sleep ${seconds}; ${stamp('end')}`)}`].join('\n');
+function sleepJob(ledger: string, seconds: number, hostname = 'any', extra: string[] = []): string {
+  const stamp = (kind: string) => `echo "${kind} $JM_JOB_ID $JM_RUN $(whoami) $(date +%s%3N)" >> ${ledger}`;
+  return ['ClassType: Remote', `Hostname: ${hostname}`, ...extra, 'Order:', `  - Run: ${JSON.stringify(`${stamp('begin')}; sleep ${seconds}; ${stamp('end')}`)}`].join('\n');
+}
+
+/** The host's files of this workspace's jobs (lib/backends/remote/paths.ts). */
+async function hostBase(ws: Workspace, host: SshHost): Promise<string> {
+  return join(host.home, '.jobmanager', ws.deployment, await (await ws.store()).storeId(), host.name);
+}
+
+/** The runs the host's watchdog has stopped (its run log's Z lines). */
+async function stoppedRuns(ws: Workspace, host: SshHost): Promise<string[]> {
+  const log = host.run(`cat ${await hostBase(ws, host)}/run.log 2>/dev/null || true`);
+  return log.split('\n').filter((line) => line.startsWith('Z ')).map((line) => line.split(' ')[1]);
 }
 
 /**
@@ -118,5 +136,106 @@ function overlaps(ledger: LedgerRun[], entries: Shown['runs']): string[] {
     }, 30_000);
     expect(overlaps(runs, shown.runs), seen).to.deep.equal([]);
     expect(shown.runs.find((r) => r.run === 1)!.reason).to.match(/unreachable for .*stopped by its lease/);
+  });
+
+  it('waits for a host that a job is bound to, and lets the run go on when the host is back', async function () {
+    const ledger = makeLedger(ws, 'named');
+    const [id] = await queue(ws, ws.write('named.yaml', sleepJob(ledger, 6, hostA.name)));
+    await waitFor('the run to begin', () => ledgerRuns(ledger)[0]);
+    await hostA.killAll();
+    await waitFor('the host to be marked down', async () => {
+      const hosts = JSON.parse((await ws.cli('hosts', '--json')).stdout).hosts as { name: string; state: string }[];
+      return hosts.find((h) => h.name === hostA.name)?.state === 'down' || null;
+    }, 30_000);
+    await hostA.restart();
+    await waitFor('the run, stopped by its lease while the host was away, to be let go on', async () => (await stoppedRuns(ws, hostA)).includes(`${id}.1`) || null);
+    const job = await waitJob(ws, id);
+    expect(job.state, job.reason ?? '').to.equal('succeeded');
+    expect(ledgerRuns(ledger).map((r) => [r.run, r.end !== null])).to.deep.equal([[1, true]]);
+    expect((await show(ws, id)).runs.map((r) => [r.run, r.outcome])).to.deep.equal([[1, 'succeeded']]);
+  });
+
+  it('lets runs go on through a kill -9 of the supervisor longer than the lease', async function () {
+    const ledger = makeLedger(ws, 'supervisor');
+    const ids = await queue(ws, ws.write('sup-a.yaml', sleepJob(ledger, 8, hostA.name)), ws.write('sup-b.yaml', sleepJob(ledger, 8, hostB.name)));
+    await waitFor('both runs to begin', () => ledgerRuns(ledger).length === 2 || null);
+    await ws.supervisor!.kill9();
+    // Away longer than the lease: each host's watchdog stops its run, and the run waits there.
+    await waitFor('both runs to be stopped by their lease', async () => (await stoppedRuns(ws, hostA)).includes(`${ids[0]}.1`) && (await stoppedRuns(ws, hostB)).includes(`${ids[1]}.1`) || null);
+    await ws.startSupervisor();
+    for (const id of ids) {
+      const job = await waitJob(ws, id);
+      expect(job.state, job.reason ?? '').to.equal('succeeded');
+      expect((await show(ws, id)).runs.map((r) => [r.run, r.outcome])).to.deep.equal([[1, 'succeeded']]);
+    }
+    expect(ledgerRuns(ledger).map((r) => [r.run, r.end !== null])).to.deep.equal([[1, true], [1, true]]);
+  });
+});
+
+(SshHost.available() ? describe : describe.skip)('fencing: a short blip', function () {
+  this.timeout(120_000);
+  let ws: Workspace;
+  let host: SshHost;
+
+  before(async function () {
+    host = await SshHost.start({ index: 13 });
+    ws = await Workspace.create();
+    const knownHosts = ws.write('known_hosts', `${host.knownHostsLine}\n`);
+    // A lease of 10 s (HostDownAfter 20s): the blip below is well within it.
+    ws.writeConfig({ ...FAST_CONFIG, Deployment: `b${basename(ws.dir).slice(-6)}`, KnownHosts: knownHosts, HostDownAfter: '20s', Hosts: [host.hostEntry(1)] });
+    await ws.startSupervisor();
+  });
+
+  after(async function () {
+    const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
+    await ws?.dispose();
+    expect(crashes, 'no actor may crash').to.deep.equal([]);
+    await host?.stop();
+  });
+
+  it('does not stop a job whose host is away for less than the lease', async function () {
+    const ledger = makeLedger(ws, 'blip');
+    const [id] = await queue(ws, ws.write('blip.yaml', sleepJob(ledger, 4, host.name)));
+    await waitFor('the run to begin', () => ledgerRuns(ledger)[0]);
+    await host.killAll();
+    await host.restart();
+    const job = await waitJob(ws, id);
+    expect(job.state, job.reason ?? '').to.equal('succeeded');
+    expect(ledgerRuns(ledger).map((r) => [r.run, r.end !== null])).to.deep.equal([[1, true]]);
+    expect(await stoppedRuns(ws, host), 'never stopped by its lease').to.deep.equal([]);
+  });
+});
+
+describe('fencing: a launch that reaches its host too late', function () {
+  let dir: string;
+  afterEach(() => removeDir(dir));
+
+  /** Runs a remote job's script as its launch would, sent with a host clock stamp `ageCs` old. */
+  function launch(ageCs: number): { log: string; claim: string; ran: boolean } {
+    dir = tempDir('jm-late-');
+    const jobDir = join(dir, 'jobs', '1');
+    for (const sub of ['live', 'frozen', 'jobs/1/.jm']) mkdirSync(join(dir, sub), { recursive: true });
+    const spec = validateJobSpec({ ClassType: 'Remote', Hostname: 'any', Order: [{ Run: 'touch ran' }] }, { file: join(dir, 'late.yaml') });
+    const nowCs = Math.floor(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 100);
+    const script = buildJobScript(spec, {
+      runId: '1.1', runLog: join(dir, 'run.log'), jobId: '1', run: 1, attempt: 1, jobDir, node: 'node', stepRunner: 'x', clock: '',
+      remote: { base: dir, leaseCs: 200, sentAfter: nowCs - ageCs },
+    });
+    // No watchdog file is installed here (the launch batch does that): the run starts none.
+    execFileSync('sh', ['-c', script], { cwd: jobDir });
+    return { log: readFileSync(join(dir, 'run.log'), 'utf8'), claim: readFileSync(join(jobDir, '.jm', 'claim-1.1'), 'utf8').trim(), ran: existsSync(join(jobDir, 'ran')) };
+  }
+
+  it('never starts the run, claims it so that no other copy of the launch can, and says so in the run log', function () {
+    const late = launch(1000);
+    expect(late.ran).to.equal(false);
+    expect(late.claim).to.equal('refused');
+    expect(late.log).to.match(/^N 1\.1 \d+\n$/);
+  });
+
+  it('starts a launch that comes in time', function () {
+    const inTime = launch(0);
+    expect(inTime.ran).to.equal(true);
+    expect(inTime.log).to.match(/^F 1\.1 \d+ \nX 1\.1 0\n$/);
   });
 });

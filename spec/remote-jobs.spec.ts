@@ -193,7 +193,8 @@ async function remoteDir(host: SshHost, ws: Workspace, id: string): Promise<stri
   });
 
   it('gives a host that comes back its jobs again, even when the fetcher started while it was down', async function () {
-    const [first] = await queue(ws, ws.write('before-down.yaml', ['ClassType: Remote', 'Hostname: host3', 'Order: [{Run: "sleep 3"}]'].join('\n')));
+    // LostAfter 0s: given up on as soon as host3 is down (a job bound to one host waits an hour by default).
+    const [first] = await queue(ws, ws.write('before-down.yaml', ['ClassType: Remote', 'Hostname: host3', 'LostAfter: 0s', 'Order: [{Run: "sleep 3"}]'].join('\n')));
     await waitFor('the job to run on host3', async () => (await show(ws, first)).state === 'running' || null);
     await host3.killAll(); // sshd gone, the job goes on: host3 is unreachable, then down (HostDownAfter 3s)
     const given = (await waitJobs(ws, first))[first];

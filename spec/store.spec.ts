@@ -780,6 +780,67 @@ describe('store (Lua transitions on a real redis-server)', function () {
     });
   });
 
+  describe('leaseLaunch-2.lua', function () {
+    /** `count` jobs granted a slot of host h1, taken by the starter. */
+    async function grantedOnH1(f: Fixture, count: number): Promise<TakenJob[]> {
+      const ids = await f.add(count);
+      await f.store.route(ids.map((id) => ({ ...accept(id), location: 'host:h1' })), T0);
+      await f.store.grant([{ location: 'host:h1', slotKey: f.k.remoteJobs('h1'), limit: count, queues: ['host:h1'] }], 100, T0);
+      return f.take();
+    }
+
+    it('records the launch lease of the host and returns the runs still current there', async function () {
+      const f = await fixture();
+      const [a, b, c] = await grantedOnH1(f, 3);
+      await f.store.finishRuns([ended(b.id, 1, 'interrupted', { reason: 'host h1 unreachable for 9s' })], [], T0 + 1);
+      const current = await f.store.leaseLaunch('h1', [a, b, c, { id: '99', run: 1 }].map((j) => ({ id: j.id, run: j.run })), T0 + 2);
+      expect([...current!].sort()).to.deep.equal([a.id, c.id]);
+      expect(await f.store.launchLeases()).to.deep.equal(new Map([['h1', T0 + 2]]));
+      expect(await f.store.leaseLaunch('h2', [{ id: a.id, run: 1 }], T0 + 3), 'a run of another host is not current there').to.deep.equal(new Set());
+      expect(await f.store.leaseLaunch('h1', [{ id: a.id, run: 2 }], T0 + 4), 'nor another run').to.deep.equal(new Set());
+    });
+
+    it('refuses any launch to a host marked down, and records no lease', async function () {
+      const f = await fixture();
+      const [a] = await grantedOnH1(f, 1);
+      await f.db.hset(f.k.hostState, 'h1', JSON.stringify({ state: 'down', since: T0, reason: 'unreachable' }));
+      const before = await f.dump();
+      expect(await f.store.leaseLaunch('h1', [{ id: a.id, run: a.run }], T0 + 5)).to.equal(null);
+      expect(await f.dump()).to.deep.equal(before);
+      await f.db.hset(f.k.hostState, 'h1', JSON.stringify({ state: 'up', since: T0 + 6, reason: null }));
+      expect(await f.store.leaseLaunch('h1', [{ id: a.id, run: a.run }], T0 + 7)).to.deep.equal(new Set([a.id]));
+    });
+  });
+
+  describe('fenceRun-1.lua', function () {
+    it('marks a run given up on as fenced, keeping the outcome it was given up with; twice changes nothing', async function () {
+      const f = await fixture();
+      const [job] = await f.running(1, 1);
+      await f.finish([ended(job.id, 1, 'interrupted', { exitCode: null, reason: 'host h1 unreachable for 9s' })], 1, T0 + 10);
+      expect(await f.store.fenceRun(job.id, 1, '; stopped by its lease', T0 + 5, T0 + 20)).to.equal(true);
+      const expected = { run: 1, outcome: 'fenced', gaveUpAs: 'interrupted', reason: 'host h1 unreachable for 9s; stopped by its lease', stoppedAt: T0 + 5, fencedAt: T0 + 20, endedAt: T0 + 10 };
+      expect((await f.store.runsOf(job.id))[0]).to.deep.include(expected);
+      const before = await f.dump();
+      expect(await f.store.fenceRun(job.id, 1, '; stopped by its lease', T0 + 5, T0 + 30)).to.equal(true);
+      expect(await f.dump()).to.deep.equal(before);
+    });
+
+    it('fences only runs JobManager ended (no exit code), and says when there is nothing to fence', async function () {
+      const f = await fixture();
+      const [ok, bad, gone] = await f.running(3, 3);
+      await f.finish([ended(ok.id, 1, 'succeeded'), ended(bad.id, 1, 'failed'), ended(gone.id, 1, 'failed', { exitCode: null, reason: 'host h1 unreachable for 9s' })], 3, T0 + 10);
+      const before = await f.dump();
+      expect(await f.store.fenceRun(ok.id, 1, '; x', null, T0 + 20), 'it succeeded').to.equal(false);
+      expect(await f.store.fenceRun(bad.id, 1, '; x', null, T0 + 20), 'it exited 1').to.equal(false);
+      expect(await f.store.fenceRun(gone.id, 2, '; x', null, T0 + 20), 'no such run').to.equal(false);
+      expect(await f.dump()).to.deep.equal(before);
+      expect(await f.store.fenceRun(gone.id, 1, '; found running and killed', null, T0 + 20)).to.equal(true);
+      const entry = (await f.store.runsOf(gone.id))[0];
+      expect(entry).to.deep.include({ outcome: 'fenced', gaveUpAs: 'failed', reason: 'host h1 unreachable for 9s; found running and killed' });
+      expect(entry).to.not.have.property('stoppedAt');
+    });
+  });
+
   describe('blocking waits', function () {
     /** A logger that keeps what it is told. */
     function recorder(): Logger & { lines: string[] } {

@@ -61,8 +61,10 @@ export class RemoteDispatch {
   }
 
   private async launchOn(host: string): Promise<void> {
-    const jobs = this.pending.get(host) ?? [];
+    let jobs = this.pending.get(host) ?? [];
     this.pending.delete(host);
+    // Tried before and failed: the fetcher may have given some up since (the host down too long).
+    if (this.retry.has(host)) jobs = await this.stillCurrent(host, jobs).catch(() => jobs);
     if (jobs.length === 0) return;
     // The registry may be older than the grant: a host just made known (an EC2 instance that
     // became ready), or one that answers again (grantFrom.lua reads HostState at once, this
@@ -90,6 +92,14 @@ export class RemoteDispatch {
       const level = err instanceof HostDownError && delay >= 10_000 ? 'debug' : 'warn';
       this.log[level](`JobStarter: cannot start ${jobs.length} job(s) on ${host} yet (${errorMessage(err)}); trying again in ${delay}ms`);
     }
+  }
+
+  /** The launches whose run is still its job's current one (leaseLaunch-2.lua decides again at the launch). */
+  private async stillCurrent(host: string, jobs: RemoteLaunch[]): Promise<RemoteLaunch[]> {
+    const rows = await this.store.getFields(jobs.map((job) => job.id), ['state', 'run']);
+    const current = jobs.filter((job, i) => ['granted', 'running'].includes(rows[i][0] ?? '') && Number(rows[i][1]) === job.run);
+    if (current.length < jobs.length) this.log.info(`JobStarter: not launching ${jobs.length - current.length} job(s) on ${host}: given up on (or cancelled) meanwhile`);
+    return current;
   }
 
   /** The job file written on the host is the definition as queued (payloads carry it only sometimes). */

@@ -113,8 +113,7 @@ export const WATCHDOG_DIRS = ['live', 'frozen'];
  * run there is going. Needs jm_now; costs no process while the watchdog runs.
  */
 export function ensureWatchdogSh(baseVar: string, leaseCs: string, onlyWithRuns = false): string {
-  // Its environment is made afresh (env execs sh: no process more), not the job's own.
-  const run = `env -i PATH="$PATH" HOME="$HOME" sh "${baseVar}/${WATCHDOG_FILE}" "${baseVar}" ${leaseCs} </dev/null >/dev/null 2>&1 &`;
+  const run = `sh "${baseVar}/${WATCHDOG_FILE}" "${baseVar}" ${leaseCs} </dev/null >/dev/null 2>&1 &`;
   const start = `if command -v setsid >/dev/null 2>&1; then ( setsid ${run} ); else ( ${run} ); fi`;
   return [
     `JM_W=; JM_WT=0; [ -f "${baseVar}/watchdog" ] && read JM_W JM_WT <"${baseVar}/watchdog"`,
