@@ -52,7 +52,7 @@ export async function runChaos({ seed, minutes, log, signal }: ChaosOptions): Pr
     await ws.startSupervisor();
     const stop = new StopSignal();
     const workload = new Workload({ ws, ledger: world.ledger, random: seededRandom(seed ^ 0x5bd1e995), hostNames: world.hostNames, log });
-    const faults = new FaultInjector(world, seededRandom(seed), log);
+    const faults = new FaultInjector(world, seededRandom(seed), log, seededRandom(seed ^ 0x2545f491));
     const budget = setTimeout(() => stop.stop(), Math.max(0, started + minutes * 60_000 - Date.now()));
     signal?.addEventListener('abort', () => stop.stop(), { once: true });
     log(`chaos: workload and faults for ${Math.round((started + minutes * 60_000 - Date.now()) / 1000)}s`);

@@ -24,6 +24,7 @@ export async function runChecks(world: World, store: Store, evidence: Evidence, 
     finalStates(evidence),
     outcomes(evidence),
     noRunTwice(evidence),
+    noOverlap(evidence),
     succeededOnce(evidence),
     ledgerRunsRecorded(evidence),
     await noSlotTaken(store),
@@ -62,7 +63,8 @@ function outcomes({ jobs, runs }: Evidence): Check {
       problems.push(`${describe(job)} is not a job of the workload (state ${job.state}: ${job.reason ?? ''})`);
       continue;
     }
-    const failed = (runs.get(job.id) ?? []).filter((r) => r.outcome === 'failed');
+    // A fenced run counts as what it was given up as (failed, for a job bound to its host).
+    const failed = (runs.get(job.id) ?? []).filter((r) => (r.outcome === 'fenced' ? r.gaveUpAs : r.outcome) === 'failed');
     const excused = failed.filter((r) => meant.kind === 'remote-named' && HOST_GIVEN_UP.test(r.reason));
     const own = failed.filter((r) => !excused.includes(r));
     const { kind, intent } = meant;
@@ -94,6 +96,30 @@ function noRunTwice({ jobs, ledger }: Evidence): Check {
     }
   }
   return check('no run executed twice (no run number twice in the ledger)', problems);
+}
+
+/**
+ * No two runs of one job overlapped in time. A run ran from its begin line to its end line; one
+ * without an end line (stopped before it) until the latest it can have stopped: when its host's
+ * watchdog stopped it (a fenced run's stoppedAt), else when it was found and killed (fencedAt),
+ * else when its end was recorded (endedAt: a Thread run cut short with its supervisor).
+ */
+function noOverlap({ jobs, runs, ledger }: Evidence): Check {
+  const problems: string[] = [];
+  const at = (ms: number) => (Number.isFinite(ms) ? `${new Date(ms).toTimeString().slice(0, 8)}.${String(ms % 1000).padStart(3, '0')}` : 'never recorded');
+  for (const job of jobs) {
+    const entries = runs.get(job.id) ?? [];
+    const spans = (ledger.get(job.id) ?? []).map((line) => {
+      const entry = entries.find((e) => e.run === line.run);
+      return { run: line.run, from: line.begin, to: line.end ?? entry?.stoppedAt ?? entry?.fencedAt ?? entry?.endedAt ?? Infinity };
+    });
+    for (const a of spans) {
+      for (const b of spans) {
+        if (a.run < b.run && a.from < b.to && b.from < a.to) problems.push(`${describe(job)}: run ${a.run} (${at(a.from)}-${at(a.to)}) overlapped run ${b.run} (${at(b.from)}-${at(b.to)})`);
+      }
+    }
+  }
+  return check('no two runs of one job overlapped in time (the ledger\'s begin and end lines)', problems);
 }
 
 function succeededOnce({ jobs, runs, ledger }: Evidence): Check {

@@ -7,7 +7,11 @@ import { pick } from './workload.js';
 // The fault injector: at seeded random moments (every 1-4 s), one fault, chosen by weight.
 // Faults that end by themselves (a restart) are awaited before the next one; a host cut off
 // stays cut off in the background for a while (sometimes past HostDownAfter, so that the host is
-// given up on) while other faults go on. `calm()` ends every fault still in effect.
+// given up on) while other faults go on. Besides these, a partition on a schedule of its own
+// (its own generator, so the random faults' schedule stays as it was): host33 cut off for
+// longer than it takes to be given up on, 5-15 s into the run and then every 1-2 minutes, so
+// that every run has its remote runs stop themselves, run again elsewhere and be fenced when
+// host33 is back (issue 9). `calm()` ends every fault still in effect.
 
 export type FaultKind =
   | 'supervisor kill -9'
@@ -15,10 +19,11 @@ export type FaultKind =
   | 'redis-server kill -9'
   | 'sshd kill -9'
   | 'host cut off'
+  | 'partition'
   | 'EC2 capacity error'
   | 'EC2 throttling';
 
-export const FAULT_KINDS: readonly FaultKind[] = ['supervisor kill -9', 'actor crash', 'redis-server kill -9', 'sshd kill -9', 'host cut off', 'EC2 capacity error', 'EC2 throttling'];
+export const FAULT_KINDS: readonly FaultKind[] = ['supervisor kill -9', 'actor crash', 'redis-server kill -9', 'sshd kill -9', 'host cut off', 'partition', 'EC2 capacity error', 'EC2 throttling'];
 
 const WEIGHTS: [FaultKind, number][] = [
   ['supervisor kill -9', 3],
@@ -43,9 +48,39 @@ export class FaultInjector {
     private readonly world: World,
     private readonly random: () => number,
     private readonly log: (text: string) => void,
+    /** The partitions' own generator. */
+    private readonly partitionRandom: () => number = random,
   ) {}
 
   async run(stop: StopSignal): Promise<void> {
+    await Promise.all([this.randomFaults(stop), this.partitions(stop)]);
+  }
+
+  private async partitions(stop: StopSignal): Promise<void> {
+    let wait = 5000 + this.partitionRandom() * 10_000;
+    while (await stop.sleep(wait)) {
+      const ms = Math.round(GIVEN_UP_AFTER_MS + 3000 + this.partitionRandom() * 5000);
+      wait = ms + 60_000 + this.partitionRandom() * 60_000;
+      // A random cut-off in effect: this partition waits for it to end (then it is one).
+      while (this.cutOff && !stop.stopped) await this.cutOff;
+      if (stop.stopped) return;
+      this.cut(ms);
+      this.counts.set('partition', this.counts.get('partition')! + 1);
+      this.log(`fault: partition (host33 cut off for ${ms}ms, past HostDownAfter)`);
+    }
+  }
+
+  /** host33 cut off (nothing passes, nothing closes) for `ms`, in the background. */
+  private cut(ms: number): void {
+    this.world.proxy.cutOff();
+    this.cutOff = sleep(ms, this.healed.signal).then(() => {
+      this.world.proxy.restore();
+      this.cutOff = null;
+      this.log(`fault: host33 is reachable again after ${ms}ms`);
+    });
+  }
+
+  private async randomFaults(stop: StopSignal): Promise<void> {
     while (await stop.sleep(1000 + this.random() * 3000)) {
       const kind = pick(this.random, WEIGHTS);
       try {
@@ -60,7 +95,7 @@ export class FaultInjector {
   }
 
   private async inject(kind: FaultKind): Promise<string> {
-    const { ws, hosts, proxy, ec2 } = this.world;
+    const { ws, hosts, ec2 } = this.world;
     switch (kind) {
       case 'supervisor kill -9': {
         await ws.supervisor?.kill9();
@@ -93,12 +128,7 @@ export class FaultInjector {
         if (this.cutOff) return 'host33 is cut off already';
         // Mostly short; one in three long enough for host33 to be given up on (and then come back).
         const ms = Math.round(this.random() < 0.33 ? GIVEN_UP_AFTER_MS + 2000 + this.random() * 10_000 : 1000 + this.random() * 10_000);
-        proxy.cutOff();
-        this.cutOff = sleep(ms, this.healed.signal).then(() => {
-          proxy.restore();
-          this.cutOff = null;
-          this.log(`fault: host33 is reachable again after ${ms}ms`);
-        });
+        this.cut(ms);
         return `host33 for ${ms}ms`;
       }
       case 'EC2 capacity error': {
@@ -112,6 +142,8 @@ export class FaultInjector {
         ec2.failNext(action, 'RequestLimitExceeded', times);
         return `next ${times} ${action}`;
       }
+      case 'partition':
+        throw new Error('partitions come on their own schedule (partitions())');
     }
   }
 

@@ -19,7 +19,7 @@ export function formatReport(report: ChaosReport): string {
     `Chaos run, seed ${report.seed}, ${report.minutes} min budget, ${(report.elapsedMs / 1000).toFixed(0)}s in all${report.settled ? '' : ' (did NOT settle in time)'}`,
     `  jobs queued   ${total}: ${counts(report.queued)}${report.queueFailures ? ` (${report.queueFailures} queue commands failed and were repeated)` : ''}`,
     `  jobs ended    ${counts(report.byState)}`,
-    `  runs recorded ${counts(report.runs)} (${report.hostGivenUp} ended as their host was given up on); ledger lines ${report.ledgerLines}`,
+    `  runs recorded ${counts(report.runs)} (${report.hostGivenUp} ended as their host was given up on); runs in the ledger ${report.ledgerLines}`,
     `  faults        ${faults}:`,
     ...[...report.faults].map(([kind, n]) => `    ${kind.padEnd(22)} ${n}`),
     '  checks',

@@ -3,8 +3,8 @@ import type { StopSignal } from '../lib/util/stop-signal.js';
 import type { Ledger } from './ledger.js';
 
 // The chaos run's workload: waves of job files of every ClassType, queued with `jobmanager
-// queue` as a user would, at seeded random moments. Every job appends its ledger line first, then
-// sleeps a little, then ends as its intent says:
+// queue` as a user would, at seeded random moments. Every job appends its ledger's begin line
+// first, then sleeps a little, appends its end line, then ends as its intent says:
 //   ok      succeeds on its first attempt
 //   flaky   fails its first attempt on purpose (exit 3), succeeds on the retry (Retries: 2)
 //   doomed  fails every attempt (exit 4; Retries: 1), so it ends failed after two
@@ -62,10 +62,12 @@ export class Workload {
   constructor(private readonly options: WorkloadOptions) {
     this.stepsModule = options.ws.write('chaos/steps.mjs', [
       "import { appendFileSync } from 'node:fs';",
-      '// A Thread job step: its ledger line, a short wait, then the end its intent asks for.',
+      '// A Thread job step: its ledger lines (begin, end) around a short wait, then the end its intent asks for.',
       'export async function record(ledger, failBelow, ms) {',
-      '  appendFileSync(ledger, `${this.jobId} ${this.run} ${this.attempt}\\n`);',
+      '  const line = (kind) => appendFileSync(ledger, `${kind} ${this.jobId} ${this.run} ${this.attempt} ${Date.now()}\\n`);',
+      "  line('begin');",
       '  await new Promise((resolve) => setTimeout(resolve, ms));',
+      "  line('end');",
       '  if (this.attempt < failBelow) throw new Error(`attempt ${this.attempt} fails on purpose`);',
       '  return this.attempt;',
       '}',
@@ -104,8 +106,9 @@ export class Workload {
     const { random, ledger, hostNames } = this.options;
     const kind = pick(random, KIND_WEIGHTS);
     const intent = pick(random, INTENT_WEIGHTS);
-    // Mostly short; one in eight runs long enough to be caught running by most faults.
-    const seconds = random() < 0.125 ? 3 + random() * 4 : 0.05 + random() * 1.5;
+    // Mostly short; one in eight runs long enough to be caught running by most faults (and by
+    // a partition: a remote run still going when its host's lease lapses, 4 s in, is stopped).
+    const seconds = random() < 0.125 ? 3 + random() * 7 : 0.05 + random() * 1.5;
     const n = ++this.made;
     const host = kind === 'remote-named' ? hostNames[Math.floor(random() * hostNames.length)] : null;
     const name = `${kind}.${intent}.${n}${host ? `@${host}` : ''}`;
@@ -124,7 +127,7 @@ export class Workload {
       if (kind === 'remote-any') lines.push('Hostname: any');
       if (host) lines.push(`Hostname: ${host}`);
       const end = intent === 'ok' ? 'true' : intent === 'flaky' ? `[ "$JM_ATTEMPT" -ge 2 ] || exit ${FAIL_CODE.flaky}` : `exit ${FAIL_CODE.doomed}`;
-      lines.push('Order:', `  - Run: ${JSON.stringify(`${ledger.shellAppend}; sleep ${seconds.toFixed(2)}; ${end}`)}`);
+      lines.push('Order:', `  - Run: ${JSON.stringify(`${ledger.shellAppend('begin')}; sleep ${seconds.toFixed(2)}; ${ledger.shellAppend('end')}; ${end}`)}`);
     }
     return { path: this.options.ws.write(`chaos/jobs/${n}.yaml`, lines.join('\n') + '\n'), kind };
   }

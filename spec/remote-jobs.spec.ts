@@ -273,6 +273,28 @@ async function remoteDir(host: SshHost, ws: Workspace, id: string): Promise<stri
     expect(host4.run(`ls ${host4.home}/.jobmanager/${ws.deployment} 2>/dev/null || echo none`).trim()).to.equal('none');
   });
 
+  it('gives up on a job granted to a host that is gone (taken out of the config), rather than leave it granted', async function () {
+    // Granted to `silent` (which never answers, so the job waits there, granted), then the host
+    // is taken out of the config and the supervisor restarted: no follower of it will ever fail.
+    const other = await Workspace.create();
+    try {
+      const silentHost = { Name: 'gone', Hostname: loopbackAddress(9), Port: (silent.address() as { port: number }).port, Username: 'nobody', Key: host4.clientKey, Slots: 1 };
+      const config = { ...FAST_CONFIG, Deployment: `g${basename(other.dir).slice(-6)}`, KnownHosts: other.write('known_hosts', `${host4.knownHostsLine}\n`), HostDownAfter: '20s' };
+      other.writeConfig({ ...config, Hosts: [host4.hostEntry(1), silentHost] });
+      await other.startSupervisor();
+      const [id] = await queue(other, other.write('gone.yaml', ['ClassType: Remote', 'Hostname: gone', 'Order: [{Run: "true"}]'].join('\n')));
+      await waitFor('the job to be granted a slot of the host', async () => (await show(other, id)).state === 'granted' || null);
+      await other.supervisor!.stop();
+      other.writeConfig({ ...config, Hosts: [host4.hostEntry(1)] });
+      await other.startSupervisor();
+      const job = (await waitJobs(other, id))[id];
+      expect(job.state).to.equal('failed');
+      expect(job.reason).to.match(/host gone .*no longer known/);
+    } finally {
+      await other.dispose();
+    }
+  });
+
   it('marks a host that never answers down, and fails its jobs with the reason', async function () {
     const [id] = await queue(ws, ws.write('silent.yaml', ['ClassType: Remote', 'Hostname: silent', 'Order: [{Run: "true"}]'].join('\n')));
     const job = (await waitJobs(ws, id))[id];

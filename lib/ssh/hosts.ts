@@ -89,6 +89,11 @@ export class HostRegistry {
     return this.states.get(name)?.state === 'down';
   }
 
+  /** Every host marked down, known or not (an EC2 instance that ended may still hold a slot). */
+  down(): [string, HostState][] {
+    return [...this.states].filter(([, state]) => state.state === 'down');
+  }
+
   async register(host: Host): Promise<void> {
     if (this.adhoc.has(host.name)) return;
     const { name, hostname, port, username, key, identityFiles, jump, slots } = host;

@@ -58,6 +58,8 @@ export class Keys {
   get runningQueue(): string { return this.k('Running_Queue'); }
   get localJobs(): string { return this.k('LocalJobs'); }
   remoteJobs(host: string): string { return this.k(`RemoteJobs:${host}`); }
+  /** The pattern every host's slot set matches (SCAN; the host's name follows the prefix). */
+  get remoteJobsPattern(): { match: string; prefix: string } { return { match: this.k('RemoteJobs:*'), prefix: this.k('RemoteJobs:') }; }
   get jobs(): string { return this.k('Jobs'); }
   get nextId(): string { return this.k('NextId'); }
   submission(token: string): string { return this.k(`submission:${token}`); }

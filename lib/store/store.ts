@@ -406,6 +406,22 @@ export class Store {
     return ids.sort((a, b) => Number(a) - Number(b));
   }
 
+  /**
+   * The names of the hosts whose slot set holds a job, known or not (SCAN: one pass over the
+   * keys, for a fetcher starting, to find jobs granted to a host that is gone since).
+   */
+  async hostsHoldingSlots(): Promise<string[]> {
+    const { match, prefix } = this.keys.remoteJobsPattern;
+    const names: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.redis.scan(cursor, 'MATCH', match, 'COUNT', 1000, 'TYPE', 'set');
+      cursor = next;
+      for (const key of keys) if ((await this.redis.scard(key)) > 0) names.push(key.slice(prefix.length));
+    } while (cursor !== '0');
+    return names.sort();
+  }
+
   /** The EC2 locations (ec2:<image>:<type>) jobs have been queued for. */
   async ec2Locations(): Promise<Location[]> {
     return (await this.redis.smembers(this.keys.ec2Locations)).sort();

@@ -72,6 +72,7 @@ export class RemoteDispatch {
     // fail for a host that is up.
     if (!this.hosts.get(host) || this.hosts.isDown(host)) await this.hosts.refresh(true);
     try {
+      await this.markDownIfGone(host);
       if (this.hosts.isDown(host)) throw new HostDownError(`host ${host} is down: ${this.hosts.state(host)?.reason ?? 'unreachable'}`);
       await this.withDefinitions(jobs);
       const { failed, stale } = await this.starter.launch(host, jobs);
@@ -91,6 +92,20 @@ export class RemoteDispatch {
       this.pending.set(host, [...jobs, ...(this.pending.get(host) ?? [])]);
       const level = err instanceof HostDownError && delay >= 10_000 ? 'debug' : 'warn';
       this.log[level](`JobStarter: cannot start ${jobs.length} job(s) on ${host} yet (${errorMessage(err)}); trying again in ${delay}ms`);
+    }
+  }
+
+  /**
+   * A host granted to but gone (an EC2 instance that ended as the grant was made, from a view of
+   * it a moment old; a host taken out of the config) is marked down, so that the fetcher gives
+   * its runs up (remote/watch.ts): no follower of it will ever fail for it to notice.
+   */
+  async markDownIfGone(host: string): Promise<void> {
+    if (this.hosts.get(host)) return;
+    await this.hosts.refresh(true);
+    if (!this.hosts.get(host) && !this.hosts.isDown(host)) {
+      await this.hosts.setState(host, 'down', `host ${host} is no longer known (an EC2 instance that ended, or a host taken out of the config)`);
+      this.log.warn(`JobStarter: host ${host} has runs granted to it but is no longer known: marked down`);
     }
   }
 

@@ -58,6 +58,7 @@ export class RemoteFleet {
    */
   async refresh(force = false): Promise<void> {
     await this.hosts.refresh(force);
+    if (!this.sweptForGone) await this.markGoneHostsDown();
     const hosts = this.hosts.all();
     if (hosts.length === 0) return;
     const [taken, offsets] = await Promise.all([this.store.slotsUsed(hosts.map((h) => `host:${h.name}`)), this.store.remoteLogOffsets()]);
@@ -65,6 +66,30 @@ export class RemoteFleet {
       const busy = taken[i] > 0;
       if ((busy || this.hosts.isDown(host.name)) && !this.followers.has(host.name)) this.follow(host.name, offsets.get(host.name) ?? 0);
     });
+    // A host marked down that is not known any more (an EC2 instance that ended while a job was
+    // granted to it; a host taken out of the config) has no follower to fail: it is unreachable
+    // since it was marked down, so that its runs are given up on like any lost host's.
+    for (const [name, state] of this.hosts.down()) {
+      if (!this.hosts.get(name) && !this.unreachableSince.has(name)) this.reachable(name, false, state.reason ?? 'no longer known');
+    }
+  }
+
+  private sweptForGone = false;
+
+  /**
+   * Once, as the fetcher starts: a host that still holds jobs but is known no more (an EC2
+   * instance that ended, a host taken out of the config while the supervisor was down) is
+   * marked down, so that its jobs are given up on (and any run there stops itself by its
+   * lease) rather than stay granted for ever. While running, the starter does the same for a
+   * host it is asked to launch on and cannot find (dispatch.ts).
+   */
+  private async markGoneHostsDown(): Promise<void> {
+    for (const name of await this.store.hostsHoldingSlots()) {
+      if (this.hosts.get(name) || this.hosts.isDown(name)) continue;
+      await this.hosts.setState(name, 'down', `host ${name} is no longer known (an EC2 instance that ended, or a host taken out of the config)`);
+      this.log.warn(`ResultFetcher: host ${name} holds jobs but is no longer known: marked down`);
+    }
+    this.sweptForGone = true;
   }
 
   /** Whether this host's run log is followed. */

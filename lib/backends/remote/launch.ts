@@ -70,6 +70,7 @@ export class RemoteLaunch implements LaunchSide {
         }
       } catch (err) {
         this.ctx.log.warn(`JobStarter: cannot settle ${list.length} job(s) on ${host} yet: ${errorMessage(err)}`);
+        await this.dispatch.markDownIfGone(host).catch(() => {});
         pending.push(...list);
       }
     }

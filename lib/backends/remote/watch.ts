@@ -53,8 +53,10 @@ export class RemoteWatch implements WatchSide {
 
   async refresh(): Promise<{ ended: EndedRun[]; nextInMs: number }> {
     const due = this.refreshedAt + REFRESH_MS - Date.now();
-    const nextInMs = () => (this.fleet.hosts.all().length ? REFRESH_MS : Infinity);
-    if (due > 0 && this.fleet.reconcilesDue().length === 0) return { ended: [], nextInMs: this.fleet.hosts.all().length ? due : Infinity };
+    // Hosts that are gone still count while they are unreachable: their runs are yet to be given up on.
+    const watching = () => this.fleet.hosts.all().length > 0 || this.fleet.unreachable().length > 0 || this.fleet.hosts.down().length > 0;
+    const nextInMs = () => (watching() ? REFRESH_MS : Infinity);
+    if (due > 0 && this.fleet.reconcilesDue().length === 0) return { ended: [], nextInMs: watching() ? due : Infinity };
     const force = this.refreshedAt === 0;
     this.refreshedAt = Date.now();
     await this.fleet.refresh(force);
