@@ -415,7 +415,7 @@ export class Store {
     const names: string[] = [];
     let cursor = '0';
     do {
-      const [next, keys] = await this.redis.scan(cursor, 'MATCH', match, 'COUNT', 1000, 'TYPE', 'set');
+      const [next, keys] = await this.redis.scan(cursor, 'MATCH', match, 'COUNT', 1000);
       cursor = next;
       for (const key of keys) if ((await this.redis.scard(key)) > 0) names.push(key.slice(prefix.length));
     } while (cursor !== '0');
