@@ -13,7 +13,7 @@ import { Provisioner } from '../lib/backends/ec2/provisioner.js';
 // The JobManager actor. It watches Job_Queue: every entry is checked (a job file that is not
 // valid becomes `rejected`, with the reason, and everything else goes on) and routed to the queue
 // of the location it needs. Then it grants: for each location with room, jobs move to
-// Granted_Queue while slots remain (grant-3.lua). Full locations are not watched: their queues
+// Granted_Queue while slots remain (grant-N.lua). Full locations are not watched: their queues
 // stay untouched until a finishing job frees a slot, which signals the manager.
 //
 // It blocks on Signal:manager (new jobs, freed slots, an instance ready) between rounds, or until
@@ -61,8 +61,8 @@ class Manager implements Actor {
 
   /**
    * The old QueueTracker: the locations this manager grants for, with their slot limits. A host
-   * that is down is left out; a location whose slots are all taken is skipped by grant-3.lua
-   * without touching its queue, and gets its freed slots handed on by finishRun-5.lua.
+   * that is down is left out; a location whose slots are all taken is skipped by grant-N.lua
+   * without touching its queue, and gets its freed slots handed on by finishRun-N.lua.
    */
   private pools(): GrantPool[] {
     return poolsFor(this.ctx.config, this.store.keys, this.hosts);

@@ -2,7 +2,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import type { Redis } from 'ioredis';
-import { PROJECT_ROOT } from '../lib/util/paths.js';
+import { LUA_DIR, PROJECT_ROOT } from '../lib/util/paths.js';
+import { Keys } from '../lib/store/keys.js';
+import { withIncludes } from '../lib/store/scripts.js';
 import { RedisServer } from './support/redis-server.js';
 import { Store, parseGrantedPayload, type GrantPool, type NewJob, type Outcome, type RouteDecision, type RunFinished, type TakenJob } from '../lib/store/store.js';
 import { validateJobSpec } from '../lib/jobfile/job-spec.js';
@@ -190,7 +192,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
     await server?.stop();
   });
 
-  describe('addJob-5.lua', function () {
+  describe('addJob-7.lua', function () {
     it('records a queued job, puts its id on Job_Queue, writes a queued event and wakes the manager', async function () {
       const f = await fixture();
       const [id] = await f.store.addJobs([newJob('a')], T0);
@@ -217,7 +219,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
     });
   });
 
-  describe('route-2.lua', function () {
+  describe('route-N.lua', function () {
     it('moves checked entries to Job_Queue:local with their spec, poll period, timeout and retries, oldest first', async function () {
       const f = await fixture();
       const ids = await f.add(3);
@@ -292,7 +294,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
     });
   });
 
-  describe('grant-3.lua', function () {
+  describe('grant-N.lua', function () {
     it('never holds more slots than the limit, across several calls and budgets', async function () {
       const f = await fixture();
       const ids = await f.queue(5);
@@ -316,7 +318,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
       expect(taken.map((t) => t.id)).to.deep.equal(ids);
       expect(taken[0]).to.deep.equal({ id: ids[0], run: 1, attempt: 1, where: 'local', spec: specOf(DOC), raw: 'null' });
       expect(await f.store.getJob(ids[0])).to.include({ state: 'granted', run: 1, attempt: 1, grantedAt: T0 + 7 });
-      expect(await f.raw(ids[0])).to.include({ slot: f.k.localJobs, timeoutMs: '' });
+      expect(await f.raw(ids[0]), 'the location whose slot it holds').to.include({ slot: 'local', timeoutMs: '' });
       expect((await f.events()).filter((e) => e.state === 'granted')).to.deep.equal(ids.map((id) => ({ job: id, state: 'granted', run: '1', host: 'local' })));
     });
 
@@ -368,7 +370,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
     });
   });
 
-  describe('markRunning-2.lua', function () {
+  describe('markRunning-N.lua', function () {
     it('marks the run running with its pid, start time and launcher, due one poll period later', async function () {
       const f = await fixture();
       const [id] = await f.queue(1, { pollMs: 5000 });
@@ -408,7 +410,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
     });
   });
 
-  describe('finishRun-5.lua', function () {
+  describe('finishRun-N.lua', function () {
     it('succeeded: records the run, frees the slot and hands it to the next queued job in the same step', async function () {
       const f = await fixture();
       const [a, b, c] = await f.queue(3);
@@ -546,7 +548,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
     });
   });
 
-  describe('cancel-7.lua', function () {
+  describe('cancel-N.lua', function () {
     it('queued in Job_Queue: cancelled at once, with an event', async function () {
       const f = await fixture();
       const [a, b] = await f.add(2);
@@ -640,7 +642,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
     });
   });
 
-  describe('retry-3.lua', function () {
+  describe('retry-N.lua', function () {
     it('failed: queued again at the end of its queue with attempt 1, its outcome cleared, its runs kept; granted with the next run number', async function () {
       const f = await fixture();
       const [job] = await f.running(1, 1, { retries: 1 });
@@ -706,7 +708,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
     });
   });
 
-  describe('relaunch-1.lua', function () {
+  describe('relaunch-2.lua', function () {
     it('gives a granted job whose run never launched a new run and its payload, once', async function () {
       const f = await fixture();
       await f.queue(1);
@@ -753,7 +755,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
     });
   });
 
-  describe('noteDownloads-0.lua', function () {
+  describe('noteDownloads-1.lua', function () {
     const missing = [{ file: 'missing.txt', reason: 'No such file' }];
 
     it('notes the failed Downloads of the current run on its job, for show; a fetch where all arrived clears the note', async function () {
@@ -780,7 +782,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
     });
   });
 
-  describe('leaseLaunch-2.lua', function () {
+  describe('leaseLaunch-N.lua', function () {
     /** `count` jobs granted a slot of host h1, taken by the starter. */
     async function grantedOnH1(f: Fixture, count: number): Promise<TakenJob[]> {
       const ids = await f.add(count);
@@ -838,6 +840,68 @@ describe('store (Lua transitions on a real redis-server)', function () {
       const entry = (await f.store.runsOf(gone.id))[0];
       expect(entry).to.deep.include({ outcome: 'fenced', gaveUpAs: 'failed', reason: 'host h1 unreachable for 9s; found running and killed' });
       expect(entry).to.not.have.property('stoppedAt');
+    });
+  });
+
+  describe('explainWait-2.lua', function () {
+    it('tells the jobs still queued for a location why they wait, and leaves a granted one as it is', async function () {
+      const f = await fixture();
+      const [first, second] = await f.queue(2);
+      await f.grant(1);
+      const why = 'waiting for an EC2 instance: RunInstances failed 1 time (InsufficientInstanceCapacity)';
+      expect(await f.store.explainWait('local', why)).to.equal(1);
+      expect(await f.store.getJob(second)).to.include({ state: 'queued', reason: why });
+      expect(await f.store.getJob(first)).to.include({ state: 'granted', reason: null });
+    });
+  });
+
+  describe('keys (keys.ts and lua/includes/keys.lua)', function () {
+    it('builds in Lua the same key names as keys.ts', async function () {
+      const f = await fixture();
+      const keys = new Keys('prod-1');
+      const ids = ['1', '42', '7:runs', 'legacy-pickle'];
+      const locations = ['local', 'host:lab1', 'host:ec2-i-0abc', 'any', 'ec2:ami-1:c7i.large'];
+      const lua = withIncludes(`-- @include keys
+        local out = {}
+        for i = 1, #ARGV do
+          local v = ARGV[i]
+          out[#out + 1] = jobKey(KEYS[1], v)
+          out[#out + 1] = jobRunsKey(KEYS[1], v)
+          out[#out + 1] = locationQueueKey(KEYS[1], v)
+          out[#out + 1] = slotSetKey(KEYS[1], v)
+        end
+        return out`);
+      const names = [...ids, ...locations];
+      const fromLua = await f.db.eval(lua, 1, keys.prefix, ...names);
+      expect(fromLua).to.deep.equal(names.flatMap((v) => [keys.job(v), keys.jobRuns(v), keys.locationQueue(v), keys.slotSet(v)]));
+    });
+
+    it('leaves the building of key names to includes/keys.lua: no script makes one itself', function () {
+      const makesKey = /\bprefix\s*\.\.|\.\.\s*'(job:|Job_Queue|LocalJobs|RemoteJobs|Slots:|HostState|NextId|Jobs|Events|Signal)/;
+      const found = readdirSync(LUA_DIR, { recursive: true, encoding: 'utf8' })
+        .filter((file) => file.endsWith('.lua') && file !== join('includes', 'keys.lua'))
+        .flatMap((file) => readFileSync(join(LUA_DIR, file), 'utf8').split('\n').map((line, i) => `${file}:${i + 1}: ${line.trim()}`))
+        .filter((line) => makesKey.test(line) && !/^\S+: --/.test(line));
+      expect(found).to.deep.equal([]);
+    });
+
+    it('frees the slot of a record that names its slot set by key (an older layout), never touching the key named', async function () {
+      const f = await fixture();
+      const [a, b, c, next] = await f.queue(4);
+      await f.grant(3);
+      await f.take();
+      // Older records held the slot set's key name in `slot`; a forged one may name any key.
+      await f.db.hset(f.k.job(a), 'slot', f.k.localJobs);
+      await f.db.hset(f.k.job(b), 'slot', f.k.jobs);
+      await f.db.hset(f.k.job(c), 'slot', f.k.localJobs);
+      const jobs = await f.db.zrange(f.k.jobs, 0, -1);
+      expect(await f.finish([ended(a, 1, 'succeeded'), ended(b, 1, 'failed')], 3, T0 + 1)).to.deep.equal({ recorded: 2, handedOff: 1 });
+      expect(await f.db.zrange(f.k.jobs, 0, -1), 'the key a record named').to.deep.equal(jobs);
+      expect(await f.slots()).to.deep.equal([c, next]);
+      await f.db.hset(f.k.job(next), 'slot', f.k.localJobs); // granted, still in Granted_Queue
+      expect(await f.store.cancel([next], T0 + 2)).to.deep.equal(['cancelled']);
+      expect(await f.finish([ended(c, 1, 'succeeded')], 3, T0 + 3)).to.deep.equal({ recorded: 1, handedOff: 0 });
+      expect(await f.slots()).to.deep.equal([]);
     });
   });
 

@@ -11,7 +11,7 @@ import type { ClassType, JobSpec } from '../jobfile/job-spec.js';
 //     ├──> cancelled (before it was granted)
 //     └──> rejected (the manager could not use the job file)
 //
-//   failed | cancelled ──retry by hand (retry-3.lua: the web page's button)──> queued, attempt 1
+//   failed | cancelled ──retry by hand (lua/retry-N.lua: the web page's button)──> queued, attempt 1
 //
 // `granted` covers the starter's launch too: a granted job holds a slot and is in Granted_Queue or
 // being launched. A run ends from `granted` as well as from `running`: a short job ends before
@@ -57,7 +57,7 @@ export interface RunEntry {
   stoppedAt?: number;
 }
 
-/** A download of a Remote job that did not arrive (noteDownloads-0.lua). */
+/** A download of a Remote job that did not arrive (lua/noteDownloads-1.lua). */
 export interface DownloadFailure {
   file: string;
   reason: string;
@@ -98,7 +98,7 @@ export interface JobRecord {
   spec: JobSpec | null;
   raw: unknown;
   dir: string | null;
-  /** How often it was run again by hand (retry-3.lua), and when last. */
+  /** How often it was run again by hand (lua/retry-N.lua), and when last. */
   manualRetries: number;
   retriedAt: number | null;
   /** Downloads that failed in its last run that fetched them; null: none failed. */

@@ -1,145 +1,28 @@
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Redis } from 'ioredis';
-import { LUA_DIR } from '../util/paths.js';
 import { RedisUnavailableError } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
 import { createRedis, describeRedis, type ConnectionRole } from './connect.js';
 import { Keys, type ActorName, type Location } from './keys.js';
 import { parseJobRecord, parseJson, type DownloadFailure, type JobRecord, type RunEntry } from './job-record.js';
 export type { DownloadFailure } from './job-record.js';
 import type { ActorStatus, AdhocHostRecord, HostState, InstanceRecord, SupervisorRecord } from './registry-records.js';
 import { BlockingConnection } from './blocking.js';
+import { Scripts } from './scripts.js';
+import type { GrantPool, LimitVerdict, NewJob, QueueDepths, RouteDecision, RunFinished, RunStarted, TakenJob } from './types.js';
 
 export type { EventBatch, JobEvent } from './events.js';
-import type { Logger } from '../util/log.js';
+export type * from './types.js';
+export { parseGrantedPayload } from './scripts.js';
 
-// The durable store. Every state change goes through one Lua script (lib/store/lua, one file
-// each, named <command>-<number of keys>.lua with a header saying what it takes and returns);
-// reads are plain commands. Methods take and return typed values, never raw replies.
-
-export interface NewJob {
-  token: string;
-  name: string;
-  classType: string;
-  file: string;
-  baseDir: string;
-  raw: unknown;
-}
-
-export interface RouteDecision {
-  entry: string;
-  /** null: rejected, with `detail` as the reason. */
-  location: Location | null;
-  /** The normalised spec JSON when routed; the reason when rejected. */
-  detail: string;
-  pollMs: number;
-  timeoutMs: number | null;
-  retries: number;
-}
-
-export interface GrantPool {
-  location: Location;
-  slotKey: string;
-  limit: number;
-  /** Locations whose queued jobs may take this pool's slots, in order. */
-  queues: Location[];
-}
-
-/** A granted job, as the starter launches it. */
-export interface TakenJob {
-  id: string;
-  run: number;
-  attempt: number;
-  /** The location whose slot it holds: local, or host:<name>. */
-  where: Location;
-  spec: string;
-  /** The job definition as written (JSON) when its spec uses the `self.yaml` input, else 'null'. */
-  raw: string;
-}
-
-export interface RunStarted {
-  id: string;
-  run: number;
-  pid: number;
-  startedAt: number;
-  epoch: string;
-}
-
-/** What enforceLimits decided for one running job. */
-export interface LimitVerdict {
-  id: string;
-  run: number;
-  signal: 'SIGTERM' | 'SIGKILL' | null;
-  reason: string | null;
-  nextLookAt: number;
-}
-
-export type Outcome = 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
-
-export interface RunFinished {
-  id: string;
-  run: number;
-  outcome: Outcome;
-  exitCode: number | null;
-  reason: string;
-  result: unknown;
-  steps: unknown[] | null;
-  backoffMs: number;
-  startedAt: number | null;
-}
-
-/** How full a location is: jobs waiting in Job_Queue:<location>, and slots held. */
-export interface LocationLoad {
-  location: Location;
-  waiting: number;
-  used: number;
-}
-
-export interface QueueDepths {
-  Job_Queue: number;
-  Granted_Queue: number;
-  Running_Queue: number;
-  Delayed: number;
-  locations: LocationLoad[];
-}
-
-
-type Script = (...args: (string | number)[]) => Promise<unknown>;
-
-let scriptSources: Map<string, { keys: number; lua: string }> | null = null;
-function loadScripts(): Map<string, { keys: number; lua: string }> {
-  if (scriptSources) return scriptSources;
-  scriptSources = new Map();
-  for (const file of readdirSync(LUA_DIR)) {
-    const match = /^(\w+)-(\d+)\.lua$/.exec(file);
-    if (match) scriptSources.set(match[1], { keys: Number(match[2]), lua: withIncludes(readFileSync(join(LUA_DIR, file), 'utf8')) });
-  }
-  return scriptSources;
-}
-
-/**
- * `-- @include name` lines are replaced by lua/includes/name.lua (shared code, as in BullMQ); an
- * include may include others, and each one goes into a script once.
- */
-export function withIncludes(lua: string, included = new Set<string>()): string {
-  return lua.replace(/^-- @include (\w+)$/gm, (_, name: string) => {
-    if (included.has(name)) return '';
-    included.add(name);
-    return withIncludes(readFileSync(join(LUA_DIR, 'includes', `${name}.lua`), 'utf8'), included);
-  });
-}
-
-/**
- * A launch payload from Granted_Queue (see lua/includes/grantFrom.lua), or null if it is not one:
- * ids, run numbers and locations become paths and run log lines, so nothing else is let through.
- */
-export function parseGrantedPayload(payload: string): TakenJob | null {
-  const [id, run, attempt, where, spec, raw] = payload.split('\n');
-  if (!/^\d+$/.test(id ?? '') || !/^\d+$/.test(run ?? '') || !/^\d+$/.test(attempt ?? '')) return null;
-  if (!/^(local|host:[A-Za-z0-9._:-]+)$/.test(where ?? '') || spec === undefined) return null;
-  return { id, run: Number(run), attempt: Number(attempt), where, spec, raw: raw ?? 'null' };
-}
+// The durable store, and the one way to Redis for the product (lib/, actors/): every state
+// change is one Lua script (scripts.ts lays out their keys and arguments; lua/ holds them, one
+// file each with a header saying what it takes and returns), or, for the small records beside
+// the jobs (hosts, instances, run logs, the supervisor's heartbeat), one command. Reads are plain
+// commands. Methods take and return typed values, never raw replies; keys are made in keys.ts.
+//
+// Longer than most files here, for one reason: it is the single door, so every read and write
+// the actors, the CLI and the web page need has its few lines here (sections below).
 
 /** A hash of JSON values, parsed (a value that is not JSON throws: these records are the store's own). */
 function parseHash<T>(hash: Record<string, string>): Map<string, T> {
@@ -153,6 +36,7 @@ export class Store {
    * the sources to hold that.
    */
   readonly keys: Keys;
+  private readonly scripts: Scripts;
   private closing: Promise<void> | null = null;
 
   constructor(
@@ -161,9 +45,7 @@ export class Store {
     readonly url: string,
   ) {
     this.keys = new Keys(deployment);
-    for (const [name, { keys, lua }] of loadScripts()) {
-      if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: keys, lua });
-    }
+    this.scripts = new Scripts(redis, this.keys);
   }
 
   static async open(url: string, deployment: string, role: ConnectionRole): Promise<Store> {
@@ -177,16 +59,11 @@ export class Store {
     return new Store(redis, deployment, url);
   }
 
-  private script(name: string): Script {
-    return (this.redis as unknown as Record<string, Script>)[name].bind(this.redis);
-  }
+  // ---- transitions (one Lua script each: lua/<name>-*.lua) ----------------------------------
 
-  // ---- transitions -------------------------------------------------------------------------
-
+  /** `queue`: new jobs on Job_Queue (addJob); their ids, in order. Idempotent per token. */
   async addJobs(jobs: NewJob[], now = Date.now()): Promise<string[]> {
     const SHARE = 250;
-    const k = this.keys;
-    const signal = k.signal('manager');
     // One addJob script per job (each one atomic, and idempotent by its token), sent in pipelines
     // of SHARE jobs with a turn of the event loop after each: the first jobs reach Redis (and the
     // manager starts on them) while the rest are still being encoded, rather than after all 5,000.
@@ -194,10 +71,7 @@ export class Store {
     for (let start = 0; start < jobs.length; start += SHARE) {
       if (start > 0) await new Promise((resolve) => setImmediate(resolve));
       const pipeline = this.redis.pipeline();
-      const add = (pipeline as unknown as Record<'addJob', Script>).addJob.bind(pipeline);
-      for (const job of jobs.slice(start, start + SHARE)) {
-        void add(k.jobQueue, k.jobs, k.nextId, k.events, signal, k.prefix, job.token, now, job.name, job.classType, job.file, job.baseDir, JSON.stringify(job.raw));
-      }
+      for (const job of jobs.slice(start, start + SHARE)) this.scripts.addJob(pipeline, job, now);
       const replies = pipeline.exec();
       replies.catch(() => {}); // handled below, once every share is sent
       shares.push(replies);
@@ -218,67 +92,46 @@ export class Store {
     return entries.reverse();
   }
 
+  /** The manager's decisions on intake entries: to a location's queue, or rejected (route). */
   async route(decisions: RouteDecision[], now = Date.now()): Promise<{ routed: number; rejected: number }> {
     if (decisions.length === 0) return { routed: 0, rejected: 0 };
-    const args: (string | number)[] = [];
-    for (const d of decisions) args.push(d.entry, d.location ?? '', d.detail, d.pollMs, d.timeoutMs ?? '', d.retries);
-    const [routed, rejected] = (await this.script('route')(this.keys.jobQueue, this.keys.events, this.keys.prefix, now, ...args)) as number[];
-    return { routed, rejected };
+    return this.scripts.route(decisions, now);
   }
 
+  /** Due retries back to their queues, then jobs granted the free slots of `pools`, in order (grant). */
   async grant(pools: GrantPool[], budget: number, now = Date.now()): Promise<{ granted: number; nextDueMs: number | null }> {
-    const k = this.keys;
-    const args: (string | number)[] = [];
-    for (const p of pools) args.push(p.location, p.slotKey, p.limit, p.queues.join(' '));
-    const [granted, nextDue] = (await this.script('grant')(k.grantedQueue, k.delayed, k.events, k.prefix, now, budget, ...args)) as number[];
-    return { granted, nextDueMs: nextDue < 0 ? null : nextDue };
+    return this.scripts.grant(pools, budget, now);
   }
 
+  /** A granted run that provably never launched, under a new run number (relaunch). */
   async relaunch(id: string, oldRun: number, now = Date.now()): Promise<TakenJob | 'cancelled' | null> {
-    const payload = (await this.script('relaunch')(this.keys.events, this.keys.prefix, now, id, oldRun)) as string | null;
-    if (payload === 'cancelled') return 'cancelled';
-    return payload ? parseGrantedPayload(payload) : null;
+    return this.scripts.relaunch(id, oldRun, now);
   }
 
-  /** Returns the earliest Running_Queue score it gave (null: none changed). */
+  /** Runs seen starting (markRunning). Returns the earliest Running_Queue score it gave (null: none changed). */
   async markRunning(started: RunStarted[], now = Date.now()): Promise<number | null> {
     if (started.length === 0) return null;
-    const k = this.keys;
-    const args: (string | number)[] = [];
-    for (const s of started) args.push(s.id, s.run, s.pid, s.startedAt, s.epoch);
-    const [, earliest] = (await this.script('markRunning')(k.runningQueue, k.events, k.prefix, now, ...args)) as number[];
-    return earliest < 0 ? null : earliest;
+    return this.scripts.markRunning(started, now);
   }
 
-  /** Records ended runs; their freed slots go to waiting jobs of `pools`. */
+  /** Records ended runs; their freed slots go to waiting jobs of `pools` (finishRun). */
   async finishRuns(finished: RunFinished[], pools: GrantPool[], now = Date.now()): Promise<{ recorded: number; handedOff: number }> {
     if (finished.length === 0) return { recorded: 0, handedOff: 0 };
-    const k = this.keys;
-    const args: (string | number)[] = [pools.length];
-    for (const p of pools) args.push(p.slotKey, p.limit, p.queues.join(' '), p.location);
-    for (const f of finished) {
-      args.push(f.id, f.run, f.outcome, f.exitCode ?? '', f.reason, f.result === undefined || f.result === null ? '' : JSON.stringify(f.result), f.steps ? JSON.stringify(f.steps) : '', f.backoffMs, f.startedAt ?? '');
-    }
-    const [recorded, handedOff] = (await this.script('finishRun')(k.runningQueue, k.delayed, k.events, k.grantedQueue, k.signal('manager'), k.prefix, now, ...args)) as number[];
-    return { recorded, handedOff };
+    return this.scripts.finishRun(finished, pools, now);
   }
 
-  /** Notes a run's failed Downloads on its job (none: clears the note); see lua/noteDownloads-0.lua. */
+  /** Notes a run's failed Downloads on its job (none: clears the note); see lua/noteDownloads-1.lua. */
   async noteDownloads(id: string, run: number, failed: DownloadFailure[]): Promise<boolean> {
-    const note = failed.length ? JSON.stringify({ run, failed }) : '';
-    return (await this.script('noteDownloads')(this.keys.prefix, id, run, note)) === 1;
+    return this.scripts.noteDownloads(id, run, failed);
   }
 
   /**
-   * Before a launch batch is sent to `host` (leaseLaunch-2.lua): null when the host is marked
+   * Before a launch batch is sent to `host` (leaseLaunch-N.lua): null when the host is marked
    * down (nothing may be launched there); else the launch lease is recorded and the ids of the
    * jobs whose given run is still current there are returned.
    */
   async leaseLaunch(host: string, runs: { id: string; run: number }[], now = Date.now()): Promise<Set<string> | null> {
-    const args: (string | number)[] = [];
-    for (const r of runs) args.push(r.id, r.run);
-    const current = (await this.script('leaseLaunch')(this.keys.hostState, this.keys.hostLeases, this.keys.prefix, now, host, ...args)) as string[] | null;
-    return current ? new Set(current) : null;
+    return this.scripts.leaseLaunch(host, runs, now);
   }
 
   /** When the starter last sent each host a launch (its launch lease), by host name. */
@@ -292,35 +145,33 @@ export class Store {
    * (fenceRun-1.lua). False when the run has no entry or ended by itself (then it is not fenced).
    */
   async fenceRun(id: string, run: number, note: string, stoppedAt: number | null, now = Date.now()): Promise<boolean> {
-    return (await this.script('fenceRun')(this.keys.jobRuns(id), run, now, stoppedAt ?? '', note)) === 1;
+    return this.scripts.fenceRun(id, run, note, stoppedAt, now);
   }
 
+  /** Step progress of running jobs, for `show` (saveProgress). */
   async saveProgress(progress: { id: string; run: number; steps: unknown[] }[]): Promise<void> {
     if (progress.length === 0) return;
-    const args: (string | number)[] = [];
-    for (const p of progress) args.push(p.id, p.run, JSON.stringify(p.steps));
-    await this.script('saveProgress')(this.keys.prefix, ...args);
+    await this.scripts.saveProgress(progress);
   }
 
-  /** Tells up to `max` jobs waiting for `location` why they wait (the reason `jobs` shows). */
+  /** Tells up to `max` jobs waiting for `location` why they wait (explainWait; the reason `jobs` shows). */
   async explainWait(location: Location, reason: string, max = 100): Promise<number> {
-    return (await this.script('explainWait')(this.keys.locationQueue(location), this.keys.prefix, reason, max)) as number;
+    return this.scripts.explainWait(location, reason, max);
   }
 
+  /** `cancel` (cancel): per id 'cancelled', 'cancelling', 'unknown' or the final state it had. */
   async cancel(ids: string[], now = Date.now()): Promise<string[]> {
     if (ids.length === 0) return [];
-    const k = this.keys;
-    return (await this.script('cancel')(k.jobQueue, k.grantedQueue, k.delayed, k.runningQueue, k.events, k.signal('fetcher'), k.signal('manager'), k.prefix, now, ...ids)) as string[];
+    return this.scripts.cancel(ids, now);
   }
 
   /**
-   * Runs failed or cancelled jobs again (lua/retry-3.lua): each goes back to queued with a fresh
-   * attempt count. Returns per id 'queued', 'unknown', or the state it had and kept.
+   * Runs failed or cancelled jobs again (retry): each goes back to queued with a fresh attempt
+   * count. Returns per id 'queued', 'unknown', or the state it had and kept.
    */
   async retry(ids: string[], now = Date.now()): Promise<string[]> {
     if (ids.length === 0) return [];
-    const k = this.keys;
-    return (await this.script('retry')(k.jobQueue, k.events, k.signal('manager'), k.prefix, now, ...ids)) as string[];
+    return this.scripts.retry(ids, now);
   }
 
   // ---- reads -------------------------------------------------------------------------------

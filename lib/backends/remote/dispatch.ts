@@ -11,7 +11,7 @@ import { runId as makeRunId } from '../../runs/run-log.js';
 // the starter's local work. A host that cannot be reached, or is marked down, is tried again
 // with a growing delay (its jobs keep their slots: a short outage costs nothing). What becomes of
 // the runs of a host that stays down is the fetcher's to decide (remote/watch.ts): it gives them
-// up, and a launch of a run given up on is dropped here (leaseLaunch-2.lua says it is not
+// up, and a launch of a run given up on is dropped here (leaseLaunch-N.lua says it is not
 // current), never sent. When trying again cannot help (a refused host key), the jobs are
 // recorded as not started and the fetcher turns that into a retry or a failure.
 
@@ -109,7 +109,7 @@ export class RemoteDispatch {
     }
   }
 
-  /** The launches whose run is still its job's current one (leaseLaunch-2.lua decides again at the launch). */
+  /** The launches whose run is still its job's current one (leaseLaunch-N.lua decides again at the launch). */
   private async stillCurrent(host: string, jobs: RemoteLaunch[]): Promise<RemoteLaunch[]> {
     const rows = await this.store.getFields(jobs.map((job) => job.id), ['state', 'run']);
     const current = jobs.filter((job, i) => ['granted', 'running'].includes(rows[i][0] ?? '') && Number(rows[i][1]) === job.run);

@@ -27,7 +27,7 @@ import { installWatchdogSh, WATCHDOG_DIRS } from './watchdog.js';
 //    claim for a run that did not start. Recovery claims a run itself to learn whether it
 //    started (see settleOrphans);
 //  - lives by the host's lease (lease.ts): the batch goes out with a host clock stamp received
-//    before it, after its launch lease is recorded in Redis (leaseLaunch-2.lua: not to a host
+//    before it, after its launch lease is recorded in Redis (leaseLaunch-N.lua: not to a host
 //    marked down, and only runs still current), and a run that reaches the host later than a
 //    lease after that stamp does not start. Each run registers itself for the host's watchdog
 //    (watchdog.ts), which the batch installs and the first run starts.

@@ -1,8 +1,10 @@
 --[[
-  grantFrom (included): grant jobs waiting in `queues` (tried in order) while the slot set has
-  fewer than `limit` members, at most `max` of them. Each granted job takes a slot, gets a new
-  run number, records where it runs (`host`: the pool's location, e.g. local or host:lab1), and
-  is pushed to Granted_Queue as a payload the starter can launch without reading anything else:
+  grantFrom (included; pools as includes/pools.lua reads them): grant jobs waiting in the pool's queues (tried in
+  order) while its slot set has fewer than its limit members, at most `max` of them. Each granted
+  job takes a slot (recorded in `slot` as the pool's location, from which includes/heldSlot.lua
+  finds the set again), gets a new run number, records where it runs (`host`: the pool's
+  location, e.g. local or host:lab1), and is pushed to Granted_Queue as a payload the starter can
+  launch without reading anything else:
     id \n run \n attempt \n where \n spec JSON \n job definition JSON (or null)
   (JSON never holds a raw newline, so the fields cannot run into each other.)
   The job definition is only included when the spec uses the `self.yaml` input, i.e. holds an
@@ -16,25 +18,28 @@
   Returns the number granted.
   Events: granted
 ]]
-local function grantFrom(prefix, now, queues, slotKey, limit, max, grantedQueue, events, where)
+-- @include keys
+
+local function grantFrom(prefix, now, pool, max, grantedQueue, events, hostStates)
+  local where = pool.location
   if string.sub(where, 1, 5) == 'host:' then
-    local hostState = redis.call('HGET', prefix .. 'HostState', string.sub(where, 6))
+    local hostState = redis.call('HGET', hostStates, string.sub(where, 6))
     if hostState and cjson.decode(hostState).state == 'down' then return 0 end
   end
   local granted = 0
-  local room = limit - redis.call('SCARD', slotKey)
-  for _, queue in ipairs(queues) do
+  local room = pool.limit - redis.call('SCARD', pool.slotKey)
+  for _, queue in ipairs(pool.queues) do
     while room > 0 and granted < max do
       local id = redis.call('RPOP', queue)
       if not id then break end
-      local jobKey = prefix .. 'job:' .. id
-      local state, attempt, spec = unpack(redis.call('HMGET', jobKey, 'state', 'attempt', 'spec'))
+      local key = jobKey(prefix, id)
+      local state, attempt, spec = unpack(redis.call('HMGET', key, 'state', 'attempt', 'spec'))
       if state == 'queued' and spec then
-        local run = redis.call('HINCRBY', jobKey, 'run', 1)
-        redis.call('SADD', slotKey, id)
-        redis.call('HSET', jobKey, 'state', 'granted', 'grantedAt', now, 'slot', slotKey, 'host', where)
+        local run = redis.call('HINCRBY', key, 'run', 1)
+        redis.call('SADD', pool.slotKey, id)
+        redis.call('HSET', key, 'state', 'granted', 'grantedAt', now, 'slot', where, 'host', where)
         local raw = 'null'
-        if string.find(spec, '"value":"self.yaml"', 1, true) then raw = redis.call('HGET', jobKey, 'raw') or 'null' end
+        if string.find(spec, '"value":"self.yaml"', 1, true) then raw = redis.call('HGET', key, 'raw') or 'null' end
         redis.call('LPUSH', grantedQueue, id .. '\n' .. run .. '\n' .. attempt .. '\n' .. where .. '\n' .. spec .. '\n' .. raw)
         redis.call('XADD', events, 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'granted', 'run', run, 'host', where)
         room = room - 1

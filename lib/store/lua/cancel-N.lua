@@ -1,17 +1,21 @@
 --[[
   cancel: cancel jobs. A job that has not started ends at once (it leaves whichever queue holds
   it and gives back its slot; the manager is signalled to use that slot). A job that is being
-  launched or is running is marked cancelRequested and
-  made due in Running_Queue now; the fetcher then kills its process group and records it as
-  cancelled when it ends.
+  launched or is running is marked cancelRequested and made due in Running_Queue now; the
+  fetcher then kills its process group and records it as cancelled when it ends.
 
   KEYS[1] Job_Queue   KEYS[2] Granted_Queue   KEYS[3] Delayed   KEYS[4] Running_Queue
   KEYS[5] Events      KEYS[6] Signal:fetcher   KEYS[7] Signal:manager
-  ARGV[1] key prefix  ARGV[2] now (ms)   ARGV[3..] job ids
+  KEYS[8] key prefix (includes/keys.lua: the queue and slot set a job's record names)
+  KEYS[9 ..] job:<id> of each id, in order
+  ARGV[1] now (ms)    ARGV[2 ..] job ids
   Returns: one result per id: 'cancelled' | 'cancelling' | 'unknown' | the final state it had
   Events: cancelled
 ]]
-local prefix, now = ARGV[1], ARGV[2]
+-- @include keys
+-- @include heldSlot
+
+local prefix, now = KEYS[8], ARGV[1]
 local results = {}
 
 -- Granted_Queue holds launch payloads that start with the job id and a newline; it is short
@@ -24,26 +28,26 @@ local function removeGranted(id)
   end
   return false
 end
-for i = 3, #ARGV do
-  local id = ARGV[i]
-  local jobKey = prefix .. 'job:' .. id
-  local state, location, slot = unpack(redis.call('HMGET', jobKey, 'state', 'location', 'slot'))
+for i = 2, #ARGV do
+  local id, key = ARGV[i], KEYS[7 + i]
+  local state, location, slot, host = unpack(redis.call('HMGET', key, 'state', 'location', 'slot', 'host'))
   local result
   if not state then
     result = 'unknown'
   elseif state == 'queued' or (state == 'granted' and removeGranted(id)) then
+    local held = heldSlot(prefix, slot, host)
     redis.call('LREM', KEYS[1], 0, id)
-    if location then redis.call('LREM', prefix .. 'Job_Queue:' .. location, 0, id) end
+    if location then redis.call('LREM', locationQueueKey(prefix, location), 0, id) end
     redis.call('ZREM', KEYS[3], id)
-    if slot then redis.call('SREM', slot, id) end
-    redis.call('HDEL', jobKey, 'slot', 'retryAt')
-    redis.call('HSET', jobKey, 'state', 'cancelled', 'endedAt', now, 'reason', 'cancelled before it started', 'cancelRequested', now)
+    if held then redis.call('SREM', slotSetKey(prefix, held), id) end
+    redis.call('HDEL', key, 'slot', 'retryAt')
+    redis.call('HSET', key, 'state', 'cancelled', 'endedAt', now, 'reason', 'cancelled before it started', 'cancelRequested', now)
     redis.call('XADD', KEYS[5], 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'cancelled')
-    if slot and redis.call('LLEN', KEYS[7]) == 0 then redis.call('LPUSH', KEYS[7], 1) end
+    if held and redis.call('LLEN', KEYS[7]) == 0 then redis.call('LPUSH', KEYS[7], 1) end
     result = 'cancelled'
   elseif state == 'granted' or state == 'running' then
-    if not redis.call('HGET', jobKey, 'cancelRequested') then
-      redis.call('HSET', jobKey, 'cancelRequested', now)
+    if not redis.call('HGET', key, 'cancelRequested') then
+      redis.call('HSET', key, 'cancelRequested', now)
     end
     if state == 'running' then redis.call('ZADD', KEYS[4], now, id) end
     if redis.call('LLEN', KEYS[6]) == 0 then redis.call('LPUSH', KEYS[6], 1) end

@@ -6,20 +6,20 @@
   than the fence bound after it) and the runs of the batch that are still their jobs' current
   ones are returned: a run given up on meanwhile must never start.
 
-  KEYS[1] HostState   KEYS[2] HostLeases
-  ARGV[1] key prefix   ARGV[2] now (ms)   ARGV[3] host name
-  ARGV[4..] pairs: job id, run
+  KEYS[1] HostState   KEYS[2] HostLeases   KEYS[3..] job:<id> of each run, in the order of ARGV
+  ARGV[1] now (ms)   ARGV[2] host name
+  ARGV[3..] pairs: job id, run
   Returns: false when the host is down; else the ids of the jobs whose run is current (granted
     or running at that run, on that host)
 ]]
-local prefix, now, host = ARGV[1], ARGV[2], ARGV[3]
+local now, host = ARGV[1], ARGV[2]
 local state = redis.call('HGET', KEYS[1], host)
 if state and cjson.decode(state).state == 'down' then return false end
 redis.call('HSET', KEYS[2], host, now)
 local current = {}
-for i = 4, #ARGV, 2 do
+for i = 3, #ARGV, 2 do
   local id, run = ARGV[i], ARGV[i + 1]
-  local jobState, jobRun, where = unpack(redis.call('HMGET', prefix .. 'job:' .. id, 'state', 'run', 'host'))
+  local jobState, jobRun, where = unpack(redis.call('HMGET', KEYS[3 + (i - 3) / 2], 'state', 'run', 'host'))
   if (jobState == 'granted' or jobState == 'running') and jobRun == run and where == 'host:' .. host then
     current[#current + 1] = id
   end

@@ -5,16 +5,16 @@
   while it is granted or running, so a late note about an older run changes nothing. Every
   fetch replaces the note: a run whose downloads all arrived removes it.
 
-  ARGV[1] key prefix   ARGV[2] job id   ARGV[3] run
-  ARGV[4] JSON {run, failed: [{file, reason}]}, or '' when every download arrived
+  KEYS[1] job:<id>
+  ARGV[1] run   ARGV[2] JSON {run, failed: [{file, reason}]}, or '' when every download arrived
   Returns: 1 if noted, 0 if ignored
 ]]
-local jobKey = ARGV[1] .. 'job:' .. ARGV[2]
-local state, run = unpack(redis.call('HMGET', jobKey, 'state', 'run'))
-if (state ~= 'granted' and state ~= 'running') or run ~= ARGV[3] then return 0 end
-if ARGV[4] == '' then
-  redis.call('HDEL', jobKey, 'downloads')
+local key = KEYS[1]
+local state, run = unpack(redis.call('HMGET', key, 'state', 'run'))
+if (state ~= 'granted' and state ~= 'running') or run ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then
+  redis.call('HDEL', key, 'downloads')
 else
-  redis.call('HSET', jobKey, 'downloads', ARGV[4])
+  redis.call('HSET', key, 'downloads', ARGV[2])
 end
 return 1

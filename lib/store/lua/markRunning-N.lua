@@ -6,25 +6,28 @@
   run log is harmless.
 
   KEYS[1] Running_Queue   KEYS[2] Events
-  ARGV[1] key prefix      ARGV[2] now (ms)
-  ARGV[3..] tuples of 5: id, run, pid (= its process group), start time (ms), launcher epoch
+  KEYS[3 ..] job:<id> of each run, in order
+  ARGV[1] now (ms)
+  ARGV[2 ..] tuples of 5: id, run, pid (= its process group), start time (ms), launcher epoch
   Returns: {jobs that became running, the earliest score given (-1: none)}
   Events: running
 ]]
-local prefix, now = ARGV[1], tonumber(ARGV[2])
+local now = tonumber(ARGV[1])
 local changed, earliest = 0, -1
-for i = 3, #ARGV, 5 do
+local k = 2
+for i = 2, #ARGV, 5 do
   local id, run, pid, startedAt, epoch = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
-  local jobKey = prefix .. 'job:' .. id
+  k = k + 1
+  local key = KEYS[k]
   local state, current, pollMs, timeoutMs, cancelRequested =
-    unpack(redis.call('HMGET', jobKey, 'state', 'run', 'pollMs', 'timeoutMs', 'cancelRequested'))
+    unpack(redis.call('HMGET', key, 'state', 'run', 'pollMs', 'timeoutMs', 'cancelRequested'))
   if state == 'granted' and current == run then
     local nextLook = now + (tonumber(pollMs) or 30000)
     if cancelRequested then nextLook = now end
-    redis.call('HSET', jobKey, 'state', 'running', 'pid', pid, 'startedAt', startedAt, 'runlog', epoch)
+    redis.call('HSET', key, 'state', 'running', 'pid', pid, 'startedAt', startedAt, 'runlog', epoch)
     if timeoutMs and timeoutMs ~= '' then
       local deadline = startedAt + tonumber(timeoutMs)
-      redis.call('HSET', jobKey, 'deadline', deadline)
+      redis.call('HSET', key, 'deadline', deadline)
       if deadline < nextLook then nextLook = deadline end
     end
     redis.call('ZADD', KEYS[1], nextLook, id)

@@ -10,27 +10,30 @@
   A job in any other state is left as it is: retry is no way to run a job twice at once.
 
   KEYS[1] Job_Queue   KEYS[2] Events   KEYS[3] Signal:manager
-  ARGV[1] key prefix  ARGV[2] now (ms)  ARGV[3..] job ids
+  KEYS[4] key prefix (includes/keys.lua: the queue a job's record names)
+  KEYS[5 ..] job:<id> of each id, in order
+  ARGV[1] now (ms)    ARGV[2 ..] job ids
   Returns: one result per id: 'queued' | 'unknown' | the state it had (not retried)
   Events: queued (reason: retried by hand, was <state>)
 ]]
-local prefix, now = ARGV[1], ARGV[2]
+-- @include keys
+
+local prefix, now = KEYS[4], ARGV[1]
 local results = {}
 local any = false
-for i = 3, #ARGV do
-  local id = ARGV[i]
-  local jobKey = prefix .. 'job:' .. id
-  local state, location, spec = unpack(redis.call('HMGET', jobKey, 'state', 'location', 'spec'))
+for i = 2, #ARGV do
+  local id, key = ARGV[i], KEYS[3 + i]
+  local state, location, spec = unpack(redis.call('HMGET', key, 'state', 'location', 'spec'))
   local result
   if not state then
     result = 'unknown'
   elseif state == 'failed' or state == 'cancelled' then
-    redis.call('HDEL', jobKey, 'reason', 'exitCode', 'result', 'steps', 'endedAt', 'startedAt', 'grantedAt',
+    redis.call('HDEL', key, 'reason', 'exitCode', 'result', 'steps', 'endedAt', 'startedAt', 'grantedAt',
       'cancelRequested', 'retryAt', 'pid', 'deadline', 'timedOut', 'killAt', 'slot')
-    redis.call('HSET', jobKey, 'state', 'queued', 'attempt', 1, 'queuedAt', now, 'retriedAt', now)
-    redis.call('HINCRBY', jobKey, 'manualRetries', 1)
+    redis.call('HSET', key, 'state', 'queued', 'attempt', 1, 'queuedAt', now, 'retriedAt', now)
+    redis.call('HINCRBY', key, 'manualRetries', 1)
     if location and spec then
-      redis.call('LPUSH', prefix .. 'Job_Queue:' .. location, id)
+      redis.call('LPUSH', locationQueueKey(prefix, location), id)
     else
       redis.call('LPUSH', KEYS[1], id)
     end

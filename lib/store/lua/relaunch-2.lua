@@ -5,18 +5,19 @@
   includes/grantFrom.lua, the job definition included on the same test), for the starter to
   launch at once.
 
-  KEYS[1] Events
-  ARGV[1] key prefix   ARGV[2] now (ms)   ARGV[3] job id   ARGV[4] the run that never started
+  KEYS[1] Events   KEYS[2] job:<id>
+  ARGV[1] now (ms)   ARGV[2] job id   ARGV[3] the run that never started
   Returns: the payload; 'cancelled' when it was cancelled meanwhile (the starter then records
   that it never started); or false when the job moved on
+  Events: granted (reason: relaunched)
 ]]
-local prefix, now, id, oldRun = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local jobKey = prefix .. 'job:' .. id
-local state, run, attempt, spec, cancelRequested, where = unpack(redis.call('HMGET', jobKey, 'state', 'run', 'attempt', 'spec', 'cancelRequested', 'host'))
+local id, oldRun = ARGV[2], ARGV[3]
+local key = KEYS[2]
+local state, run, attempt, spec, cancelRequested, where = unpack(redis.call('HMGET', key, 'state', 'run', 'attempt', 'spec', 'cancelRequested', 'host'))
 if state ~= 'granted' or run ~= oldRun or not spec then return false end
 if cancelRequested then return 'cancelled' end
-local newRun = redis.call('HINCRBY', jobKey, 'run', 1)
+local newRun = redis.call('HINCRBY', key, 'run', 1)
 local raw = 'null'
-if string.find(spec, '"value":"self.yaml"', 1, true) then raw = redis.call('HGET', jobKey, 'raw') or 'null' end
+if string.find(spec, '"value":"self.yaml"', 1, true) then raw = redis.call('HGET', key, 'raw') or 'null' end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'granted', 'run', newRun, 'reason', 'relaunched: run ' .. oldRun .. ' never started')
 return id .. '\n' .. newRun .. '\n' .. attempt .. '\n' .. (where or 'local') .. '\n' .. spec .. '\n' .. raw

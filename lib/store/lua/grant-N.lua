@@ -6,35 +6,37 @@
   includes/grantFrom.lua). The slot is held until the job ends, so the limit holds at every
   instant. A host marked down in HostState is granted nothing (read by grantFrom).
 
-  KEYS[1] Granted_Queue   KEYS[2] Delayed   KEYS[3] Events
-  ARGV[1] key prefix      ARGV[2] now (ms)  ARGV[3] most jobs to grant in this call
-  ARGV[4..] tuples of 4: location, its slot set key, its slot limit, its queues (space-separated
-    location names, tried in order)
+  KEYS[1] Granted_Queue   KEYS[2] Delayed   KEYS[3] Events   KEYS[4] HostState
+  KEYS[5] key prefix (includes/keys.lua: the record and queue of a retry taken from Delayed)
+  KEYS[6 ..] the pools' slot sets and queues (includes/pools.lua)
+  ARGV[1] now (ms)        ARGV[2] most jobs to grant in this call
+  ARGV[3 ..] the pools (includes/pools.lua), in the order they are served
   Returns: {granted, ms until the next delayed retry is due (-1: none)}
   Events: granted
 ]]
+-- @include keys
+-- @include pools
 -- @include grantFrom
 
-local prefix, now, budget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local prefix, now, budget = KEYS[5], tonumber(ARGV[1]), tonumber(ARGV[2])
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
 -- RPUSH puts each at the front (grantFrom pops from the right), so the latest due goes in first.
 for i = #due, 1, -1 do
   local id = due[i]
   redis.call('ZREM', KEYS[2], id)
-  local jobKey = prefix .. 'job:' .. id
-  local state, location = unpack(redis.call('HMGET', jobKey, 'state', 'location'))
+  local key = jobKey(prefix, id)
+  local state, location = unpack(redis.call('HMGET', key, 'state', 'location'))
   if state == 'queued' and location then
-    redis.call('HDEL', jobKey, 'retryAt')
-    redis.call('RPUSH', prefix .. 'Job_Queue:' .. location, id)
+    redis.call('HDEL', key, 'retryAt')
+    redis.call('RPUSH', locationQueueKey(prefix, location), id)
   end
 end
 
+local pools = readPools(6, 3)
 local granted = 0
-for i = 4, #ARGV, 4 do
-  local queues = {}
-  for name in string.gmatch(ARGV[i + 3], '%S+') do queues[#queues + 1] = prefix .. 'Job_Queue:' .. name end
-  granted = granted + grantFrom(prefix, now, queues, ARGV[i + 1], tonumber(ARGV[i + 2]), budget - granted, KEYS[1], KEYS[3], ARGV[i])
+for _, pool in ipairs(pools) do
+  granted = granted + grantFrom(prefix, now, pool, budget - granted, KEYS[1], KEYS[3], KEYS[4])
 end
 
 local nextDue = -1

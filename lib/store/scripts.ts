@@ -1,0 +1,184 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ChainableCommander, Redis } from 'ioredis';
+import { LUA_DIR } from '../util/paths.js';
+import type { DownloadFailure } from './job-record.js';
+import type { Keys, Location } from './keys.js';
+import type { GrantPool, NewJob, RouteDecision, RunFinished, RunStarted, TakenJob } from './types.js';
+
+// The one caller of the Lua scripts (lua/, one state change each), as BullMQ's Scripts class:
+// per script one method that lays out its KEYS and ARGV as the script's header says and turns
+// the reply into a typed value. Every key is made by Keys (keys.ts) and passed in KEYS; a key a
+// script only finds inside Redis (the record of an id popped from a queue) it builds from the
+// key prefix, itself passed as a KEY, with lua/includes/keys.lua.
+//
+// A script's file is lua/<name>-<number of keys>.lua, or lua/<name>-N.lua when the number of keys
+// depends on the call (one key per job given: the batch scripts); ioredis is then told the count
+// at each call. `-- @include name` brings in lua/includes/name.lua (shared code, as in BullMQ).
+
+interface ScriptSource {
+  lua: string;
+  /** null: given at each call (a -N.lua script). */
+  numberOfKeys: number | null;
+}
+
+type Target = Redis | ChainableCommander;
+type Arg = string | number;
+
+/**
+ * Every script runs as a Redis 7 script with flags (none): on Redis Cluster the server then
+ * refuses a script that touches a key outside the hash slot of the keys it was given, rather
+ * than let it work by chance on one node (all our keys share the {deployment} tag: one slot).
+ */
+const SHEBANG = '#!lua';
+
+let loaded: Map<string, ScriptSource> | null = null;
+
+export function scriptSources(): Map<string, ScriptSource> {
+  if (loaded) return loaded;
+  loaded = new Map();
+  for (const file of readdirSync(LUA_DIR)) {
+    const match = /^(\w+)-(\d+|N)\.lua$/.exec(file);
+    if (!match) continue;
+    const lua = `${SHEBANG}\n${withIncludes(readFileSync(join(LUA_DIR, file), 'utf8'))}`;
+    loaded.set(match[1], { lua, numberOfKeys: match[2] === 'N' ? null : Number(match[2]) });
+  }
+  return loaded;
+}
+
+/**
+ * `-- @include name` lines replaced by lua/includes/name.lua; an include may include others, and
+ * each goes into a script once (the first time it is named: name the ones it needs first).
+ */
+export function withIncludes(lua: string, included = new Set<string>()): string {
+  return lua.replace(/^-- @include (\w+)$/gm, (_, name: string) => {
+    if (included.has(name)) return '';
+    included.add(name);
+    return withIncludes(readFileSync(join(LUA_DIR, 'includes', `${name}.lua`), 'utf8'), included);
+  });
+}
+
+/**
+ * A launch payload from Granted_Queue (see lua/includes/grantFrom.lua), or null if it is not one:
+ * ids, run numbers and locations become paths and run log lines, so nothing else is let through.
+ */
+export function parseGrantedPayload(payload: string): TakenJob | null {
+  const [id, run, attempt, where, spec, raw] = payload.split('\n');
+  if (!/^\d+$/.test(id ?? '') || !/^\d+$/.test(run ?? '') || !/^\d+$/.test(attempt ?? '')) return null;
+  if (!/^(local|host:[A-Za-z0-9._:-]+)$/.test(where ?? '') || spec === undefined) return null;
+  return { id, run: Number(run), attempt: Number(attempt), where, spec, raw: raw ?? 'null' };
+}
+
+export class Scripts {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+  ) {
+    for (const [name, { lua, numberOfKeys }] of scriptSources()) {
+      if (!(name in redis)) redis.defineCommand(name, numberOfKeys === null ? { lua } : { lua, numberOfKeys });
+    }
+  }
+
+  private call(name: string, keys: string[], args: Arg[], target: Target = this.redis): Promise<unknown> {
+    const source = scriptSources().get(name);
+    if (!source) throw new Error(`no Lua script ${name} in ${LUA_DIR}`);
+    const run = (target as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>)[name].bind(target);
+    if (source.numberOfKeys === null) return run(keys.length, ...keys, ...args);
+    if (keys.length !== source.numberOfKeys) throw new Error(`${name}-${source.numberOfKeys}.lua called with ${keys.length} keys`);
+    return run(...keys, ...args);
+  }
+
+  /** The pools as lua/includes/pools.lua reads them: their slot sets and queues, and their tuples. */
+  private pools(pools: GrantPool[]): { keys: string[]; args: Arg[] } {
+    const queues = [...new Set(pools.flatMap((p) => p.queues))];
+    return {
+      keys: [...pools.map((p) => this.keys.slotSet(p.location)), ...queues.map((q) => this.keys.locationQueue(q))],
+      args: [pools.length, queues.length, ...pools.flatMap((p) => [p.location, p.limit, p.queues.join(' ')]), ...queues],
+    };
+  }
+
+  /** Queued on `pipeline` (its reply, the job id, comes with the pipeline's). */
+  addJob(pipeline: ChainableCommander, job: NewJob, now: number): void {
+    const k = this.keys;
+    void this.call('addJob', [k.jobQueue, k.jobs, k.nextId, k.events, k.signal('manager'), k.submission(job.token), k.prefix],
+      [now, job.name, job.classType, job.file, job.baseDir, JSON.stringify(job.raw)], pipeline);
+  }
+
+  async route(decisions: RouteDecision[], now: number): Promise<{ routed: number; rejected: number }> {
+    const k = this.keys;
+    const locations = [...new Set(decisions.flatMap((d) => (d.location === null ? [] : [d.location])))];
+    const args: Arg[] = [now, locations.length, ...locations];
+    for (const d of decisions) args.push(d.entry, d.location ?? '', d.detail, d.pollMs, d.timeoutMs ?? '', d.retries);
+    const keys = [k.jobQueue, k.events, k.nextId, k.jobs, k.prefix, ...locations.map((l) => k.locationQueue(l)), ...decisions.map((d) => k.job(d.entry))];
+    const [routed, rejected] = (await this.call('route', keys, args)) as number[];
+    return { routed, rejected };
+  }
+
+  async grant(pools: GrantPool[], budget: number, now: number): Promise<{ granted: number; nextDueMs: number | null }> {
+    const k = this.keys;
+    const p = this.pools(pools);
+    const [granted, nextDue] = (await this.call('grant', [k.grantedQueue, k.delayed, k.events, k.hostState, k.prefix, ...p.keys], [now, budget, ...p.args])) as number[];
+    return { granted, nextDueMs: nextDue < 0 ? null : nextDue };
+  }
+
+  async relaunch(id: string, oldRun: number, now: number): Promise<TakenJob | 'cancelled' | null> {
+    const payload = (await this.call('relaunch', [this.keys.events, this.keys.job(id)], [now, id, oldRun])) as string | null;
+    if (payload === 'cancelled') return 'cancelled';
+    return payload ? parseGrantedPayload(payload) : null;
+  }
+
+  async markRunning(started: RunStarted[], now: number): Promise<number | null> {
+    const k = this.keys;
+    const args: Arg[] = [now];
+    for (const s of started) args.push(s.id, s.run, s.pid, s.startedAt, s.epoch);
+    const [, earliest] = (await this.call('markRunning', [k.runningQueue, k.events, ...started.map((s) => k.job(s.id))], args)) as number[];
+    return earliest < 0 ? null : earliest;
+  }
+
+  async finishRun(finished: RunFinished[], pools: GrantPool[], now: number): Promise<{ recorded: number; handedOff: number }> {
+    const k = this.keys;
+    const p = this.pools(pools);
+    const keys = [k.runningQueue, k.delayed, k.events, k.grantedQueue, k.signal('manager'), k.hostState, k.prefix, ...p.keys];
+    const args: Arg[] = [now, ...p.args];
+    for (const f of finished) {
+      keys.push(k.job(f.id), k.jobRuns(f.id));
+      args.push(f.id, f.run, f.outcome, f.exitCode ?? '', f.reason, f.result === undefined || f.result === null ? '' : JSON.stringify(f.result), f.steps ? JSON.stringify(f.steps) : '', f.backoffMs, f.startedAt ?? '');
+    }
+    const [recorded, handedOff] = (await this.call('finishRun', keys, args)) as number[];
+    return { recorded, handedOff };
+  }
+
+  async noteDownloads(id: string, run: number, failed: DownloadFailure[]): Promise<boolean> {
+    const note = failed.length ? JSON.stringify({ run, failed }) : '';
+    return (await this.call('noteDownloads', [this.keys.job(id)], [run, note])) === 1;
+  }
+
+  async saveProgress(progress: { id: string; run: number; steps: unknown[] }[]): Promise<number> {
+    return (await this.call('saveProgress', progress.map((p) => this.keys.job(p.id)), progress.flatMap((p) => [p.run, JSON.stringify(p.steps)]))) as number;
+  }
+
+  async cancel(ids: string[], now: number): Promise<string[]> {
+    const k = this.keys;
+    const keys = [k.jobQueue, k.grantedQueue, k.delayed, k.runningQueue, k.events, k.signal('fetcher'), k.signal('manager'), k.prefix, ...ids.map((id) => k.job(id))];
+    return (await this.call('cancel', keys, [now, ...ids])) as string[];
+  }
+
+  async retry(ids: string[], now: number): Promise<string[]> {
+    const k = this.keys;
+    return (await this.call('retry', [k.jobQueue, k.events, k.signal('manager'), k.prefix, ...ids.map((id) => k.job(id))], [now, ...ids])) as string[];
+  }
+
+  async leaseLaunch(host: string, runs: { id: string; run: number }[], now: number): Promise<Set<string> | null> {
+    const k = this.keys;
+    const current = (await this.call('leaseLaunch', [k.hostState, k.hostLeases, ...runs.map((r) => k.job(r.id))], [now, host, ...runs.flatMap((r) => [r.id, r.run])])) as string[] | null;
+    return current ? new Set(current) : null;
+  }
+
+  async fenceRun(id: string, run: number, note: string, stoppedAt: number | null, now: number): Promise<boolean> {
+    return (await this.call('fenceRun', [this.keys.jobRuns(id)], [run, now, stoppedAt ?? '', note])) === 1;
+  }
+
+  async explainWait(location: Location, reason: string, max: number): Promise<number> {
+    return (await this.call('explainWait', [this.keys.locationQueue(location), this.keys.prefix], [reason, max])) as number;
+  }
+}

@@ -1,0 +1,96 @@
+import type { Location } from './keys.js';
+
+// What Store's methods take and return (lib/store/store.ts), beside the records (job-record.ts,
+// registry-records.ts) and events (events.ts).
+
+export interface NewJob {
+  token: string;
+  name: string;
+  classType: string;
+  file: string;
+  baseDir: string;
+  raw: unknown;
+}
+
+export interface RouteDecision {
+  entry: string;
+  /** null: rejected, with `detail` as the reason. */
+  location: Location | null;
+  /** The normalised spec JSON when routed; the reason when rejected. */
+  detail: string;
+  pollMs: number;
+  timeoutMs: number | null;
+  retries: number;
+}
+
+export interface GrantPool {
+  /** The location whose slots it grants: local, host:<name> (its slot set is Keys.slotSet). */
+  location: Location;
+  /**
+   * @deprecated not read by the store any more: the scripts make the slot set's name from
+   * `location`. Still set by lib/backends/placement.ts (and read by the starter) until those
+   * move to Store.slotHolders; then it goes.
+   */
+  slotKey: string;
+  limit: number;
+  /** Locations whose queued jobs may take this pool's slots, in order. */
+  queues: Location[];
+}
+
+/** A granted job, as the starter launches it. */
+export interface TakenJob {
+  id: string;
+  run: number;
+  attempt: number;
+  /** The location whose slot it holds: local, or host:<name>. */
+  where: Location;
+  spec: string;
+  /** The job definition as written (JSON) when its spec uses the `self.yaml` input, else 'null'. */
+  raw: string;
+}
+
+export interface RunStarted {
+  id: string;
+  run: number;
+  pid: number;
+  startedAt: number;
+  epoch: string;
+}
+
+/** What enforceLimits decided for one running job. */
+export interface LimitVerdict {
+  id: string;
+  run: number;
+  signal: 'SIGTERM' | 'SIGKILL' | null;
+  reason: string | null;
+  nextLookAt: number;
+}
+
+export type Outcome = 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
+
+export interface RunFinished {
+  id: string;
+  run: number;
+  outcome: Outcome;
+  exitCode: number | null;
+  reason: string;
+  result: unknown;
+  steps: unknown[] | null;
+  backoffMs: number;
+  startedAt: number | null;
+}
+
+/** How full a location is: jobs waiting in Job_Queue:<location>, and slots held. */
+export interface LocationLoad {
+  location: Location;
+  waiting: number;
+  used: number;
+}
+
+export interface QueueDepths {
+  Job_Queue: number;
+  Granted_Queue: number;
+  Running_Queue: number;
+  Delayed: number;
+  locations: LocationLoad[];
+}
