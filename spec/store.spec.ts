@@ -11,6 +11,7 @@ import { validateJobSpec } from '../lib/jobfile/job-spec.js';
 import { JobSpecError } from '../lib/util/errors.js';
 import type { Logger } from '../lib/util/log.js';
 import { StopSignal } from '../lib/util/stop-signal.js';
+import { waitFor } from './support/wait-for.js';
 
 // Every transition of the durable store (one Lua script each, lib/store/lua), run against a real
 // redis-server. Time is an argument (`now`), so backoffs and deadlines are moved past by passing a
@@ -843,6 +844,79 @@ describe('store (Lua transitions on a real redis-server)', function () {
     });
   });
 
+  describe('enforceLimits-N.lua', function () {
+    const GRACE = 5000;
+
+    it('nothing yet: the next look is one poll period on, or the deadline if that comes first', async function () {
+      const f = await fixture();
+      const [short] = await f.running(1, 2, { timeoutMs: 3000 });
+      const [long] = await f.running(1, 2);
+      const verdicts = await f.store.enforceLimits([short, long], T0 + 1000, GRACE);
+      expect(verdicts).to.deep.equal([
+        { id: short.id, run: 1, signal: null, reason: null, nextLookAt: T0 + 3000 },
+        { id: long.id, run: 1, signal: null, reason: null, nextLookAt: T0 + 1000 + POLL_MS },
+      ]);
+      expect(await f.db.zscore(f.k.runningQueue, short.id)).to.equal(String(T0 + 3000));
+      expect(await f.db.zscore(f.k.runningQueue, long.id)).to.equal(String(T0 + 1000 + POLL_MS));
+      expect(await f.raw(short.id)).to.not.have.any.keys('killAt', 'timedOut');
+    });
+
+    it('past its deadline: SIGTERM as timed out (recorded), then SIGKILL once the grace is over, and again after each grace', async function () {
+      const f = await fixture();
+      const [job] = await f.running(1, 1, { timeoutMs: 3000 });
+      expect(await f.store.enforceLimits([job], T0 + 3000, GRACE)).to.deep.equal([{ id: job.id, run: 1, signal: 'SIGTERM', reason: 'timed out', nextLookAt: T0 + 3000 + GRACE }]);
+      expect(await f.raw(job.id)).to.include({ timedOut: '1', killAt: String(T0 + 3000 + GRACE) });
+      expect(await f.db.zscore(f.k.runningQueue, job.id)).to.equal(String(T0 + 3000 + GRACE));
+
+      expect(await f.store.enforceLimits([job], T0 + 4000, GRACE), 'within the grace: no second TERM').to.deep.equal([{ id: job.id, run: 1, signal: null, reason: null, nextLookAt: T0 + 3000 + GRACE }]);
+      expect(await f.store.enforceLimits([job], T0 + 3000 + GRACE, GRACE)).to.deep.equal([{ id: job.id, run: 1, signal: 'SIGKILL', reason: `still running ${GRACE}ms after SIGTERM`, nextLookAt: T0 + 3000 + 2 * GRACE }]);
+      expect(await f.raw(job.id)).to.include({ killAt: String(T0 + 3000 + 2 * GRACE) });
+      expect(await f.db.zscore(f.k.runningQueue, job.id)).to.equal(String(T0 + 3000 + 2 * GRACE));
+
+      await f.finish([ended(job.id, 1, 'failed', { reason: 'killed by SIGKILL' })], 1, T0 + 3000 + 2 * GRACE);
+      expect(await f.raw(job.id), 'the end clears them').to.not.have.any.keys('killAt', 'timedOut');
+    });
+
+    it('cancel requested: SIGTERM as cancelled, not recorded as timed out', async function () {
+      const f = await fixture();
+      const [job] = await f.running(1, 1, { timeoutMs: 60_000 });
+      await f.store.cancel([job.id], T0 + 100);
+      expect(await f.store.enforceLimits([job], T0 + 200, GRACE)).to.deep.equal([{ id: job.id, run: 1, signal: 'SIGTERM', reason: 'cancelled', nextLookAt: T0 + 200 + GRACE }]);
+      expect(await f.raw(job.id)).to.include({ killAt: String(T0 + 200 + GRACE) }).and.not.have.property('timedOut');
+    });
+
+    it('ignores a job that is not running at that run, and changes nothing', async function () {
+      const f = await fixture();
+      const [done] = await f.running(1, 3, { timeoutMs: 1 });
+      await f.finish([ended(done.id, 1, 'succeeded')], 3, T0);
+      const [granted] = await f.queue(1, { timeoutMs: 1 });
+      await f.grant(3);
+      await f.take();
+      const [running] = await f.running(1, 3, { timeoutMs: 1 });
+      const before = await f.dump();
+      const polled = [{ id: done.id, run: 1 }, { id: granted, run: 1 }, { id: running.id, run: 2 }, { id: running.id, run: 0 }, { id: '999', run: 1 }];
+      expect(await f.store.enforceLimits(polled, T0 + 60_000, GRACE), 'no verdicts').to.deep.equal([]);
+      expect(await f.dump()).to.deep.equal(before);
+    });
+
+    it('lookAgain moves the next look of jobs still in Running_Queue, and puts none back', async function () {
+      const f = await fixture();
+      const [a, b] = await f.running(2, 2);
+      await f.finish([ended(b.id, 1, 'succeeded')], 2, T0);
+      await f.store.lookAgain([{ id: a.id, at: T0 + 7 }, { id: b.id, at: T0 + 7 }]);
+      expect(await f.db.zrange(f.k.runningQueue, 0, -1, 'WITHSCORES')).to.deep.equal([a.id, String(T0 + 7)]);
+    });
+
+    it('dropFromRunning drops leftover Running_Queue entries of jobs that are not running, and only those', async function () {
+      const f = await fixture();
+      const [running, done] = await f.running(2, 2);
+      await f.finish([ended(done.id, 1, 'succeeded')], 2, T0);
+      await f.db.zadd(f.k.runningQueue, T0, done.id, T0, '999');
+      expect(await f.store.dropFromRunning([done.id, '999', running.id])).to.equal(2);
+      expect(await f.db.zrange(f.k.runningQueue, 0, -1)).to.deep.equal([running.id]);
+    });
+  });
+
   describe('explainWait-2.lua', function () {
     it('tells the jobs still queued for a location why they wait, and leaves a granted one as it is', async function () {
       const f = await fixture();
@@ -955,6 +1029,42 @@ describe('store (Lua transitions on a real redis-server)', function () {
         blocking.close();
         await store.close();
         await aof.stop();
+      }
+    });
+  });
+
+  describe('on Redis Cluster', function () {
+    it('runs every transition on a one-node cluster, which refuses a script straying out of its hash slot', async function () {
+      const cluster = await RedisServer.start({ extraArgs: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf'] });
+      const store = await Store.open(cluster.url, 'clustered', 'cli');
+      try {
+        await store.redis.call('CLUSTER', 'ADDSLOTSRANGE', 0, 16383);
+        await waitFor('the cluster to serve every slot', async () => /cluster_state:ok/.test(String(await store.redis.call('CLUSTER', 'INFO'))));
+        const stray = await store.redis.eval('#!lua\nreturn redis.call("GET", "elsewhere")', 1, store.keys.jobs).then(() => 'ran', (err: Error) => err.message);
+        expect(stray, 'a script touching a key of another slot').to.match(/do not hash to the same slot/);
+
+        const f = new Fixture(store);
+        const [a, b, c, d] = await f.queue(4, { timeoutMs: 1000, retries: 1 });
+        const [bad] = await f.add(1);
+        expect(await store.route([reject(bad, 'no')], T0)).to.deep.equal({ routed: 0, rejected: 1 });
+        const hostPools: GrantPool[] = [{ location: 'host:h1', slotKey: '', limit: 1, queues: ['host:h1', 'any'] }, ...f.pools(2)];
+        expect(await store.grant(hostPools, 100, T0)).to.deep.equal({ granted: 2, nextDueMs: null });
+        const [first, second] = await f.take();
+        expect(await f.start([first, second], T0)).to.equal(T0 + 1000);
+        await store.saveProgress([{ id: first.id, run: 1, steps: [] }]);
+        expect((await store.enforceLimits([first], T0 + 1000, 10))[0]).to.include({ signal: 'SIGTERM', reason: 'timed out' });
+        await store.lookAgain([{ id: second.id, at: T0 + 5 }]);
+        expect(await store.dropFromRunning([bad])).to.equal(0);
+        expect(await store.finishRuns([ended(first.id, 1, 'failed'), ended(second.id, 1, 'succeeded')], hostPools, T0 + 2000)).to.deep.equal({ recorded: 2, handedOff: 2 });
+        expect(await store.cancel([c, d], T0 + 2001)).to.deep.equal(['cancelled', 'cancelled']);
+        expect(await store.relaunch(a, 1, T0 + 2002)).to.equal(null);
+        expect(await store.grant(hostPools, 100, T0 + 60_000)).to.deep.equal({ granted: 1, nextDueMs: null });
+        expect(await store.retry([c], T0 + 60_001)).to.deep.equal(['queued']);
+        expect(await store.explainWait('local', 'waiting', 10)).to.equal(1);
+        expect((await store.getJobs([a, b, c, d])).map((j) => j?.state)).to.deep.equal(['granted', 'succeeded', 'queued', 'cancelled']);
+      } finally {
+        await store.close();
+        await cluster.stop();
       }
     });
   });

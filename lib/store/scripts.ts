@@ -4,7 +4,7 @@ import type { ChainableCommander, Redis } from 'ioredis';
 import { LUA_DIR } from '../util/paths.js';
 import type { DownloadFailure } from './job-record.js';
 import type { Keys, Location } from './keys.js';
-import type { GrantPool, NewJob, RouteDecision, RunFinished, RunStarted, TakenJob } from './types.js';
+import type { GrantPool, LimitVerdict, NewJob, PolledRun, RouteDecision, RunFinished, RunStarted, TakenJob } from './types.js';
 
 // The one caller of the Lua scripts (lua/, one state change each), as BullMQ's Scripts class:
 // per script one method that lays out its KEYS and ARGV as the script's header says and turns
@@ -74,7 +74,10 @@ export class Scripts {
     private readonly redis: Redis,
     private readonly keys: Keys,
   ) {
+    const builtin = new Set(redis.getBuiltinCommands());
     for (const [name, { lua, numberOfKeys }] of scriptSources()) {
+      // A script named like a Redis command would never run: the command would, in its place.
+      if (builtin.has(name.toLowerCase())) throw new Error(`lib/store/lua/${name}-*.lua is named like the Redis command ${name.toUpperCase()}: rename it`);
       if (!(name in redis)) redis.defineCommand(name, numberOfKeys === null ? { lua } : { lua, numberOfKeys });
     }
   }
@@ -176,6 +179,23 @@ export class Scripts {
 
   async fenceRun(id: string, run: number, note: string, stoppedAt: number | null, now: number): Promise<boolean> {
     return (await this.call('fenceRun', [this.keys.jobRuns(id)], [run, now, stoppedAt ?? '', note])) === 1;
+  }
+
+  async enforceLimits(runs: PolledRun[], graceMs: number, now: number): Promise<LimitVerdict[]> {
+    const k = this.keys;
+    const reply = (await this.call('enforceLimits', [k.runningQueue, ...runs.map((r) => k.job(r.id))], [now, graceMs, ...runs.flatMap((r) => [r.id, r.run])])) as (string | number)[];
+    return runs.flatMap(({ id, run }, i): LimitVerdict[] => {
+      const [action, nextLookAt] = [String(reply[2 * i]), Number(reply[2 * i + 1])];
+      if (action === 'wait') return [{ id, run, signal: null, reason: null, nextLookAt }];
+      if (action === 'cancelled' || action === 'timed out') return [{ id, run, signal: 'SIGTERM', reason: action, nextLookAt }];
+      if (action === 'kill') return [{ id, run, signal: 'SIGKILL', reason: `still running ${graceMs}ms after SIGTERM`, nextLookAt }];
+      return []; // ignored: not running at that run
+    });
+  }
+
+  async dropFromRunning(ids: string[]): Promise<number> {
+    const k = this.keys;
+    return (await this.call('dropFromRunning', [k.runningQueue, ...ids.map((id) => k.job(id))], ids)) as number;
   }
 
   async explainWait(location: Location, reason: string, max: number): Promise<number> {

@@ -9,7 +9,7 @@ export type { DownloadFailure } from './job-record.js';
 import type { ActorStatus, AdhocHostRecord, HostState, InstanceRecord, SupervisorRecord } from './registry-records.js';
 import { BlockingConnection } from './blocking.js';
 import { Scripts } from './scripts.js';
-import type { GrantPool, LimitVerdict, NewJob, QueueDepths, RouteDecision, RunFinished, RunStarted, TakenJob } from './types.js';
+import type { GrantPool, LimitVerdict, NewJob, PolledRun, QueueDepths, RouteDecision, RunFinished, RunStarted, TakenJob } from './types.js';
 
 export type { EventBatch, JobEvent } from './events.js';
 export type * from './types.js';
@@ -152,6 +152,36 @@ export class Store {
   async saveProgress(progress: { id: string; run: number; steps: unknown[] }[]): Promise<void> {
     if (progress.length === 0) return;
     await this.scripts.saveProgress(progress);
+  }
+
+  /**
+   * Cancel and Timeout for running jobs that are due, one step each (enforceLimits): per run (at
+   * its current run; one not running at that run is left out), whether to send SIGTERM now
+   * (reason 'cancelled', or 'timed out': past its deadline, recorded in `timedOut`), SIGKILL now
+   * (still running KillGrace after the TERM), or nothing yet (signal null); its next look is
+   * already set in Running_Queue. The caller sends the signals; `graceMs` is KillGrace.
+   */
+  async enforceLimits(runs: PolledRun[], now: number, graceMs: number): Promise<LimitVerdict[]> {
+    if (runs.length === 0) return [];
+    return this.scripts.enforceLimits(runs, graceMs, now);
+  }
+
+  /**
+   * Not finished: look at these jobs again at `at` (their Running_Queue scores; a job no longer
+   * there is not put back). One ZADD XX: atomic.
+   */
+  async lookAgain(looks: { id: string; at: number }[]): Promise<void> {
+    if (looks.length === 0) return;
+    await this.redis.zadd(this.keys.runningQueue, 'XX', ...looks.flatMap((e) => [e.at, e.id]));
+  }
+
+  /**
+   * Jobs in Running_Queue that are not running any more (ended by another path, or no record)
+   * leave it; one running again meanwhile (a newer run) stays (dropFromRunning).
+   */
+  async dropFromRunning(ids: string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    return this.scripts.dropFromRunning(ids);
   }
 
   /** Tells up to `max` jobs waiting for `location` why they wait (explainWait; the reason `jobs` shows). */
@@ -395,55 +425,6 @@ export class Store {
 
   async signal(actor: ActorName): Promise<void> {
     await this.redis.lpush(this.keys.signal(actor), 1);
-  }
-
-  /** Looks at these running jobs again at the given times (only jobs still in Running_Queue). */
-  async lookAgain(looks: { id: string; at: number }[]): Promise<void> {
-    if (looks.length === 0) return;
-    const pipeline = this.redis.pipeline();
-    for (const { id, at } of looks) pipeline.zadd(this.keys.runningQueue, 'XX', at, id);
-    await pipeline.exec();
-  }
-
-  /** Jobs in Running_Queue that are not running any more (ended by another path) leave it. */
-  async dropFromRunning(ids: string[]): Promise<void> {
-    if (ids.length) await this.redis.zrem(this.keys.runningQueue, ...ids);
-  }
-
-  /**
-   * Cancel and Timeout for running jobs that are due: for each (at its current run), whether to
-   * send SIGTERM now (cancel requested, or past its deadline: `timedOut` is recorded), SIGKILL now
-   * (still running KillGrace after the TERM), or nothing yet; and its next look.
-   * TODO(store): one Lua transition.
-   */
-  async enforceLimits(runs: { id: string; run: number }[], now: number, graceMs: number): Promise<LimitVerdict[]> {
-    if (runs.length === 0) return [];
-    const rows = await this.getFields(runs.map((r) => r.id), ['state', 'run', 'killAt', 'cancelRequested', 'deadline', 'pollMs']);
-    const pipeline = this.redis.pipeline();
-    const verdicts: LimitVerdict[] = [];
-    runs.forEach(({ id, run }, i) => {
-      const [state, current, killAt, cancelRequested, deadline, pollMs] = rows[i];
-      if (state !== 'running' || Number(current) !== run) return;
-      const next = now + (Number(pollMs) || 30_000);
-      const key = this.keys.job(id);
-      let verdict: LimitVerdict;
-      if (killAt) {
-        verdict = now < Number(killAt)
-          ? { id, run, signal: null, reason: null, nextLookAt: Math.min(next, Number(killAt)) }
-          : { id, run, signal: 'SIGKILL', reason: `still running ${graceMs}ms after SIGTERM`, nextLookAt: now + graceMs };
-        if (verdict.signal) pipeline.hset(key, 'killAt', now + graceMs);
-      } else if (cancelRequested || (deadline && now >= Number(deadline))) {
-        if (!cancelRequested) pipeline.hset(key, 'timedOut', 1);
-        pipeline.hset(key, 'killAt', now + graceMs);
-        verdict = { id, run, signal: 'SIGTERM', reason: cancelRequested ? 'cancelled' : 'timed out', nextLookAt: now + graceMs };
-      } else {
-        verdict = { id, run, signal: null, reason: null, nextLookAt: deadline ? Math.min(next, Number(deadline)) : next };
-      }
-      pipeline.zadd(this.keys.runningQueue, 'XX', verdict.nextLookAt, id);
-      verdicts.push(verdict);
-    });
-    await pipeline.exec();
-    return verdicts;
   }
 
   /** A connection of its own for blocking waits (BLMPOP, XREAD), on this deployment's keys. */

@@ -27,9 +27,8 @@ export interface GrantPool {
   /** The location whose slots it grants: local, host:<name> (its slot set is Keys.slotSet). */
   location: Location;
   /**
-   * @deprecated not read by the store any more: the scripts make the slot set's name from
-   * `location`. Still set by lib/backends/placement.ts (and read by the starter) until those
-   * move to Store.slotHolders; then it goes.
+   * @deprecated read by nothing: the scripts make the slot set's name from `location`. Still set
+   * by lib/backends/placement.ts (poolsFor, with the Keys it is given); goes with them.
    */
   slotKey: string;
   limit: number;
@@ -57,12 +56,15 @@ export interface RunStarted {
   epoch: string;
 }
 
-/** What enforceLimits decided for one running job. */
+/** What enforceLimits (lua/enforceLimits-N.lua) decided for one running job; the fetcher sends the signal. */
 export interface LimitVerdict {
   id: string;
   run: number;
+  /** null: nothing yet. */
   signal: 'SIGTERM' | 'SIGKILL' | null;
+  /** 'cancelled' | 'timed out' (SIGTERM), `still running <grace>ms after SIGTERM` (SIGKILL), null. */
   reason: string | null;
+  /** When it is looked at again (its Running_Queue score, already set). */
   nextLookAt: number;
 }
 
@@ -93,4 +95,10 @@ export interface QueueDepths {
   Running_Queue: number;
   Delayed: number;
   locations: LocationLoad[];
+}
+
+/** A run the fetcher polled and found still running. */
+export interface PolledRun {
+  id: string;
+  run: number;
 }
