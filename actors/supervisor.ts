@@ -98,7 +98,8 @@ export class Supervisor {
         const embedded = await ensureEmbeddedRedis(this.config.stateDir, (text) => this.log.info(text));
         this.redisUrl = embedded.url;
       }
-      this.store = await Store.open(this.redisUrl, this.config.deployment, 'actor');
+      // No waiting for a Redis that is not there: `start` says so at once.
+      this.store = await Store.open(this.redisUrl, this.config.deployment, 'actor', { waitMs: 0 });
       this.log.info(`supervisor: pid ${process.pid}, Redis ${describeRedis(this.redisUrl)}, deployment ${this.config.deployment}, state in ${this.config.stateDir}`);
       await Promise.all(ACTOR_NAMES.map((name) => this.spawnActor(name)));
       if (this.config.web.listen) {

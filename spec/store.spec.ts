@@ -979,6 +979,28 @@ describe('store (Lua transitions on a real redis-server)', function () {
     });
   });
 
+  describe('opening', function () {
+    it("waits, as an actor, for a Redis that is restarting; fails at once as a command", async function () {
+      const aof = await RedisServer.start({ appendOnly: true });
+      try {
+        await aof.kill9();
+        const asCommand = await Store.open(aof.url, 'opening', 'cli').then(() => 'opened', (err: Error) => err.name);
+        expect(asCommand).to.equal('RedisUnavailableError');
+        const asActor = Store.open(aof.url, 'opening', 'actor');
+        await aof.restart();
+        const store = await asActor;
+        try {
+          await store.signal('manager');
+          expect(await store.redis.llen(store.keys.signal('manager'))).to.equal(1);
+        } finally {
+          await store.close();
+        }
+      } finally {
+        await aof.stop();
+      }
+    });
+  });
+
   describe('blocking waits', function () {
     /** A logger that keeps what it is told. */
     function recorder(): Logger & { lines: string[] } {

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { RedisUnavailableError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
-import { createRedis, describeRedis, type ConnectionRole } from './connect.js';
+import { createRedis, describeRedis, isConnectionLoss, type ConnectionRole } from './connect.js';
+import { sleep } from '../util/stop-signal.js';
 import { Keys, type ActorName, type Location } from './keys.js';
 import { parseJobRecord, parseJson, type DownloadFailure, type JobRecord, type RunEntry } from './job-record.js';
 export type { DownloadFailure } from './job-record.js';
@@ -23,6 +24,9 @@ export { parseGrantedPayload } from './scripts.js';
 //
 // Longer than most files here, for one reason: it is the single door, so every read and write
 // the actors, the CLI and the web page need has its few lines here (sections below).
+
+/** How long an actor's Store.open waits for a Redis that refuses connections (restarting). */
+const ACTOR_OPEN_WAIT_MS = 20_000;
 
 /** A hash of JSON values, parsed (a value that is not JSON throws: these records are the store's own). */
 function parseHash<T>(hash: Record<string, string>): Map<string, T> {
@@ -48,15 +52,28 @@ export class Store {
     this.scripts = new Scripts(redis, this.keys);
   }
 
-  static async open(url: string, deployment: string, role: ConnectionRole): Promise<Store> {
-    const redis = createRedis(url, role);
-    try {
-      await redis.connect();
-    } catch (err) {
-      redis.disconnect();
-      throw new RedisUnavailableError(`cannot reach Redis at ${describeRedis(url)} (${(err as Error).message})`, { cause: err });
+  /**
+   * Connects. With the 'actor' role it first waits out a Redis that refuses connections for up
+   * to `waitMs` (default ACTOR_OPEN_WAIT_MS): an actor restarted while redis-server restarts (a
+   * crash and a kill -9 together, chaos seed 32865) waits for it as a running actor would, rather
+   * than die at birth. Anything else (a wrong password, a certificate) fails at once, as does
+   * everything with the 'cli' role: a person is waiting.
+   */
+  static async open(url: string, deployment: string, role: ConnectionRole, options: { waitMs?: number } = {}): Promise<Store> {
+    const deadline = Date.now() + (options.waitMs ?? (role === 'actor' ? ACTOR_OPEN_WAIT_MS : 0));
+    for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
+      const redis = createRedis(url, role);
+      try {
+        await redis.connect();
+        return new Store(redis, deployment, url);
+      } catch (err) {
+        redis.disconnect();
+        if (!isConnectionLoss(err) || Date.now() + delay > deadline) {
+          throw new RedisUnavailableError(`cannot reach Redis at ${describeRedis(url)} (${(err as Error).message})`, { cause: err });
+        }
+      }
+      await sleep(delay);
     }
-    return new Store(redis, deployment, url);
   }
 
   // ---- transitions (one Lua script each: lua/<name>-*.lua) ----------------------------------
