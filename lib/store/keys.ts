@@ -34,6 +34,8 @@
 //   RemoteLogs           hash   host name → how far its run log has been read (bytes)
 //   HostLeases           hash   host name → when (ms) the starter last sent it a launch, which
 //                               renews the host's lease (lib/backends/remote/lease.ts)
+//   Unreachable          hash   host name → since when a fetcher has not reached it, and when it
+//                               last tried (JSON): a fetcher started anew counts on from there
 //   Instances            hash   launch token → EC2 instance record (JSON), see registry-records.ts
 //   Ec2Locations         set    the EC2 locations (ec2:<image>:<type>) jobs have been queued for
 //   StoreId              string this Redis's random id, set once: keeps the files its jobs leave
@@ -75,6 +77,7 @@ export class Keys {
   get hostState(): string { return this.k('HostState'); }
   get remoteLogs(): string { return this.k('RemoteLogs'); }
   get hostLeases(): string { return this.k('HostLeases'); }
+  get unreachable(): string { return this.k('Unreachable'); }
   get instances(): string { return this.k('Instances'); }
   get ec2Locations(): string { return this.k('Ec2Locations'); }
   get storeId(): string { return this.k('StoreId'); }

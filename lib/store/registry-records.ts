@@ -17,6 +17,17 @@ export interface HostState {
   reason: string | null;
 }
 
+/**
+ * Unreachable hash, field = host name: since when the fetcher has not reached the host, and when
+ * it last tried, so that a fetcher started meanwhile (a supervisor restarted, an actor crashed)
+ * counts on towards HostDownAfter instead of from zero (lib/backends/remote/fleet.ts).
+ */
+export interface UnreachableRecord {
+  since: number;
+  checkedAt: number;
+  reason: string;
+}
+
 //   requested ─RunInstances─> pending ─running, has an address─> booting ─SSH answers─> ready
 //   ready ─idle for IdleTimeout─> retiring ─still idle─> terminating ─terminated─> (record gone)
 //   any ─EC2 says shutting-down, terminated, stopping or stopped, or a spot notice─> lost

@@ -7,7 +7,7 @@ import { sleep } from '../util/stop-signal.js';
 import { Keys, type ActorName, type Location } from './keys.js';
 import { parseJobRecord, parseJson, type DownloadFailure, type JobRecord, type RunEntry } from './job-record.js';
 export type { DownloadFailure } from './job-record.js';
-import type { ActorStatus, AdhocHostRecord, HostState, InstanceRecord, SupervisorRecord } from './registry-records.js';
+import type { ActorStatus, AdhocHostRecord, HostState, InstanceRecord, SupervisorRecord, UnreachableRecord } from './registry-records.js';
 import { BlockingConnection } from './blocking.js';
 import { Scripts } from './scripts.js';
 import type { GrantPool, LimitVerdict, NewJob, PolledRun, QueueDepths, RouteDecision, RunFinished, RunStarted, TakenJob } from './types.js';
@@ -366,6 +366,19 @@ export class Store {
   /** A host that is gone for good (an EC2 instance terminated) leaves HostState. */
   async forgetHostState(name: string): Promise<void> {
     await this.redis.hdel(this.keys.hostState, name);
+  }
+
+  /** Hosts the fetcher cannot reach, since when (see UnreachableRecord). */
+  async unreachableHosts(): Promise<Map<string, UnreachableRecord>> {
+    return parseHash<UnreachableRecord>(await this.redis.hgetall(this.keys.unreachable));
+  }
+
+  async noteUnreachable(host: string, record: UnreachableRecord): Promise<void> {
+    await this.redis.hset(this.keys.unreachable, host, JSON.stringify(record));
+  }
+
+  async clearUnreachable(host: string): Promise<void> {
+    await this.redis.hdel(this.keys.unreachable, host);
   }
 
   /** The EC2 instances this deployment launched, one record per launch token. */

@@ -12,6 +12,10 @@ import { runId as makeRunId } from '../../runs/run-log.js';
 import { remoteBase, remoteJobDir, remoteRunLog, type RemoteScope } from './paths.js';
 import type { RunLogEvent } from '../../runs/run-log.js';
 import { leaseTimes, type LeaseTimes } from './lease.js';
+import type { UnreachableRecord } from '../../store/registry-records.js';
+
+/** How often the fetcher writes down that a host still does not answer. */
+const NOTE_UNREACHABLE_EVERY_MS = 1000;
 
 // The fetcher's view of the SSH hosts: one run log follower per host that has jobs (which also
 // renews the host's lease: follower.ts, lease.ts), the batched polls (one command per host per
@@ -58,7 +62,10 @@ export class RemoteFleet {
    */
   async refresh(force = false): Promise<void> {
     await this.hosts.refresh(force);
-    if (!this.sweptForGone) await this.markGoneHostsDown();
+    if (!this.sweptForGone) {
+      this.earlier = await this.store.unreachableHosts();
+      await this.markGoneHostsDown();
+    }
     const hosts = this.hosts.all();
     if (hosts.length === 0) return;
     const [taken, offsets] = await Promise.all([this.store.slotsUsed(hosts.map((h) => `host:${h.name}`)), this.store.remoteLogOffsets()]);
@@ -75,6 +82,10 @@ export class RemoteFleet {
   }
 
   private sweptForGone = false;
+  /** What the fetchers before this one found unreachable (see UnreachableRecord). */
+  private earlier = new Map<string, UnreachableRecord>();
+  /** When each unreachable host's record was last written. */
+  private readonly noted = new Map<string, number>();
 
   /**
    * Once, as the fetcher starts: a host that still holds jobs but is known no more (an EC2
@@ -182,7 +193,10 @@ export class RemoteFleet {
 
   private reachable(host: string, ok: boolean, reason: string | null): void {
     if (ok) {
-      if (this.unreachableSince.delete(host) || this.hosts.isDown(host)) {
+      const was = this.unreachableSince.delete(host);
+      if (was || this.earlier.delete(host)) void this.store.clearUnreachable(host).catch(() => {});
+      this.noted.delete(host);
+      if (was || this.hosts.isDown(host)) {
         this.log.info(`ResultFetcher: host ${host} is reachable again`);
         // The manager grants to it again at once (its jobs may be waiting in its queue).
         void this.hosts.setState(host, 'up').then(() => this.store.signal('manager'));
@@ -190,16 +204,32 @@ export class RemoteFleet {
       return;
     }
     if (!this.unreachableSince.has(host)) {
-      // A host already marked down (by a fetcher before this one) has not answered since then.
+      const now = Date.now();
+      // A host already marked down (by a fetcher before this one) has not answered since then;
+      // one that a fetcher before this one was still trying a moment ago has not either (or a
+      // supervisor restarted every few seconds would never give up on a host that is gone).
       const state = this.hosts.state(host);
-      const since = state?.state === 'down' ? Math.min(Date.now(), state.since - this.config.hostDownAfterMs) : Date.now();
-      this.unreachableSince.set(host, { since, reason: reason ?? 'unreachable' });
-      this.log.warn(`ResultFetcher: host ${host} is unreachable (${reason}); its jobs' state is unknown until it answers`);
+      const earlier = this.earlier.get(host);
+      let since = now;
+      if (state?.state === 'down') since = Math.min(now, state.since - this.config.hostDownAfterMs);
+      else if (earlier && now - earlier.checkedAt < this.config.hostDownAfterMs) since = Math.min(now, earlier.since);
+      this.unreachableSince.set(host, { since, reason: reason ?? earlier?.reason ?? 'unreachable' });
+      this.log.warn(`ResultFetcher: host ${host} is unreachable (${reason})${since < now ? `, since ${formatDuration(now - since)} ago` : ''}; its jobs' state is unknown until it answers`);
+    }
+  }
+
+  /** Writes down, every few seconds, that the unreachable hosts still do not answer (see UnreachableRecord). */
+  private async noteUnreachable(now: number): Promise<void> {
+    for (const [host, { since, reason }] of this.unreachableSince) {
+      if (now - (this.noted.get(host) ?? 0) < NOTE_UNREACHABLE_EVERY_MS) continue;
+      this.noted.set(host, now);
+      await this.store.noteUnreachable(host, { since, checkedAt: now, reason });
     }
   }
 
   /** Hosts unreachable for longer than HostDownAfter and not yet marked down: marks them down. */
   async newlyDown(now = Date.now()): Promise<{ host: string; reason: string }[]> {
+    await this.noteUnreachable(now);
     const down: { host: string; reason: string }[] = [];
     for (const [host, { since, reason }] of this.unreachableSince) {
       if (now - since < this.config.hostDownAfterMs || this.hosts.isDown(host)) continue;

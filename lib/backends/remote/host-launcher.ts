@@ -112,7 +112,7 @@ export class HostLauncher {
     // The order is what makes a late launch harmless (lease.ts): a host stamp received first,
     // then the launch lease recorded (the fetcher counts from it), then the batch sent.
     const shell = this.shellFor(ssh);
-    const { stamp } = await shell.freshStamp(this.lease.leaseMs / 4);
+    const { stamp } = await shell.freshStamp(Math.min(this.lease.leaseMs / 4, 1000));
     const current = await this.store.leaseLaunch(hostName, launchable.map((job) => ({ id: job.id, run: job.run })));
     if (!current) throw new HostDownError(`host ${hostName} is marked down`);
     const admitted = launchable.filter((job) => current.has(job.id));

@@ -24,16 +24,18 @@
 //     F = L·(1 + 2ρ) + T + c + m        after the supervisor's last renewal (or launch) there
 //
 // (the host's clock may run slow by ρ, the supervisor's fast by ρ). Numbers:
-//   L = HostDownAfter / 2 (at least 2 s); T = 1 s (`sleep 1`, POSIX has no shorter sleep);
+//   L = HostDownAfter / 2 (at least 5 s); T = 1 s (`sleep 1`, POSIX has no shorter sleep);
 //   c = 1 s (date +%s; Linux hosts use /proc/uptime, 10 ms); ρ = 0.1% (1000 ppm: ten times a
 //   poor crystal's error, twice what NTP ever slews); m = 0.5 s.
-//   Default HostDownAfter 2m: L = 60 s, F = 62.6 s. HostDownAfter 8s: L = 4 s, F = 6.5 s.
+//   Default HostDownAfter 2m: L = 60 s, F = 62.6 s. HostDownAfter 8s: L = 5 s, F = 7.5 s.
 // The supervisor replaces a run no sooner than the later of HostDownAfter after its host stopped
-// answering and F after its last renewal there, so with HostDownAfter above about 5 s, F is
-// never what it waits for.
+// answering and F after its last renewal there, so with HostDownAfter of 15 s and more, F is
+// never what it waits for. L is at least 5 s because a launch must reach its host, and its run
+// start, within L of the host stamp it was sent with (host-launcher.ts): on a machine loaded to
+// the point of taking seconds for a fork, a shorter lease would turn launches away again and again.
 //
 // A supervisor that is merely slow must not fence healthy runs: renewals go every L/8 (at most
-// 5 s), so a lease lapses only after L minus that (55 s with the defaults, 3.5 s with
+// 5 s), so a lease lapses only after L minus that (55 s with the defaults, 4.4 s with
 // HostDownAfter 8s) without a renewal. Runs stopped by a lapse are not lost: a supervisor that
 // answers again finds them stopped and, if they are still the jobs' current runs, lets them go
 // on (SIGCONT); only runs it gave up on meanwhile are killed (recorded as fenced).
@@ -46,8 +48,8 @@ export const HOST_CLOCK_STEP_MS = 1000;
 export const CLOCK_DRIFT = 0.001;
 /** What the stop itself may take: the sweep of the host's runs and the signals. */
 export const STOP_MARGIN_MS = 500;
-/** The shortest lease: below it a busy supervisor would keep stopping healthy runs. */
-export const MIN_LEASE_MS = 2000;
+/** The shortest lease: below it a busy machine would keep stopping healthy runs and turning launches away. */
+export const MIN_LEASE_MS = 5000;
 /** The longest time between two renewals. */
 export const MAX_RENEW_EVERY_MS = 5000;
 
