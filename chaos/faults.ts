@@ -59,7 +59,9 @@ export class FaultInjector {
   private async partitions(stop: StopSignal): Promise<void> {
     let wait = 5000 + this.partitionRandom() * 10_000;
     while (await stop.sleep(wait)) {
-      const ms = Math.round(GIVEN_UP_AFTER_MS + 3000 + this.partitionRandom() * 5000);
+      // Well past what it takes to be given up on: supervisor restarts meanwhile (a new fetcher
+      // needs a few seconds to find the host silent) put the give-up off.
+      const ms = Math.round(GIVEN_UP_AFTER_MS + 10_000 + this.partitionRandom() * 10_000);
       wait = ms + 60_000 + this.partitionRandom() * 60_000;
       // A random cut-off in effect: this partition waits for it to end (then it is one).
       while (this.cutOff && !stop.stopped) await this.cutOff;
