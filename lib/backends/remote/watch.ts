@@ -10,6 +10,7 @@ import { RemoteFleet } from './fleet.js';
 import { remoteBase, remoteJobDir, type RemoteScope } from './paths.js';
 import { reconcileHost } from './reconcile.js';
 import { formatDuration } from '../../util/duration.js';
+import { instanceHostName } from '../ec2/instances.js';
 
 // Remote jobs (and EC2 jobs on their instance), the fetcher's half. The fleet (fleet.ts) follows
 // the run log of every host with jobs over its pooled SSH connection, so starts, steps and exits
@@ -91,12 +92,15 @@ export class RemoteWatch implements WatchSide {
   private async giveUpOn(down: { host: string; since: number; reason: string }, launchLease: number): Promise<EndedRun[]> {
     const now = Date.now();
     const { host } = down;
-    const stoppedBy = this.fleet.lastRenewal(host, launchLease) + this.fleet.lease.fenceBoundMs;
+    // An EC2 instance that is no longer among the instances (EC2 said it is gone: its record was
+    // forgotten, or is being given up as lost) runs nothing any more: no bound to wait for.
+    const ended = host.startsWith(instanceHostName('')) && !this.fleet.hosts.get(host);
+    const stoppedBy = ended ? 0 : this.fleet.lastRenewal(host, launchLease) + this.fleet.lease.fenceBoundMs;
     if (now < stoppedBy) return [];
     const infos = await loadJobInfo(this.ctx.store, await this.ctx.store.slotHolders(`host:${host}`));
     const away = now - down.since;
     const reason = `host ${host} unreachable for ${formatDuration(away)} (${down.reason})`;
-    const ended: EndedRun[] = [];
+    const given: EndedRun[] = [];
     for (const info of infos.values()) {
       if (info.state !== 'granted' && info.state !== 'running') continue;
       const anywhere = info.location === 'any' || Boolean(info.location?.startsWith('ec2:'));
@@ -105,9 +109,9 @@ export class RemoteWatch implements WatchSide {
       const outcome: RunOutcome = anywhere
         ? { kind: 'interrupted', reason: `${reason}: run again elsewhere`, steps: [], startedAt: info.startedAt }
         : { kind: 'failed', exitCode: null, reason, steps: [], startedAt: info.startedAt };
-      ended.push({ id: info.id, run: info.run, outcome });
+      given.push({ id: info.id, run: info.run, outcome });
     }
-    return ended;
+    return given;
   }
 
   drain(): RunLogBatch[] {
