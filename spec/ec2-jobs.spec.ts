@@ -106,16 +106,19 @@ function jobFile(ws: Workspace, name: string, run: string): string {
     chmodSync(ws.dir, 0o755);
     const file = ws.write('big.yaml', ['ClassType: EC2', 'ImageId: ami-00000000000000fed', 'InstanceType: c7i.large', 'Order:', `  - Run: while [ ! -e ${go} ]; do sleep 0.1; done`].join('\n'));
     const [id] = await queue(ws, file);
-    const listed = await waitFor('the instance to run the job', async () => {
-      const list = JSON.parse((await ws.cli('instances', '--json')).stdout) as Instances & { instances: { instanceType: string; imageId: string }[] };
-      return list.instances.find((i) => i.jobs.includes(id)) ?? null;
-    }, 60_000);
-    expect(listed).to.include({ state: 'ready', instanceType: 'c7i.large', imageId: 'ami-00000000000000fed' });
-    const request = ec2.requests('RunInstances').at(-1)!;
-    expect(request).to.include({ ImageId: 'ami-00000000000000fed', InstanceType: 'c7i.large', KeyName: 'jm-test' });
-    const table = (await ws.cli('instances')).stdout;
-    expect(table, table).to.match(new RegExp(`${listed.instanceId}\\s+ready\\s+-\\s+${id}\\s+1/2\\s+on-demand\\s`));
-    writeFileSync(go, '');
+    try {
+      const listed = await waitFor('the instance to run the job', async () => {
+        const list = JSON.parse((await ws.cli('instances', '--json')).stdout) as Instances & { instances: { instanceType: string; imageId: string }[] };
+        return list.instances.find((i) => i.jobs.includes(id)) ?? null;
+      }, 60_000);
+      expect(listed).to.include({ state: 'ready', instanceType: 'c7i.large', imageId: 'ami-00000000000000fed' });
+      const request = ec2.requests('RunInstances').at(-1)!;
+      expect(request).to.include({ ImageId: 'ami-00000000000000fed', InstanceType: 'c7i.large', KeyName: 'jm-test' });
+      const table = (await ws.cli('instances')).stdout;
+      expect(table, table).to.match(new RegExp(`${listed.instanceId}\\s+ready\\s+-\\s+${id}\\s+1/2\\s+on-demand\\s`));
+    } finally {
+      writeFileSync(go, ''); // the job ends even when an expectation failed: the next specs need the instance idle
+    }
     expect((await waitJobs(ws, [id]))[0].state).to.equal('succeeded');
   });
 

@@ -110,7 +110,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   const where = file ?? DEFAULT_CONFIG_FILE;
   const fail: Fail = (path, reason) => {
     const line = user?.lineOf(path);
-    throw new ConfigError(line ? `${where}:${line}` : where, keyPath(path), printable(reason));
+    throw new ConfigError(line ? `${where}:${line}` : where, keyPath(path), printable(withoutLongText(reason)));
   };
   return compile(merged, file, env, fail);
 }
@@ -129,7 +129,7 @@ function read(file: string): ParsedYaml {
 function normaliseLegacy(value: unknown, file: string, parsed: ParsedYaml): Record<string, unknown> {
   const fail: Fail = (path, reason) => {
     const line = parsed.lineOf(path);
-    throw new ConfigError(line ? `${file}:${line}` : file, keyPath(path), printable(reason));
+    throw new ConfigError(line ? `${file}:${line}` : file, keyPath(path), printable(withoutLongText(reason)));
   };
   const top = { ...expectMap(value, [], fail, 'the config file') };
   if ('awsIDs' in top) {
@@ -158,6 +158,20 @@ function merge(base: Record<string, unknown>, over: Record<string, unknown>): Re
   }
   return out;
 }
+
+/**
+ * A config may hold secrets (a Redis password, a key, tags), and a slip of the editor can put one
+ * where another value goes (found by spec/fuzz.spec.ts: a password moved onto RetryBackoff's
+ * line): an error quotes a wrong value only when it is short ("fast", "8650"), and gives the
+ * length of a longer one; the file and line it names show the rest.
+ */
+function withoutLongText(reason: string): string {
+  return reason.replace(/the text ("(?:[^"\\]|\\.)*")/g, (quoted, json: string) => {
+    const text = JSON.parse(json.replace(/…"$/, '"')) as string;
+    return text.length <= SHOWN_TEXT_MAX && !json.endsWith('…"') ? quoted : `a text of ${json.endsWith('…"') ? 'over 40' : text.length} characters (not shown)`;
+  });
+}
+const SHOWN_TEXT_MAX = 12;
 
 /** `Hosts.0.Key`: how a config key is named in messages (control characters escaped). */
 function keyPath(path: YamlPath): string {

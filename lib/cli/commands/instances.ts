@@ -18,11 +18,14 @@ export async function instancesCommand(args: CommandArgs): Promise<number> {
       jobs: r.instanceId ? await store.slotHolders(`host:${instanceHostName(r.instanceId)}`) : [],
     })));
     const shown = (r: (typeof rows)[number]) => (r.state === 'ready' && r.jobs.length === 0 ? 'idle' : r.state);
+    // Idle since when, from the provisioner's record; an instance holding a job is not idle, even
+    // in the moment before the provisioner's next look clears its idleSince.
+    const idleSince = (r: (typeof rows)[number]) => ((r.state === 'ready' || r.state === 'retiring') && r.jobs.length === 0 ? r.idleSince : null);
     if (args.out.json) {
       args.out.data({
         instances: rows.map((r) => ({
           instanceId: r.instanceId, state: r.state, shownState: shown(r), jobs: r.jobs, slots: r.slots ?? 1, spot: r.spot ?? false,
-          idleSince: r.state === 'ready' || r.state === 'retiring' ? r.idleSince : null, requestedAt: r.requestedAt, readyAt: r.readyAt,
+          idleSince: idleSince(r), requestedAt: r.requestedAt, readyAt: r.readyAt,
           address: r.address, instanceType: r.instanceType, imageId: r.imageId, subnetId: r.subnetId ?? null, lastError: r.lastError ?? r.lostReason ?? null, clientToken: r.token,
         })),
       });
@@ -32,7 +35,7 @@ export async function instancesCommand(args: CommandArgs): Promise<number> {
       args.out.line(table(
         ['INSTANCE', 'STATE', 'IDLE FOR', 'JOBS', 'SLOTS', 'MARKET', 'AGE', 'ADDRESS', 'TYPE', 'IMAGE', 'NOTE'],
         rows.map((r) => [
-          r.instanceId ?? '(requested)', shown(r), (r.state === 'ready' || r.state === 'retiring') && r.idleSince !== null ? age(r.idleSince) : '-',
+          r.instanceId ?? '(requested)', shown(r), idleSince(r) === null ? '-' : age(idleSince(r)!),
           r.jobs.join(' ') || '-', `${r.jobs.length}/${r.slots ?? 1}`, r.spot ? 'spot' : 'on-demand', age(r.requestedAt), r.address, r.instanceType, r.imageId,
           r.lostReason ?? r.lastError ?? '',
         ]),
