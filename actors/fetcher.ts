@@ -73,7 +73,7 @@ class Fetcher implements Actor {
     this.remote = new RemoteWatch(watch, { deployment: ctx.config.deployment, storeId });
     const thread = new ThreadWatch((id, run, reason) => ctx.send('starter', { type: 'abort', id, run, reason }));
     this.watches = { local: this.local, thread, remote: this.remote };
-    this.pools = poolsFor(ctx.config, store.keys);
+    this.pools = poolsFor(ctx.config);
     this.recorder = new RunRecorder(store, () => this.pools, ctx.log, 'ResultFetcher', ctx.config.retryBackoffMs);
   }
 
@@ -116,7 +116,7 @@ class Fetcher implements Actor {
       next = Math.min(next, nextInMs);
       for (const run of ended) this.recorder.end(run.id, run.run, run.outcome);
     }
-    this.pools = poolsFor(this.ctx.config, this.store.keys, this.remote.fleet.hosts);
+    this.pools = poolsFor(this.ctx.config, this.remote.fleet.hosts);
     await this.recorder.flush();
     return next;
   }

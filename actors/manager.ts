@@ -65,7 +65,7 @@ class Manager implements Actor {
    * without touching its queue, and gets its freed slots handed on by finishRun-N.lua.
    */
   private pools(): GrantPool[] {
-    return poolsFor(this.ctx.config, this.store.keys, this.hosts);
+    return poolsFor(this.ctx.config, this.hosts);
   }
 
   private async routeIntake(): Promise<number> {

@@ -59,7 +59,7 @@ class Starter implements Actor {
   static async create(ctx: ActorContext): Promise<Starter> {
     const store = await Store.open(ctx.redisUrl, ctx.config.deployment, 'actor');
     const hosts = new HostRegistry(ctx.config, store);
-    const recorder = new RunRecorder(store, () => poolsFor(ctx.config, store.keys, hosts), ctx.log, 'JobStarter', ctx.config.retryBackoffMs);
+    const recorder = new RunRecorder(store, () => poolsFor(ctx.config, hosts), ctx.log, 'JobStarter', ctx.config.retryBackoffMs);
     const launch: LaunchContext = {
       config: ctx.config,
       store,
@@ -109,7 +109,7 @@ class Starter implements Actor {
    * starter is gone: a Thread run lives in its starter's threads).
    */
   private async findOrphans(): Promise<Orphan[]> {
-    const holders = await Promise.all(poolsFor(this.ctx.config, this.store.keys, this.hosts).map((pool) => this.store.slotHolders(pool.location)));
+    const holders = await Promise.all(poolsFor(this.ctx.config, this.hosts).map((pool) => this.store.slotHolders(pool.location)));
     const ids = [...new Set(holders.flat())];
     if (ids.length === 0) return [];
     const rows = await this.store.getFields(ids, ['state', 'run', 'host', 'spec', 'classType', 'runlog']);

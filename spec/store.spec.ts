@@ -95,7 +95,7 @@ class Fixture {
   get k() { return this.store.keys; }
 
   pools(limit: number): GrantPool[] {
-    return [{ location: 'local', slotKey: this.k.localJobs, limit, queues: ['local'] }];
+    return [{ location: 'local', limit, queues: ['local'] }];
   }
 
   /** `jobmanager queue`: jobs in Job_Queue, oldest first in the returned ids. */
@@ -359,7 +359,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
       const f = await fixture();
       const ids = await f.add(3);
       await f.store.route(ids.map((id) => ({ ...accept(id), location: 'host:h1' })), T0);
-      const pools: GrantPool[] = [{ location: 'host:h1', slotKey: f.k.remoteJobs('h1'), limit: 1, queues: ['host:h1'] }];
+      const pools: GrantPool[] = [{ location: 'host:h1', limit: 1, queues: ['host:h1'] }];
       expect(await f.store.grant(pools, 100, T0)).to.deep.equal({ granted: 1, nextDueMs: null });
       await f.db.hset(f.k.hostState, 'h1', JSON.stringify({ state: 'down', since: T0, reason: 'unreachable' }));
       const [first] = await f.take();
@@ -788,7 +788,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
     async function grantedOnH1(f: Fixture, count: number): Promise<TakenJob[]> {
       const ids = await f.add(count);
       await f.store.route(ids.map((id) => ({ ...accept(id), location: 'host:h1' })), T0);
-      await f.store.grant([{ location: 'host:h1', slotKey: f.k.remoteJobs('h1'), limit: count, queues: ['host:h1'] }], 100, T0);
+      await f.store.grant([{ location: 'host:h1', limit: count, queues: ['host:h1'] }], 100, T0);
       return f.take();
     }
 
@@ -1069,7 +1069,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
         const [a, b, c, d] = await f.queue(4, { timeoutMs: 1000, retries: 1 });
         const [bad] = await f.add(1);
         expect(await store.route([reject(bad, 'no')], T0)).to.deep.equal({ routed: 0, rejected: 1 });
-        const hostPools: GrantPool[] = [{ location: 'host:h1', slotKey: '', limit: 1, queues: ['host:h1', 'any'] }, ...f.pools(2)];
+        const hostPools: GrantPool[] = [{ location: 'host:h1', limit: 1, queues: ['host:h1', 'any'] }, ...f.pools(2)];
         expect(await store.grant(hostPools, 100, T0)).to.deep.equal({ granted: 2, nextDueMs: null });
         const [first, second] = await f.take();
         expect(await f.start([first, second], T0)).to.equal(T0 + 1000);
@@ -1129,15 +1129,6 @@ describe('store (Lua transitions on a real redis-server)', function () {
 });
 
 describe('the store is the one way to Redis', function () {
-  /**
-   * Product files that still reach Redis by hand, each with the reason; they belong to other
-   * work in progress (issue 8), and each entry goes when its file is converted to Store methods.
-   */
-  const PENDING: Record<string, string> = {
-    'actors/starter.ts': 'poolsFor (lib/backends/placement.ts) still takes the Keys',
-    'actors/fetcher.ts': 'poolsFor (lib/backends/placement.ts) still takes the Keys',
-    'actors/manager.ts': 'poolsFor (lib/backends/placement.ts) still takes the Keys',
-  };
   const BY_HAND: [RegExp, string][] = [
     [/[\w)!\]]\.redis\b/, 'the connection (store.redis)'],
     [/[\w)!\]]\.keys\b(?!\s*\()/, 'key names (store.keys)'],
@@ -1162,9 +1153,6 @@ describe('the store is the one way to Redis', function () {
   it('leaves Redis commands and key names to lib/store in lib/ and actors/', function () {
     const files = [...sources('lib'), ...sources('actors')].filter((file) => !file.startsWith('lib/store/'));
     expect(files.length, 'the sources were found').to.be.greaterThan(20);
-    const found = files.filter((file) => !(file in PENDING)).flatMap(byHand);
-    expect(found, 'use (or add) a Store method instead').to.deep.equal([]);
-    const converted = Object.keys(PENDING).filter((file) => byHand(file).length === 0);
-    expect(converted, 'converted files: remove them from PENDING').to.deep.equal([]);
+    expect(files.flatMap(byHand), 'use (or add) a Store method instead').to.deep.equal([]);
   });
 });

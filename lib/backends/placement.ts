@@ -1,6 +1,6 @@
 import type { Config } from '../config/config.js';
 import type { JobSpec } from '../jobfile/job-spec.js';
-import type { Keys, Location } from '../store/keys.js';
+import type { Location } from '../store/keys.js';
 import type { GrantPool } from '../store/store.js';
 import { configuredHosts, type Host, type HostRegistry } from '../ssh/hosts.js';
 import { SshConfigError } from '../ssh/errors.js';
@@ -61,12 +61,12 @@ function remoteLocation(spec: JobSpec, config: Config): Placement {
   return { location: `host:${name}`, adhoc: { name, ...route, slots: config.remoteMaxJobsPerHost, adhoc: true } };
 }
 
-export function poolsFor(config: Config, keys: Keys, hosts: HostRegistry | null = null): GrantPool[] {
-  const pools: GrantPool[] = [{ location: 'local', slotKey: keys.localJobs, limit: config.localMaxJobs, queues: ['local'] }];
+export function poolsFor(config: Config, hosts: HostRegistry | null = null): GrantPool[] {
+  const pools: GrantPool[] = [{ location: 'local', limit: config.localMaxJobs, queues: ['local'] }];
   for (const host of hosts?.all() ?? configuredHosts(config)) {
     if (hosts?.isDown(host.name)) continue;
     const location = `host:${host.name}`;
-    pools.push({ location, slotKey: keys.remoteJobs(host.name), limit: host.slots, queues: host.queues ?? (host.adhoc ? [location] : [location, 'any']) });
+    pools.push({ location, limit: host.slots, queues: host.queues ?? (host.adhoc ? [location] : [location, 'any']) });
   }
   return pools;
 }

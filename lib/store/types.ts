@@ -26,11 +26,6 @@ export interface RouteDecision {
 export interface GrantPool {
   /** The location whose slots it grants: local, host:<name> (its slot set is Keys.slotSet). */
   location: Location;
-  /**
-   * @deprecated read by nothing: the scripts make the slot set's name from `location`. Still set
-   * by lib/backends/placement.ts (poolsFor, with the Keys it is given); goes with them.
-   */
-  slotKey: string;
   limit: number;
   /** Locations whose queued jobs may take this pool's slots, in order. */
   queues: Location[];
