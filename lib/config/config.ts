@@ -9,6 +9,7 @@ import { readYamlFile, YamlProblem, type ParsedYaml, type YamlPath } from '../jo
 import type { SshRoute } from '../ssh/handshake.js';
 import { SshConfigError } from '../ssh/errors.js';
 import { knowsHostName, resolveHost } from '../ssh/ssh-config.js';
+import { clusterUrl, parseNodes, parseRedisAddress, sentinelUrl } from '../store/redis-address.js';
 
 // Configuration: config/default.yaml documents every key and holds its default; a user file
 // (--config, JM_CONFIG, or ./jobmanager.yaml) overrides keys; JM_REDIS_URL and JM_STATE_DIR
@@ -190,13 +191,12 @@ function compile(raw: Record<string, unknown>, file: string | null, env: NodeJS.
     fail(['Redis'], `must be a mapping: write Redis: {Url: ${shown.length > 200 ? 'the URL' : shown}}`);
   }
   const redis = expectMap(raw.Redis ?? {}, ['Redis'], fail, 'Redis');
-  checkKeys(redis, ['Url'], ['Redis'], fail, 'Redis');
-  const fileUrl = optString(redis, 'Url', ['Redis'], fail) || null;
-  const badUrl = (url: string | null) => url !== null && !/^(rediss?|unix):\/\//.test(url);
-  const urlRule = 'must start with redis://, rediss:// or unix://';
+  checkKeys(redis, ['Url', 'Sentinels', 'Name', 'Cluster'], ['Redis'], fail, 'Redis');
+  const fileUrl = compileRedisAddress(redis, fail);
+  const urlRule = 'must start with redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://';
   // The environment wins, so a bad JM_REDIS_URL is named as such, not blamed on the file.
-  if (env.JM_REDIS_URL && badUrl(env.JM_REDIS_URL)) throw new ConfigError('environment', 'JM_REDIS_URL', `${urlRule} (or be unset)`);
-  if (badUrl(fileUrl)) fail(['Redis', 'Url'], `${urlRule} (or be null for the embedded redis-server)`);
+  const envProblem = env.JM_REDIS_URL ? redisUrlProblem(env.JM_REDIS_URL, urlRule) : null;
+  if (envProblem) throw new ConfigError('environment', 'JM_REDIS_URL', `${envProblem} (or be unset)`);
   let redisUrl = env.JM_REDIS_URL || fileUrl;
   const deployment = optString(raw, 'Deployment', [], fail, 64) ?? 'default';
   if (!/^[A-Za-z0-9_.-]+$/.test(deployment)) fail(['Deployment'], 'must be letters, digits, _, . and - only');
@@ -234,6 +234,44 @@ function compile(raw: Record<string, unknown>, file: string | null, env: NodeJS.
     ec2: compileEc2(raw.EC2, fail),
     web: compileWeb(raw.Web, fail),
   };
+}
+
+/**
+ * Redis: one of Url, Sentinels (with Name) or Cluster, as one address URL (lib/store/redis-address.ts);
+ * null: the embedded redis-server.
+ */
+function compileRedisAddress(redis: Record<string, unknown>, fail: Fail): string | null {
+  const url = optString(redis, 'Url', ['Redis'], fail) || null;
+  const sentinels = optStringList(redis, 'Sentinels', ['Redis'], fail, 100);
+  const cluster = optStringList(redis, 'Cluster', ['Redis'], fail, 100);
+  const name = optString(redis, 'Name', ['Redis'], fail, 100);
+  const given = [url !== null && 'Url', sentinels && 'Sentinels', cluster && 'Cluster'].filter(Boolean);
+  if (given.length > 1) fail(['Redis', given[1] as string], `cannot go with Redis.${given[0]}: give one of Url, Sentinels (with Name) or Cluster`);
+  if (name !== undefined && !sentinels) fail(['Redis', 'Name'], 'names the master of Redis.Sentinels: give Sentinels too, or leave Name out');
+  if (url !== null) {
+    const problem = redisUrlProblem(url, 'must start with redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://');
+    if (problem) fail(['Redis', 'Url'], `${problem} (or be null for the embedded redis-server)`);
+    return url;
+  }
+  const nodesOf = (key: string, list: string[]) => {
+    const nodes = parseNodes(list);
+    if (!nodes) fail(['Redis', key], `must be a list of host:port (e.g. [10.0.0.5:${key === 'Sentinels' ? 26379 : 6379}, 10.0.0.6:${key === 'Sentinels' ? 26379 : 6379}])`);
+    return nodes;
+  };
+  if (sentinels) {
+    const master = name ?? 'mymaster';
+    if (!/^[A-Za-z0-9_.-]+$/.test(master)) fail(['Redis', 'Name'], 'must be the master name the Sentinels monitor (letters, digits, _, . and -)');
+    return sentinelUrl(nodesOf('Sentinels', sentinels), master);
+  }
+  if (cluster) return clusterUrl(nodesOf('Cluster', cluster));
+  return null;
+}
+
+/** Why a Redis URL cannot be used (null: it can); `rule` names the schemes. */
+function redisUrlProblem(url: string, rule: string): string | null {
+  if (!/^(rediss?|unix|redis\+sentinel|redis\+cluster):\/\//.test(url)) return rule;
+  const address = parseRedisAddress(url);
+  return 'problem' in address ? address.problem : null;
 }
 
 function compileHosts(raw: unknown, defaultSlots: number, sshConfig: string | null, fail: Fail): HostConfig[] {

@@ -1,26 +1,45 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { redactUrl } from '../config/config.js';
 import { ConfigError, errorMessage } from '../util/errors.js';
+import { parseRedisAddress, type RedisAddress } from './redis-address.js';
 
 // One place that turns a Redis address into an ioredis connection. Two kinds:
 //  - 'actor': waits out a Redis restart (commands queue and are retried when it is back), since
 //    an actor must keep going through `kill -9` of redis-server;
 //  - 'cli': fails fast with a clear message, since a person is waiting.
 // Blocking commands get a connection of their own (see BlockingConnection).
+//
+// The address may name one server, the master behind Redis Sentinels, or a Redis Cluster
+// (redis-address.ts). ioredis does the rest: with Sentinels it asks them for the master at each
+// (re)connect, so a failover looks like a Redis restart; a Cluster client is handed out typed as
+// a Redis, since every key of a deployment is in one hash slot (keys.ts) and every command the
+// store sends works on it alike (SCAN aside: see Store.hostsHoldingSlots).
 
 export type ConnectionRole = 'actor' | 'cli';
 
-export function redisOptions(url: string, role: ConnectionRole): RedisOptions {
-  const common: RedisOptions = {
+/** How long to wait before the `times`th reconnect; null: give up (a person is waiting). */
+function retryDelay(role: ConnectionRole): (times: number) => number | null {
+  return role === 'actor' ? (times) => Math.min(50 * times, 1000) : (times) => (times > 3 ? null : 100 * times);
+}
+
+function commonOptions(role: ConnectionRole): RedisOptions {
+  return {
     lazyConnect: true,
     enableAutoPipelining: true,
     connectionName: `jobmanager-${role}`,
-    ...(role === 'actor'
-      ? { maxRetriesPerRequest: null, retryStrategy: (times: number) => Math.min(50 * times, 1000) }
-      : { maxRetriesPerRequest: 1, connectTimeout: 3000, retryStrategy: (times: number) => (times > 3 ? null : 100 * times) }),
+    ...(role === 'actor' ? { maxRetriesPerRequest: null } : { maxRetriesPerRequest: 1, connectTimeout: 3000 }),
+    retryStrategy: retryDelay(role),
   };
+}
+
+export function redisOptions(url: string, role: ConnectionRole): RedisOptions {
+  const address = parseRedisAddress(url);
+  if ('problem' in address) throw new ConfigError('Redis.Url', null, address.problem);
+  if (address.kind === 'sentinel') return sentinelOptions(address, role);
+  if (address.kind === 'cluster') throw new Error('a Redis Cluster address has no RedisOptions: use createRedis');
+  const common = commonOptions(role);
   if (url.startsWith('unix://')) return { ...common, path: url.slice('unix://'.length) };
   const parsed = new URL(url);
   // An IPv6 address comes in brackets ([::1]), which neither the socket nor TLS wants.
@@ -46,8 +65,49 @@ export function redisOptions(url: string, role: ConnectionRole): RedisOptions {
   return options;
 }
 
+function sentinelOptions(address: Extract<RedisAddress, { kind: 'sentinel' }>, role: ConnectionRole): RedisOptions {
+  return {
+    ...commonOptions(role),
+    sentinels: address.sentinels,
+    name: address.name,
+    db: address.db,
+    ...(address.username ? { username: address.username } : {}),
+    ...(address.password ? { password: address.password } : {}),
+    sentinelRetryStrategy: retryDelay(role),
+    // Told of +switch-master by the Sentinels, rather than only when the old master's socket
+    // closes (a master cut off by the network, not killed, may keep it open for long).
+    failoverDetector: true,
+    // An old master back as a replica answers writes with READONLY: ask the Sentinels again and
+    // send the command to the master they name. Nothing ran (a script that writes is refused on a
+    // replica before it starts), so sending it again is safe.
+    reconnectOnError: (err) => (/^READONLY\b/.test(err.message) ? 2 : false),
+  };
+}
+
+function clusterOptions(address: Extract<RedisAddress, { kind: 'cluster' }>, role: ConnectionRole): ClusterOptions {
+  const { lazyConnect, enableAutoPipelining, retryStrategy: _perNode, ...perNode } = commonOptions(role);
+  return {
+    lazyConnect,
+    enableAutoPipelining,
+    clusterRetryStrategy: retryDelay(role),
+    // A failover in the cluster answers CLUSTERDOWN or TRYAGAIN for a moment: wait it out.
+    retryDelayOnClusterDown: 200,
+    retryDelayOnTryAgain: 200,
+    redisOptions: {
+      ...perNode,
+      ...(address.username ? { username: address.username } : {}),
+      ...(address.password ? { password: address.password } : {}),
+    },
+  };
+}
+
 export function createRedis(url: string, role: ConnectionRole): Redis {
-  const redis = new Redis(redisOptions(url, role));
+  const address = parseRedisAddress(url);
+  // The Cluster client answers the same commands (the store's keys share one slot); it is typed
+  // as a Redis so that the store has one kind of connection to hold.
+  const redis = 'kind' in address && address.kind === 'cluster'
+    ? (new Cluster(address.nodes, clusterOptions(address, role)) as unknown as Redis)
+    : new Redis(redisOptions(url, role));
   // ioredis reports every failed reconnect as an 'error' event; the store logs connection state
   // itself, so these must not become unhandled errors. The last one is kept: when the handshake
   // fails (a wrong password, a certificate that does not verify), connect() rejects with only
@@ -81,6 +141,17 @@ export function describeRedis(url: string): string {
   return url.startsWith('unix://') ? url.slice('unix://'.length) : redactUrl(url);
 }
 
+/** Whether the address names a master behind Sentinels (then starts wait for a replica: Store.confirmReplicated). */
+export function isSentinelAddress(url: string): boolean {
+  const address = parseRedisAddress(url);
+  return 'kind' in address && address.kind === 'sentinel';
+}
+
+export function isClusterAddress(url: string): boolean {
+  const address = parseRedisAddress(url);
+  return 'kind' in address && address.kind === 'cluster';
+}
+
 function readCa(path: string, fromUrl: boolean): Buffer {
   try {
     return readFileSync(path);
@@ -102,7 +173,7 @@ const TRANSIENT_REPLIES = /^(LOADING|BUSY|TRYAGAIN|MASTERDOWN|CLUSTERDOWN|READON
 export function isConnectionLoss(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   if (err.name === 'ReplyError') return TRANSIENT_REPLIES.test(err.message);
-  if (['AbortError', 'InterruptError', 'MaxRetriesPerRequestError'].includes(err.name)) return true;
+  if (['AbortError', 'InterruptError', 'MaxRetriesPerRequestError', 'ClusterAllFailedError'].includes(err.name)) return true;
   return typeof (err as NodeJS.ErrnoException).code === 'string'
-    || /Connection is closed|Stream isn't writeable|connect ETIMEDOUT|Command timed out/.test(err.message);
+    || /Connection is closed|Stream isn't writeable|connect ETIMEDOUT|Command timed out|All sentinels are unreachable|Failed to refresh slots cache|None of startup nodes is available/.test(err.message);
 }
