@@ -12,6 +12,7 @@ import { ThreadLaunch } from '../lib/backends/thread/launch.js';
 import { RemoteLaunch } from '../lib/backends/remote/launch.js';
 import { RunRecorder } from '../lib/runs/recorder.js';
 import { HostRegistry } from '../lib/ssh/hosts.js';
+import { errorMessage } from '../lib/util/errors.js';
 import { SshPool } from '../lib/ssh/pool.js';
 
 // The JobStarter actor: it takes granted runs from Granted_Queue (each entry carries all it needs
@@ -27,6 +28,11 @@ import { SshPool } from '../lib/ssh/pool.js';
 // their run number. At start, recovery finds them and each backend settles its own (see
 // settle() in each): a run that provably never started is started again under a new run number;
 // one that started is left to the fetcher. A run is never started twice.
+//
+// The same can happen without a death: when the blocking connection drops (Redis restarting, a
+// Sentinel failover), a pop whose reply was lost was done all the same, and a take that no
+// replica confirmed may or may not have survived. After each drop the starter looks again for
+// such runs, leaving out every run it took itself (`ours`): those it has launched or is launching.
 
 const TAKE_BATCH = 64;
 const IDLE_WAIT_MS = 5000;
@@ -39,6 +45,8 @@ class Starter implements Actor {
   private readonly ssh: SshPool;
   private readonly thread: ThreadLaunch;
   private readonly remote: RemoteLaunch;
+  /** Job id -> the latest run this starter took or relaunched: never an orphan while it lives. */
+  private readonly ours = new Map<string, number>();
 
   private constructor(
     private readonly ctx: ActorContext,
@@ -79,7 +87,16 @@ class Starter implements Actor {
     const { stop } = this.ctx;
     await this.hosts.refresh(true);
     let orphans = await this.findOrphans();
+    let drops = this.blocking.drops;
     while (!stop.stopped) {
+      if (this.blocking.drops !== drops) {
+        drops = this.blocking.drops;
+        orphans = await this.findOrphansAgain(orphans).catch((err: unknown) => {
+          drops = -1; // look again on the next turn
+          this.ctx.log.warn(`JobStarter: cannot look for runs a lost connection left yet: ${errorMessage(err)}`);
+          return orphans;
+        });
+      }
       if (orphans.length) orphans = await this.settle(orphans);
       const busy = orphans.length > 0 || this.remote.busy;
       const payloads = await this.blocking.takeGranted(TAKE_BATCH, busy ? BUSY_WAIT_MS : IDLE_WAIT_MS, stop);
@@ -94,6 +111,7 @@ class Starter implements Actor {
       this.ctx.log.warn(`JobStarter: dropped a Granted_Queue entry that is not a launch payload: ${JSON.stringify(payload.slice(0, 80))}`);
       return;
     }
+    this.ours.set(job.id, job.run);
     const run = grantedRun(job);
     if ('problem' in run) notStarted(this.launch, run.id, run.run, run.problem);
     else this.side(backendOf(run.spec.classType, run.where)).start(run);
@@ -114,18 +132,31 @@ class Starter implements Actor {
     if (ids.length === 0) return [];
     const rows = await this.store.getFields(ids, ['state', 'run', 'host', 'spec', 'classType', 'runlog']);
     const queued = await this.store.grantedQueueJobIds();
+    const holding = new Set(ids);
+    for (const id of this.ours.keys()) if (!holding.has(id)) this.ours.delete(id);
     return ids.flatMap((id, i): Orphan[] => {
       const [state, run, host, spec, classType, runlog] = rows[i];
       const orphan = (state === 'granted' && !queued.has(id)) || (state === 'running' && classType === 'Thread');
-      if (!orphan) return [];
+      if (!orphan || (this.ours.get(id) ?? -1) >= Number(run)) return [];
       return [{ id, run: Number(run), state: state as Orphan['state'], where: host ?? 'local', classType: classType ?? '?', spec: parseJson(spec) as JobSpec | null, startedBy: runlog }];
     });
+  }
+
+  /** After a connection drop: the orphans known, and any the drop left (findOrphans). */
+  private async findOrphansAgain(known: Orphan[]): Promise<Orphan[]> {
+    const found = await this.findOrphans();
+    const knownIds = new Set(known.map((o) => o.id));
+    const fresh = found.filter((o) => !knownIds.has(o.id));
+    if (fresh.length) this.ctx.log.info(`JobStarter: after a lost connection to Redis, ${fresh.length} granted run(s) no queue holds: settling them (${fresh.map((o) => `${o.id}/${o.run}`).join(' ')})`);
+    return [...known, ...fresh];
   }
 
   /** Each backend settles its own orphans; returns those to look at again. */
   private async settle(orphans: Orphan[]): Promise<Orphan[]> {
     const byKind = new Map<BackendKind, Orphan[]>();
     for (const orphan of orphans) {
+      // A relaunch gives it the next run number (relaunch-2.lua), which is then this starter's.
+      this.ours.set(orphan.id, orphan.run + 1);
       const kind = backendOf(orphan.classType, orphan.where);
       byKind.set(kind, [...(byKind.get(kind) ?? []), orphan]);
     }

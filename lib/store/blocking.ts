@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
-import { createRedis, isConnectionLoss } from './connect.js';
+import { createRedis, isConnectionLoss, isSentinelAddress } from './connect.js';
+import { ReplicaWait } from './replica-wait.js';
 import type { ActorName, Keys } from './keys.js';
 import { parseEvents, type EventBatch, type XReadReply } from './events.js';
 import { errorMessage } from '../util/errors.js';
@@ -29,6 +30,8 @@ export class BlockingConnection {
   private closed = false;
   private failures = 0;
   private reported: string | null = null;
+  private readonly replicaWait: ReplicaWait | null;
+  private dropped = 0;
 
   constructor(
     url: string,
@@ -36,6 +39,17 @@ export class BlockingConnection {
     private readonly keys: Keys | null = null,
   ) {
     this.redis = createRedis(url, 'actor');
+    this.replicaWait = isSentinelAddress(url) ? new ReplicaWait(log) : null;
+    this.redis.on('close', () => this.dropped++);
+  }
+
+  /**
+   * How many times the connection has dropped. A pop whose reply the drop took was done all the
+   * same (ioredis sends the command again after reconnecting: a second pop): its payloads are
+   * taken and no one has them, so the starter looks for such runs after each drop.
+   */
+  get drops(): number {
+    return this.dropped;
   }
 
   private get k(): Keys {
@@ -43,9 +57,24 @@ export class BlockingConnection {
     return this.keys;
   }
 
-  /** The starter's take: up to `max` launch payloads from Granted_Queue, oldest first. */
-  takeGranted(max: number, ms: number, stop: StopSignal): Promise<string[]> {
-    return this.popMany([this.k.grantedQueue], max, ms, stop, 'RIGHT');
+  /**
+   * The starter's take: up to `max` launch payloads from Granted_Queue, oldest first. Through
+   * Sentinels, a take is confirmed by a replica before it is returned (replica-wait.ts); when
+   * the connection drops meanwhile, none is returned: whether the take (and the grant before
+   * it) survived a failover is unknown, and the starter's look after a drop settles them.
+   */
+  async takeGranted(max: number, ms: number, stop: StopSignal): Promise<string[]> {
+    const payloads = await this.popMany([this.k.grantedQueue], max, ms, stop, 'RIGHT');
+    if (payloads.length === 0 || !this.replicaWait) return payloads;
+    try {
+      await this.replicaWait.confirm(this.redis, 'a take from Granted_Queue');
+      return payloads;
+    } catch (err) {
+      if (!isConnectionLoss(err) && !this.closed) throw err;
+      this.dropped++;
+      this.log.warn(`JobStarter: the connection to Redis dropped before a replica confirmed the take of ${payloads.length} run(s); they are settled as runs a starter left`);
+      return [];
+    }
   }
 
   /** Waits for a wake-up token on Signal:<actor>. True if one came. */

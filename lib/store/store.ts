@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { RedisUnavailableError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
-import { createRedis, describeRedis, isConnectionLoss, type ConnectionRole } from './connect.js';
+import { createRedis, describeRedis, isClusterAddress, isConnectionLoss, isSentinelAddress, type ConnectionRole } from './connect.js';
+import { ReplicaWait } from './replica-wait.js';
 import { sleep } from '../util/stop-signal.js';
 import { Keys, type ActorName, type Location } from './keys.js';
 import { parseJobRecord, parseJson, type DownloadFailure, type JobRecord, type RunEntry } from './job-record.js';
@@ -41,6 +42,8 @@ export class Store {
    */
   readonly keys: Keys;
   private readonly scripts: Scripts;
+  /** Through Sentinels only: starts wait for a replica (replica-wait.ts). */
+  private readonly replicaWait: ReplicaWait | null;
   private closing: Promise<void> | null = null;
 
   constructor(
@@ -50,6 +53,7 @@ export class Store {
   ) {
     this.keys = new Keys(deployment);
     this.scripts = new Scripts(redis, this.keys);
+    this.replicaWait = isSentinelAddress(url) ? new ReplicaWait() : null;
   }
 
   /**
@@ -122,13 +126,17 @@ export class Store {
 
   /** A granted run that provably never launched, under a new run number (relaunch). */
   async relaunch(id: string, oldRun: number, now = Date.now()): Promise<TakenJob | 'cancelled' | null> {
-    return this.scripts.relaunch(id, oldRun, now);
+    const job = await this.scripts.relaunch(id, oldRun, now);
+    if (job && job !== 'cancelled') await this.replicaWait?.confirm(this.redis, 'a relaunch');
+    return job;
   }
 
   /** Runs seen starting (markRunning). Returns the earliest Running_Queue score it gave (null: none changed). */
   async markRunning(started: RunStarted[], now = Date.now()): Promise<number | null> {
     if (started.length === 0) return null;
-    return this.scripts.markRunning(started, now);
+    const earliest = await this.scripts.markRunning(started, now);
+    await this.replicaWait?.confirm(this.redis, 'runs started');
+    return earliest;
   }
 
   /** Records ended runs; their freed slots go to waiting jobs of `pools` (finishRun). */
@@ -311,13 +319,25 @@ export class Store {
   async hostsHoldingSlots(): Promise<string[]> {
     const { match, prefix } = this.keys.remoteJobsPattern;
     const names: string[] = [];
+    // SCAN reads one server's keys: on a Cluster, the master of the deployment's hash slot.
+    const scanned = isClusterAddress(this.url) ? await this.slotMaster() : this.redis;
     let cursor = '0';
     do {
-      const [next, keys] = await this.redis.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+      const [next, keys] = await scanned.scan(cursor, 'MATCH', match, 'COUNT', 1000);
       cursor = next;
       for (const key of keys) if ((await this.redis.scard(key)) > 0) names.push(key.slice(prefix.length));
     } while (cursor !== '0');
     return names.sort();
+  }
+
+  /** On a Cluster, the connection to the master that holds this deployment's hash slot. */
+  private async slotMaster(): Promise<Redis> {
+    const cluster = this.redis as unknown as Cluster;
+    const slot = Number(await cluster.call('CLUSTER', 'KEYSLOT', this.keys.prefix));
+    const [host, port] = (cluster.slots[slot]?.[0] ?? '').split(':');
+    const node = cluster.nodes('master').find((n) => n.options.host === host && String(n.options.port) === port);
+    if (!node) throw new Error(`no master of the Redis Cluster serves hash slot ${slot} (of ${this.keys.prefix}) yet`);
+    return node;
   }
 
   /** The EC2 locations (ec2:<image>:<type>) jobs have been queued for. */

@@ -18,6 +18,8 @@ export interface WorkspaceOptions {
   /** Use the embedded redis-server instead of one started by the harness. */
   embedded?: boolean;
   appendOnly?: boolean;
+  /** A Redis the spec runs itself (a Sentinel or Cluster address): no redis-server of the workspace. */
+  redisUrl?: string;
 }
 
 export class Workspace {
@@ -29,6 +31,7 @@ export class Workspace {
   private constructor(
     readonly dir: string,
     readonly redis: RedisServer | null,
+    private readonly externalUrl: string | null = null,
   ) {
     this.stateDir = join(dir, 'state');
     this.configFile = join(dir, 'jobmanager.yaml');
@@ -36,8 +39,8 @@ export class Workspace {
 
   static async create(options: WorkspaceOptions = {}): Promise<Workspace> {
     const dir = tempDir('jm-ws-');
-    const redis = options.embedded ? null : await RedisServer.start({ appendOnly: options.appendOnly });
-    const ws = new Workspace(dir, redis);
+    const redis = options.embedded || options.redisUrl ? null : await RedisServer.start({ appendOnly: options.appendOnly });
+    const ws = new Workspace(dir, redis, options.redisUrl ?? null);
     ws.writeConfig({ ...FAST_CONFIG, ...options.config });
     return ws;
   }
@@ -50,11 +53,12 @@ export class Workspace {
   env(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = { ...process.env, JM_STATE_DIR: this.stateDir, JM_CONFIG: this.configFile, ...extra };
     delete env.JM_REDIS_URL;
-    if (this.redis) env.JM_REDIS_URL = this.redis.url;
+    if (this.redis || this.externalUrl) env.JM_REDIS_URL = this.redisUrl;
     return env;
   }
 
   get redisUrl(): string {
+    if (this.externalUrl) return this.externalUrl;
     return this.redis ? this.redis.url : `unix://${join(this.stateDir, 'redis', 'redis.sock')}`;
   }
 
@@ -100,7 +104,7 @@ export class Workspace {
     for (const supervisor of this.supervisors) await supervisor.stop();
     killAll(pidsWithEnv('JM_JOB_DIR', this.stateDir));
     if (this.redis) await this.redis.stop();
-    else await runCli(['stop'], this.env(), this.dir);
+    else if (!this.externalUrl) await runCli(['stop'], this.env(), this.dir);
     removeDir(this.dir);
   }
 }
