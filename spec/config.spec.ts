@@ -119,6 +119,15 @@ describe('config', function () {
         expect(load(`Redis: {Url: "${url}"}\n`).redisUrl).to.equal(url);
       }
     });
+
+    it('takes Redis Sentinels (with Name, default mymaster) or Cluster nodes, as one address URL', function () {
+      expect(load('Redis: {Sentinels: [10.0.0.5:26379, "[::1]:26380"], Name: jobs}\n').redisUrl).to.equal('redis+sentinel://10.0.0.5:26379,[::1]:26380/jobs');
+      expect(load('Redis: {Sentinels: [10.0.0.5:26379]}\n').redisUrl).to.equal('redis+sentinel://10.0.0.5:26379/mymaster');
+      expect(load('Redis: {Cluster: [10.0.0.5:7000, 10.0.0.6:7000]}\n').redisUrl).to.equal('redis+cluster://10.0.0.5:7000,10.0.0.6:7000');
+      for (const url of ['redis+sentinel://:pw@10.0.0.5:26379,10.0.0.6:26379/mymaster/2', 'redis+cluster://user:pw@10.0.0.5:7000']) {
+        expect(load(`Redis: {Url: "${url}"}\n`).redisUrl).to.equal(url);
+      }
+    });
   });
 
   describe('Web', function () {
@@ -190,14 +199,28 @@ describe('config', function () {
       expectRefused('Hosts:\n  - {Name: any, Hostname: 10.0.0.5}\n', 2, 'Hosts.0.Name', /^`any` is reserved/);
     });
 
-    it('a Redis URL that is not redis://, rediss:// or unix://', function () {
-      expectRefused('Redis:\n  Url: "http://127.0.0.1:6379"\n', 2, 'Redis.Url', /^must start with redis:\/\/, rediss:\/\/ or unix:\/\/ \(or be null for the embedded redis-server\)$/);
+    it('a Redis URL that is not redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://', function () {
+      expectRefused('Redis:\n  Url: "http://127.0.0.1:6379"\n', 2, 'Redis.Url', /^must start with redis:\/\/, rediss:\/\/, unix:\/\/, redis\+sentinel:\/\/ or redis\+cluster:\/\/ \(or be null for the embedded redis-server\)$/);
+    });
+
+    it('Redis Sentinels or Cluster nodes that are not host:port, and more than one kind of Redis', function () {
+      expectRefused('Redis:\n  Sentinels: [10.0.0.5]\n', 2, 'Redis.Sentinels', /^must be a list of host:port \(e\.g\. \[10\.0\.0\.5:26379/);
+      expectRefused('Redis:\n  Cluster: ["10.0.0.5:7000", nope]\n', 2, 'Redis.Cluster', /^must be a list of host:port/);
+      expectRefused('Redis:\n  Name: mymaster\n', 2, 'Redis.Name', /^names the master of Redis\.Sentinels: give Sentinels too/);
+      expectRefused('Redis:\n  Url: "redis://10.0.0.5:6379"\n  Cluster: ["10.0.0.5:7000"]\n', 3, 'Redis.Cluster', /^cannot go with Redis\.Url: give one of Url, Sentinels \(with Name\) or Cluster$/);
+      expectRefused('Redis:\n  Url: "redis+sentinel://10.0.0.5:26379"\n', 2, 'Redis.Url', /^name the master after the Sentinels: redis\+sentinel:\/\/host:port,host:port\/mymaster/);
+    });
+
+    it('a bad redis+cluster:// JM_REDIS_URL, naming the variable', function () {
+      const { error } = refusal('LocalMaxJobs: 2\n', { JM_REDIS_URL: 'redis+cluster://10.0.0.5:7000/3' });
+      expect([error.file, error.key]).to.deep.equal(['environment', 'JM_REDIS_URL']);
+      expect(error.reason).to.match(/^a cluster has no database number or name/);
     });
 
     it('a bad JM_REDIS_URL, naming the variable rather than the file', function () {
       const { error } = refusal('LocalMaxJobs: 2\n', { JM_REDIS_URL: 'localhost:6379' });
       expect([error.file, error.key]).to.deep.equal(['environment', 'JM_REDIS_URL']);
-      expect(error.reason).to.match(/^must start with redis:\/\/, rediss:\/\/ or unix:\/\//);
+      expect(error.reason).to.match(/^must start with redis:\/\/, rediss:\/\/, unix:\/\/, redis\+sentinel:\/\/ or redis\+cluster:\/\//);
     });
   });
 
