@@ -73,11 +73,13 @@ class Manager implements Actor {
     if (entries.length === 0) return 0;
     const fields = await this.store.getFields(entries, ['raw', 'file', 'baseDir']);
     const decisions: RouteDecision[] = [];
-    for (let i = 0; i < entries.length; i++) decisions.push(await this.decide(entries[i], fields[i]));
+    const processes = new Set<string>();
+    for (let i = 0; i < entries.length; i++) decisions.push(await this.decide(entries[i], fields[i], processes));
     // A local job's directory and log are made now, one after another, long before the job
     // runs: made by the job's own process as it starts, eight at a time, they cost each start
     // more than the fork does (ext4 measured here). The launcher makes them again if missing.
-    for (const d of decisions) if (d.location === 'local') this.prepareDir(d.entry);
+    // A Thread job's are made only if a step needs them (lib/backends/thread/thread-task.ts).
+    for (const d of decisions) if (d.location === 'local' && processes.has(d.entry)) this.prepareDir(d.entry);
     const { rejected } = await this.store.route(decisions);
     for (const d of decisions) {
       if (d.location === null) this.ctx.log.warn(`JobManager: rejected job ${d.entry}: ${d.detail}`, { job: d.entry });
@@ -95,7 +97,8 @@ class Manager implements Actor {
     }
   }
 
-  private async decide(entry: string, [raw, file, baseDir]: (string | null)[]): Promise<RouteDecision> {
+  /** `processes` gets the entry if its job runs as a process of its own (not Thread). */
+  private async decide(entry: string, [raw, file, baseDir]: (string | null)[], processes: Set<string>): Promise<RouteDecision> {
     const reject = (reason: string): RouteDecision => ({ entry, location: null, detail: reason, pollMs: 0, timeoutMs: null, retries: 0 });
     if (raw === null) return reject('the job record has no job definition; queue job files with `jobmanager queue FILE`');
     let spec: JobSpec;
@@ -108,6 +111,7 @@ class Manager implements Actor {
     if ('reason' in placement) return reject(placement.reason);
     if (placement.adhoc) await this.hosts.register(placement.adhoc);
     if (placement.location.startsWith('ec2:')) await this.store.addEc2Location(placement.location);
+    if (spec.classType !== 'Thread') processes.add(entry);
     return {
       entry,
       location: placement.location,

@@ -9,6 +9,10 @@ import { finishedRun, type RunOutcome } from './outcome.js';
 // ends in a batch (a run may start and end within one); each batch is one markRunning and one
 // finishRun call, each atomic, and both ignore a run that is not the job's current one, so a
 // batch sent twice changes nothing the second time.
+//
+// A run that starts and ends within one batch is only recorded as ended: finishRun takes it from
+// granted to its end with its real start time, and a `running` that nobody could have seen costs
+// no Redis work. The two calls go out together (one round trip), in that order.
 
 const MAX_ATTEMPTS = 5;
 
@@ -54,8 +58,9 @@ export class RunRecorder {
         await this.sending;
         continue;
       }
-      const started = this.started.splice(0);
       const ended = this.ended.splice(0);
+      const ending = new Set(ended.map((f) => `${f.id}.${f.run}`));
+      const started = this.started.splice(0).filter((s) => !ending.has(`${s.id}.${s.run}`));
       const send = this.send(started, ended);
       this.sending = send.then(() => undefined);
       try {
@@ -79,8 +84,7 @@ export class RunRecorder {
 
   private async send(started: RunStarted[], ended: RunFinished[]): Promise<number | null> {
     try {
-      const earliest = await this.store.markRunning(started);
-      await this.store.finishRuns(ended, this.pools());
+      const [earliest] = await Promise.all([this.store.markRunning(started), this.store.finishRuns(ended, this.pools())]);
       this.failures = 0;
       this.endedCount += ended.length;
       for (const f of ended) {

@@ -53,10 +53,20 @@ export interface StepContext {
 
 export async function runFunctionStep(jobDir: string, index: number): Promise<void> {
   const job = JSON.parse(readFileSync(jobFilePath(jobDir), 'utf8')) as JobFile;
+  const stored = await callFunctionStep(job, index, () => jobDir);
+  writeStepOutput(jobDir, index, stored);
+}
+
+/**
+ * Calls step `index` of `job` and returns what it gave, to be stored. `dir()` gives the job's
+ * directory: the thread pool makes it only when it is first asked for (a Thread job that reads no
+ * earlier output and never looks at this.jobDir costs no file system work).
+ */
+export async function callFunctionStep(job: JobFile, index: number, dir: () => string): Promise<StoredOutput> {
   const step = job.spec.order[index];
   if (!step || step.kind !== 'function') throw new Error(`step ${index} of job ${job.jobId} is not a Function step`);
   const args = step.inputs.map((input) => {
-    if (input.fromOutput) return readOutputByName(jobDir, job.spec.order, index, input.name);
+    if (input.fromOutput) return readOutputByName(dir(), job.spec.order, index, input.name);
     if (input.value === SELF_YAML) return job.raw;
     return input.value;
   });
@@ -64,16 +74,26 @@ export async function runFunctionStep(jobDir: string, index: number): Promise<vo
   const module = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
   const fn = module[step.function] ?? (module.default as Record<string, unknown> | undefined)?.[step.function];
   if (typeof fn !== 'function') throw new Error(`${path} exports no function ${step.function}`);
-  const context: StepContext = { jobId: job.jobId, jobName: job.spec.name, run: job.run, attempt: job.attempt, jobDir, step: index, env: job.spec.env };
+  const context = { jobId: job.jobId, jobName: job.spec.name, run: job.run, attempt: job.attempt, step: index, env: job.spec.env } as StepContext;
+  Object.defineProperty(context, 'jobDir', { get: dir, enumerable: true });
   const value = await (fn as (...a: unknown[]) => unknown).apply(context, args);
   const stored: StoredOutput = { outputs: nameOutputs(step.outputs, value), value: step.outputs.length ? undefined : value };
-  let text: string;
   try {
-    text = JSON.stringify(stored) ?? '{}';
+    JSON.stringify(stored);
   } catch (err) {
     throw new Error(`${step.function} returned a value that cannot be stored as JSON (${(err as Error).message})`);
   }
-  writeAtomically(join(jobDir, outputFile(index, 'function')), text);
+  return stored;
+}
+
+/** Stores what a Function step gave in the job's directory, where later steps and getReturnData read it. */
+export function writeStepOutput(jobDir: string, index: number, stored: StoredOutput): void {
+  writeAtomically(join(jobDir, outputFile(index, 'function')), JSON.stringify(stored) ?? '{}');
+}
+
+/** getReturnData() of a Function step from what it gave (as readReturnData reads it back from its file). */
+export function returnDataOf(step: Step, stored: StoredOutput): unknown {
+  return step.outputs.length > 0 ? stored.outputs : stored.value ?? null;
 }
 
 function nameOutputs(names: string[], value: unknown): Record<string, unknown> | null {
