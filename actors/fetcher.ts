@@ -1,6 +1,6 @@
 import { runActor, type Actor, type ActorContext } from './actor.js';
 import type { ToActor } from './protocol.js';
-import { Store, type GrantPool, type RunStarted } from '../lib/store/store.js';
+import { Store, type GrantPool } from '../lib/store/store.js';
 import type { BlockingConnection } from '../lib/store/blocking.js';
 import { StopSignal, Wakeup } from '../lib/util/stop-signal.js';
 import { formatDuration } from '../lib/util/duration.js';
@@ -33,12 +33,9 @@ import { RemoteWatch } from '../lib/backends/remote/watch.js';
 
 const MAX_WAIT_MS = 5000;
 const DUE_BATCH = 500;
-/**
- * A run is marked running once it has run this long. Most short jobs end sooner and go from
- * granted to their end in one step, which halves the Redis work per job; the start time recorded
- * is the real one either way.
- */
-const MARK_RUNNING_AFTER_MS = 50;
+// A run is marked running as soon as its start is read (there was a 50 ms hold here, only so
+// that short jobs went from granted to their end in one step: `running` came 50 ms late). A run
+// whose start and end come in one read is still recorded in one step (see RunRecorder).
 /**
  * Run log lines come three per job (F, X, R), each one a file change. Reading them at most this
  * often lets one read take several jobs' lines at thousands of jobs a second, for at most this
@@ -59,8 +56,6 @@ class Fetcher implements Actor {
   private nextDueAt = 0;
   /** When each backend wants its refresh() called again. */
   private readonly refreshAt = new Map<BackendKind, number>();
-  /** Runs seen starting, not yet marked running (see MARK_RUNNING_AFTER_MS). */
-  private readonly starts = new Map<string, RunStarted & { seenAt: number }>();
 
   constructor(
     private readonly ctx: ActorContext,
@@ -89,7 +84,7 @@ class Fetcher implements Actor {
       lastIngest = Date.now();
       await this.ingest();
       if (Date.now() >= this.nextDueAt && (await this.pollDue())) continue;
-      await this.wakeup.wait(Math.min(this.nextDueAt - Date.now(), this.nextStartMarkIn(), refreshIn, MAX_WAIT_MS), stop);
+      await this.wakeup.wait(Math.min(this.nextDueAt - Date.now(), refreshIn, MAX_WAIT_MS), stop);
     }
   }
 
@@ -141,18 +136,11 @@ class Fetcher implements Actor {
       for (const { source, events } of this.watches[kind].drain()) {
         const changes = this.table.apply(source, events);
         for (const run of changes.started) {
-          if (run.endedAt === null && run.pid !== null) this.starts.set(run.runId, { id: run.jobId, run: run.run, pid: run.pid, startedAt: run.forkedAt ?? now, epoch: source, seenAt: now });
+          if (run.endedAt === null && run.pid !== null) this.recorder.start({ id: run.jobId, run: run.run, pid: run.pid, startedAt: run.forkedAt ?? now, epoch: source });
         }
         stepped.push(...changes.stepped.filter((run) => run.endedAt === null));
         ended.push(...changes.ended.filter((run) => !run.recorded).map((run) => ({ run, kind })));
       }
-    }
-    for (const { run } of ended) this.starts.delete(run.runId);
-    const stepping = new Set(stepped.map((run) => run.runId));
-    for (const start of this.starts.values()) {
-      if (now - start.seenAt < MARK_RUNNING_AFTER_MS && !stepping.has(makeRunId(start.id, start.run))) continue;
-      this.starts.delete(makeRunId(start.id, start.run));
-      this.recorder.start(start);
     }
     if (this.recorder.pending === 0 && stepped.length === 0 && ended.length === 0) return;
     const recorded = await this.endLogged(ended);
@@ -211,13 +199,6 @@ class Fetcher implements Actor {
     }
     this.recorder.end(run.info.id, run.info.run, outcome, result);
     return true;
-  }
-
-  /** Milliseconds until the oldest start waiting to be marked running is due. */
-  private nextStartMarkIn(): number {
-    let oldest = Infinity;
-    for (const start of this.starts.values()) oldest = Math.min(oldest, start.seenAt);
-    return oldest === Infinity ? MAX_WAIT_MS : Math.max(0, oldest + MARK_RUNNING_AFTER_MS - Date.now());
   }
 
   /** Step progress of running jobs, for `show`. */

@@ -45,10 +45,12 @@ class Manager implements Actor {
     const provisioning = this.provisioner.run(stop);
     while (!stop.stopped) {
       await this.hosts.refresh();
-      const intake = await this.routeIntake();
-      const { granted, nextDueMs } = await this.store.grant(this.pools(), GRANT_BATCH);
+      const decisions = await this.readIntake();
+      // Sent together, in this order, on one connection: one round trip, and Redis runs the
+      // route before the grant, so a job routed now can be granted now.
+      const [, { granted, nextDueMs }] = await Promise.all([this.route(decisions), this.store.grant(this.pools(), GRANT_BATCH)]);
       this.granted += granted;
-      if (intake === INTAKE_BATCH || granted === GRANT_BATCH) continue;
+      if (decisions.length === INTAKE_BATCH || granted === GRANT_BATCH) continue;
       // A host that comes back up (HostState) is noticed within the idle wait.
       await this.waiter.waitForSignal('manager', nextDueMs ?? IDLE_WAIT_MS, stop);
     }
@@ -68,24 +70,29 @@ class Manager implements Actor {
     return poolsFor(this.ctx.config, this.hosts);
   }
 
-  private async routeIntake(): Promise<number> {
-    const entries = await this.store.readIntake(INTAKE_BATCH);
-    if (entries.length === 0) return 0;
-    const fields = await this.store.getFields(entries, ['raw', 'file', 'baseDir']);
+  /** The oldest entries of Job_Queue, each checked and placed (or found wanting). */
+  private async readIntake(): Promise<RouteDecision[]> {
+    const entries = await this.store.readIntakeFields(INTAKE_BATCH, ['raw', 'file', 'baseDir']);
+    if (entries.length === 0) return [];
     const decisions: RouteDecision[] = [];
     const processes = new Set<string>();
-    for (let i = 0; i < entries.length; i++) decisions.push(await this.decide(entries[i], fields[i], processes));
+    for (const { entry, fields } of entries) decisions.push(await this.decide(entry, fields, processes));
     // A local job's directory and log are made now, one after another, long before the job
     // runs: made by the job's own process as it starts, eight at a time, they cost each start
     // more than the fork does (ext4 measured here). The launcher makes them again if missing.
     // A Thread job's are made only if a step needs them (lib/backends/thread/thread-task.ts).
     for (const d of decisions) if (d.location === 'local' && processes.has(d.entry)) this.prepareDir(d.entry);
+    return decisions;
+  }
+
+  /** The decisions to Redis (route-N.lua): each job to its location's queue, or rejected. */
+  private async route(decisions: RouteDecision[]): Promise<void> {
+    if (decisions.length === 0) return;
     const { rejected } = await this.store.route(decisions);
     for (const d of decisions) {
       if (d.location === null) this.ctx.log.warn(`JobManager: rejected job ${d.entry}: ${d.detail}`, { job: d.entry });
     }
-    if (rejected) this.ctx.log.debug(`JobManager: routed ${entries.length - rejected}, rejected ${rejected}`);
-    return entries.length;
+    if (rejected) this.ctx.log.debug(`JobManager: routed ${decisions.length - rejected}, rejected ${rejected}`);
   }
 
   /** A failure here is left to the starter, which makes the directory again and records why it could not. */

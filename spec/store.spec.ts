@@ -220,6 +220,22 @@ describe('store (Lua transitions on a real redis-server)', function () {
     });
   });
 
+  describe('readIntake-2.lua', function () {
+    it('gives the oldest entries with the fields the manager checks, and nulls for an entry that is no job', async function () {
+      const f = await fixture();
+      const ids = await f.add(2);
+      await f.db.lpush(f.k.jobQueue, 'not-a-job-id');
+      const intake = await f.store.readIntakeFields(10, ['file', 'baseDir', 'nothing']);
+      expect(intake).to.deep.equal([
+        { entry: ids[0], fields: ['/x/a.yaml', '/x', null] },
+        { entry: ids[1], fields: ['/x/a.yaml', '/x', null] },
+        { entry: 'not-a-job-id', fields: [null, null, null] },
+      ]);
+      expect(await f.store.readIntakeFields(1, ['file']), 'at most the number asked for').to.deep.equal([{ entry: ids[0], fields: ['/x/a.yaml'] }]);
+      expect(await f.db.llen(f.k.jobQueue), 'reading takes nothing').to.equal(3);
+    });
+  });
+
   describe('route-N.lua', function () {
     it('moves checked entries to Job_Queue:local with their spec, poll period, timeout and retries, oldest first', async function () {
       const f = await fixture();

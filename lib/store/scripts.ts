@@ -107,6 +107,13 @@ export class Scripts {
       [now, job.name, job.classType, job.file, job.baseDir, JSON.stringify(job.raw)], pipeline);
   }
 
+  async readIntake(max: number, fields: string[]): Promise<{ entry: string; fields: (string | null)[] }[]> {
+    const flat = (await this.call('readIntake', [this.keys.jobQueue, this.keys.prefix], [max, ...fields])) as (string | null)[];
+    const entries: { entry: string; fields: (string | null)[] }[] = [];
+    for (let i = 0; i < flat.length; i += 1 + fields.length) entries.push({ entry: flat[i]!, fields: flat.slice(i + 1, i + 1 + fields.length) });
+    return entries;
+  }
+
   async route(decisions: RouteDecision[], now: number): Promise<{ routed: number; rejected: number }> {
     const k = this.keys;
     const locations = [...new Set(decisions.flatMap((d) => (d.location === null ? [] : [d.location])))];

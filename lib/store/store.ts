@@ -113,6 +113,11 @@ export class Store {
     return entries.reverse();
   }
 
+  /** As readIntake, each entry with these fields of its job record, in one round trip (readIntake-2.lua). */
+  async readIntakeFields(max: number, fields: string[]): Promise<{ entry: string; fields: (string | null)[] }[]> {
+    return this.scripts.readIntake(max, fields);
+  }
+
   /** The manager's decisions on intake entries: to a location's queue, or rejected (route). */
   async route(decisions: RouteDecision[], now = Date.now()): Promise<{ routed: number; rejected: number }> {
     if (decisions.length === 0) return { routed: 0, rejected: 0 };
