@@ -2,22 +2,23 @@ import type { Redis } from 'ioredis';
 import { FileLogger, type Logger } from '../util/log.js';
 
 // With Redis Sentinel, replication is asynchronous: a master killed a moment after a write may
-// take it along, and the replica promoted in its place never saw it. For most writes that only
-// means a step done again (every script is safe to replay). For the ones a start depends on it
-// could mean a job run twice: a grant lost while its run started (granted and started again), or
-// the take of a launch payload lost (taken again from Granted_Queue). So, only when connected
-// through Sentinels, each of those is confirmed with WAIT 1 before the run starts:
+// take it along, and the replica promoted in its place never saw it. Most writes are then done
+// again (every script is safe to replay; the manager routes and grants again). Some must not be
+// lost, so, only when connected through Sentinels, each is confirmed with WAIT 1 (a replica has
+// every write this connection made) before anything goes on from it:
+//   - what a start depends on: a grant lost while its run started would be granted and started
+//     again, a take from Granted_Queue lost would be taken again (the WAIT after the take covers
+//     the grant before it in the replication stream), and a relaunch and markRunning likewise;
+//   - a run's end (finishRun): the fetcher forgets the run's log once its end is recorded;
+//   - what a person was told: new jobs (`queue` printed their ids), a cancel, a retry.
 //
 //   grant ──> Granted_Queue ──> take (starter) ──> WAIT 1 ──> launch ──> markRunning ──> WAIT 1
 //
-// WAIT covers every earlier write in the replication stream, so the WAIT after a take also
-// covers the grant that made the payload (and a relaunch is confirmed the same way).
-//
 // The rule and its window (README, "When things fail"): a start goes ahead once a replica has
 // its grant, or after REPLICA_WAIT_MS without one (a replica lagging or absent: then the master
-// serves on alone rather than stop every job, and for the next UNCONFIRMED_PAUSE_MS starts do
-// not wait, so that a missing replica costs one wait, not one per start). Only a failover inside
-// such an unconfirmed stretch can lose a grant or a take and so start a job again.
+// serves on alone rather than stop every job, and for the next UNCONFIRMED_PAUSE_MS nothing
+// waits, so that a missing replica costs one wait, not one per write). Only a failover inside
+// such an unconfirmed stretch can lose one of these writes, and so start a job again.
 
 export const REPLICA_WAIT_MS = 1000;
 const UNCONFIRMED_PAUSE_MS = 10_000;

@@ -104,6 +104,7 @@ export class Store {
         ids.push(String(id));
       }
     }
+    await this.replicaWait?.confirm(this.redis, 'new jobs');
     return ids;
   }
 
@@ -147,7 +148,11 @@ export class Store {
   /** Records ended runs; their freed slots go to waiting jobs of `pools` (finishRun). */
   async finishRuns(finished: RunFinished[], pools: GrantPool[], now = Date.now()): Promise<{ recorded: number; handedOff: number }> {
     if (finished.length === 0) return { recorded: 0, handedOff: 0 };
-    return this.scripts.finishRun(finished, pools, now);
+    // Confirmed too: once an end is recorded, the fetcher forgets the run's log lines, so an end
+    // lost in a failover would leave the job running with no one to end it.
+    const recorded = await this.scripts.finishRun(finished, pools, now);
+    await this.replicaWait?.confirm(this.redis, 'runs ended');
+    return recorded;
   }
 
   /** Notes a run's failed Downloads on its job (none: clears the note); see lua/noteDownloads-1.lua. */
@@ -222,7 +227,9 @@ export class Store {
   /** `cancel` (cancel): per id 'cancelled', 'cancelling', 'unknown' or the final state it had. */
   async cancel(ids: string[], now = Date.now()): Promise<string[]> {
     if (ids.length === 0) return [];
-    return this.scripts.cancel(ids, now);
+    const states = await this.scripts.cancel(ids, now);
+    await this.replicaWait?.confirm(this.redis, 'a cancel');
+    return states;
   }
 
   /**
@@ -231,7 +238,9 @@ export class Store {
    */
   async retry(ids: string[], now = Date.now()): Promise<string[]> {
     if (ids.length === 0) return [];
-    return this.scripts.retry(ids, now);
+    const states = await this.scripts.retry(ids, now);
+    await this.replicaWait?.confirm(this.redis, 'a retry');
+    return states;
   }
 
   // ---- reads -------------------------------------------------------------------------------
