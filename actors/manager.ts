@@ -72,11 +72,30 @@ class Manager implements Actor {
 
   /** The oldest entries of Job_Queue, each checked and placed (or found wanting). */
   private async readIntake(): Promise<RouteDecision[]> {
-    const entries = await this.store.readIntakeFields(INTAKE_BATCH, ['raw', 'file', 'baseDir']);
+    const entries = await this.store.readIntakeFields(INTAKE_BATCH, ['raw', 'file', 'baseDir', 'sweep']);
     if (entries.length === 0) return [];
     const decisions: RouteDecision[] = [];
     const processes = new Set<string>();
-    for (const { entry, fields } of entries) decisions.push(await this.decide(entry, fields, processes));
+    // The jobs of a sweep share their definition (stored once, on the sweep): it is read and
+    // checked once per batch, and its spec goes back to Redis once, with the batch's first job
+    // of that sweep (route-N.lua stores it on the sweep), however many of its jobs the batch holds.
+    const sweeps = new Map<string, RouteDecision>();
+    for (const { entry, fields } of entries) {
+      const sweep = fields[3];
+      if (!sweep) {
+        decisions.push(await this.decide(entry, fields, processes));
+        continue;
+      }
+      let decided = sweeps.get(sweep);
+      if (!decided) {
+        decided = { ...(await this.decide(entry, await this.store.sweepDefinition(sweep), processes)), sweep };
+        sweeps.set(sweep, decided);
+        decisions.push(decided);
+        continue;
+      }
+      if (processes.has(decided.entry)) processes.add(entry);
+      decisions.push({ ...decided, entry, detail: decided.location === null ? decided.detail : '' });
+    }
     // A local job's directory and log are made now, one after another, long before the job
     // runs: made by the job's own process as it starts, eight at a time, they cost each start
     // more than the fork does (ext4 measured here). The launcher makes them again if missing.

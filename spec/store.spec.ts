@@ -193,7 +193,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
     await server?.stop();
   });
 
-  describe('addJob-7.lua', function () {
+  describe('addJob-8.lua', function () {
     it('records a queued job, puts its id on Job_Queue, writes a queued event and wakes the manager', async function () {
       const f = await fixture();
       const [id] = await f.store.addJobs([newJob('a')], T0);

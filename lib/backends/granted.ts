@@ -1,5 +1,6 @@
 import type { JobSpec } from '../jobfile/job-spec.js';
 import { parseJson } from '../store/job-record.js';
+import { layRow, parseRow } from '../store/sweep-rows.js';
 import type { TakenJob } from '../store/store.js';
 import type { GrantedRun, LaunchContext, Orphan } from './backend.js';
 
@@ -8,8 +9,14 @@ import type { GrantedRun, LaunchContext, Orphan } from './backend.js';
 
 /** The run a payload describes, or why it cannot be started. */
 export function grantedRun(job: TakenJob): GrantedRun | { id: string; run: number; problem: string } {
-  const spec = parseJson(job.spec) as JobSpec | null;
+  let spec = parseJson(job.spec) as JobSpec | null;
   if (!spec || !Array.isArray(spec.order)) return { id: job.id, run: job.run, problem: 'the job record has no usable spec' };
+  if (job.sweepRow) {
+    // A sweep's job: the spec is its sweep's, and its own row and name go over it.
+    const row = parseRow(job.sweepRow.params);
+    if (!row) return { id: job.id, run: job.run, problem: 'its row of the sweep is not an object of text values' };
+    spec = layRow(spec, row, job.sweepRow.name);
+  }
   return { id: job.id, run: job.run, attempt: job.attempt, where: job.where, spec, raw: parseJson(job.raw) };
 }
 

@@ -11,6 +11,9 @@ import type { CommandArgs } from './commands/types.js';
 // command's module is loaded only when it runs: help, refusals and completion then answer without
 // loading Redis, SSH and EC2 clients (a shell that sources the completion script waits for it).
 
+/** What commands that take jobs accept (lib/cli/selectors.ts). */
+const SELECTORS = 'job ids (12), ranges of ids (12-100011), or names: a job\'s, or a sweep\'s for all its jobs';
+
 const TIMEOUT = () => new Option('--timeout <duration>', 'give up waiting after this long (e.g. 30s, 10m); the jobs go on');
 
 interface CommandDef {
@@ -49,20 +52,21 @@ const COMMANDS: CommandDef[] = [
     summary: 'list jobs, newest first',
     options: [
       new Option('--state <state>', 'only jobs in this state').choices(JOB_STATES),
+      new Option('--name <name>', 'only the jobs of this name, or of the sweep of this name (align: align[0], align[1], …)'),
       new Option('--limit <n>', 'at most this many').default('50'),
       new Option('--all', 'every job').conflicts('limit'),
     ],
-    examples: ['jobmanager jobs --state failed', 'jobmanager jobs --all --json'],
+    examples: ['jobmanager jobs --state failed', 'jobmanager jobs --name align --state failed', 'jobmanager jobs --all --json'],
     load: async () => (await import('./commands/jobs.js')).jobsCommand,
   },
   {
-    name: 'show', args: [['<id>', 'a job id']],
+    name: 'show', args: [['<id>', 'a job id, or a name that only one job has (align[7])']],
     summary: 'one job: its steps, runs, result',
     examples: ['jobmanager show 12', 'jobmanager show 12 --json'],
     load: async () => (await import('./commands/jobs.js')).showCommand,
   },
   {
-    name: 'logs', args: [['<id>', 'a job id']],
+    name: 'logs', args: [['<id>', 'a job id, or a name that only one job has (align[7])']],
     summary: 'what the job printed',
     description: 'Prints the job\'s log (here, or read over SSH from its host). --follow prints new output as it is written and returns when the job ends.',
     options: [
@@ -73,16 +77,16 @@ const COMMANDS: CommandDef[] = [
     load: async () => (await import('./commands/logs.js')).logsCommand,
   },
   {
-    name: 'wait', args: [['<ids...>', 'job ids']],
+    name: 'wait', args: [['<ids...>', SELECTORS]],
     summary: 'wait for jobs to end; exit 0 if all succeeded',
     options: [TIMEOUT()],
-    examples: ['jobmanager wait 12 13 --timeout 10m'],
+    examples: ['jobmanager wait 12 13 --timeout 10m', 'jobmanager wait 12-100011', 'jobmanager wait align'],
     load: async () => (await import('./commands/jobs.js')).waitCommand,
   },
   {
-    name: 'cancel', args: [['<ids...>', 'job ids']],
+    name: 'cancel', args: [['<ids...>', SELECTORS]],
     summary: 'cancel jobs (running ones are stopped: TERM, then KILL)',
-    examples: ['jobmanager cancel 12 13'],
+    examples: ['jobmanager cancel 12 13', 'jobmanager cancel 12-100011', 'jobmanager cancel align'],
     load: async () => (await import('./commands/cancel.js')).cancelCommand,
   },
   {
@@ -160,6 +164,7 @@ export function buildProgram(version: string, runtime: CliRuntime, execute: (arg
           follow: Boolean(opts.follow),
           all: Boolean(opts.all),
           state: opts.state,
+          name: opts.name,
           limit: opts.limit,
           timeout: opts.timeout,
           step: opts.step,

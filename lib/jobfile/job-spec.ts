@@ -47,9 +47,15 @@ export interface JobSpec {
   pollPeriodMs: number | null;
   remote: RemoteSpec | null;
   ec2: { imageId: string | null; instanceType: string | null } | null;
+  /**
+   * A sweep's job (`Each:`, sweep.ts): its row, also laid over `env`; a function sees it as
+   * `this.params`. Absent for a job of its own file.
+   */
+  params?: Record<string, string>;
 }
 
-const TOP_KEYS = ['ClassType', 'Name', 'Modules', 'Order', 'Env', 'Timeout', 'Retries', 'PollPeriod'] as const;
+/** `Each` (a sweep: one job per row) is read by sweep.ts, at `queue`; the jobs it makes never hold it. */
+const TOP_KEYS = ['ClassType', 'Name', 'Modules', 'Order', 'Env', 'Timeout', 'Retries', 'PollPeriod', 'Each'] as const;
 const REMOTE_KEYS = ['Hostname', 'Username', 'Port', 'Key', 'RemoteWorkingDir', 'Uploads', 'Downloads', 'LocalOutputDir', 'LostAfter'] as const;
 const EC2_KEYS = ['ImageId', 'InstanceType'] as const;
 const MAX_STEPS = 1000;
@@ -159,8 +165,7 @@ export function validateJobSpec(raw: unknown, source: SpecSource): JobSpec {
     };
   }
   if (classType !== 'Thread') {
-    const bytes = order.reduce((n, step) => n + SCRIPT_LINE_BYTES + (step.kind === 'run' ? quotedBytes(step.run) : 0), quotedBytes(name))
-      + Object.entries(env).reduce((n, [key, value]) => n + key.length + quotedBytes(value), 0);
+    const bytes = scriptDataBytes(name, order, env);
     if (bytes > MAX_SCRIPT_DATA) {
       fail(['Order'], `with Env, the steps make a script of about ${Math.ceil(bytes / 1024)} KiB, and sh takes at most ${MAX_SCRIPT_DATA / 1024} KiB of them; keep large data in files that the steps read`);
     }
@@ -170,6 +175,21 @@ export function validateJobSpec(raw: unknown, source: SpecSource): JobSpec {
     : null;
 
   return { classType, name, file, baseDir, modules, order, env, timeoutMs, retries, pollPeriodMs, remote, ec2 };
+}
+
+function scriptDataBytes(name: string, order: Step[], env: Record<string, string>): number {
+  return order.reduce((n, step) => n + SCRIPT_LINE_BYTES + (step.kind === 'run' ? quotedBytes(step.run) : 0), quotedBytes(name))
+    + Object.entries(env).reduce((n, [key, value]) => n + key.length + quotedBytes(value), 0);
+}
+
+/**
+ * Bytes left for one row of a sweep (its variables, in the job's environment): what the job's
+ * script leaves of MAX_SCRIPT_DATA (with room for the `[i]` of the job's name), or, for a
+ * Thread job, which has no script, as much (its row is stored with the job in Redis).
+ */
+export function roomForRow(spec: JobSpec): number {
+  if (spec.classType === 'Thread') return MAX_SCRIPT_DATA;
+  return MAX_SCRIPT_DATA - scriptDataBytes(`${spec.name}[1000000]`, spec.order, spec.env);
 }
 
 /** A path that must stay inside the directory it is relative to (no absolute paths, no `..`). */

@@ -4,7 +4,8 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { JobSpecError } from '../util/errors.js';
-import { keyName, validateJobSpec, type JobSpec } from './job-spec.js';
+import { keyName, roomForRow, validateJobSpec, type JobSpec } from './job-spec.js';
+import { readEach, type Row } from './sweep.js';
 import { parseYaml, readYamlText, YamlProblem, type ParsedYaml, type YamlPath } from './yaml.js';
 import { provenValid } from './shell-syntax.js';
 
@@ -17,7 +18,10 @@ export const MAX_JOB_FILE_BYTES = 1024 * 1024;
 export interface LoadedJob {
   file: string;
   spec: JobSpec;
+  /** The job definition as written; for a sweep, without `Each`. */
   raw: unknown;
+  /** A sweep (`Each:`, sweep.ts): one job per row; null for a job file of one job. */
+  rows: Row[] | null;
 }
 
 export interface LoadResult {
@@ -64,7 +68,7 @@ export async function loadJobFiles(args: string[], cwd = process.cwd()): Promise
     try {
       const parsed = texts.parse(readYamlText(file, MAX_JOB_FILE_BYTES));
       const spec = validateJobSpec(parsed.value, { file, lineOf: parsed.lineOf });
-      readings.push({ file, spec, raw: parsed.value, lineOf: parsed.lineOf });
+      readings.push({ file, spec, lineOf: parsed.lineOf, ...sweepOf(parsed.value, spec, parsed.lineOf) });
     } catch (err) {
       if (err instanceof YamlProblem) readings.push(new JobSpecError(file, err.line, err.path ? keyName(err.path) : null, err.reason));
       else if (err instanceof JobSpecError) readings.push(err);
@@ -79,16 +83,24 @@ export async function loadJobFiles(args: string[], cwd = process.cwd()): Promise
       errors.push(reading);
       continue;
     }
-    const { file, spec, raw, lineOf } = reading;
+    const { file, spec, raw, rows, lineOf } = reading;
     try {
       await checker.check(spec, lineOf);
-      jobs.push({ file, spec, raw });
+      jobs.push({ file, spec, raw, rows });
     } catch (err) {
       if (err instanceof JobSpecError) errors.push(err);
       else throw err;
     }
   }
   return { jobs, errors };
+}
+
+/** A job file's rows if it is a sweep (it has `Each:`), and its definition without them. */
+function sweepOf(value: unknown, spec: JobSpec, lineOf: ParsedYaml['lineOf']): { raw: unknown; rows: Row[] | null } {
+  if (value === null || typeof value !== 'object' || !('Each' in value)) return { raw: value, rows: null };
+  // A copy: the parsed value may be shared with other files of the same text (TextParser).
+  const { Each: each, ...raw } = value as Record<string, unknown>;
+  return { raw, rows: readEach(each, { file: spec.file, baseDir: spec.baseDir, lineOf, maxRowBytes: roomForRow(spec) }) };
 }
 
 /**

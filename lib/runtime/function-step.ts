@@ -49,6 +49,8 @@ export interface StepContext {
   jobDir: string;
   step: number;
   env: Record<string, string>;
+  /** A sweep's job: its row (`Each:`); {} for a job of its own file. */
+  params: Record<string, string>;
 }
 
 export async function runFunctionStep(jobDir: string, index: number): Promise<void> {
@@ -74,7 +76,7 @@ export async function callFunctionStep(job: JobFile, index: number, dir: () => s
   const module = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
   const fn = module[step.function] ?? (module.default as Record<string, unknown> | undefined)?.[step.function];
   if (typeof fn !== 'function') throw new Error(`${path} exports no function ${step.function}`);
-  const context = { jobId: job.jobId, jobName: job.spec.name, run: job.run, attempt: job.attempt, step: index, env: job.spec.env } as StepContext;
+  const context = { jobId: job.jobId, jobName: job.spec.name, run: job.run, attempt: job.attempt, step: index, env: job.spec.env, params: job.spec.params ?? {} } as StepContext;
   Object.defineProperty(context, 'jobDir', { get: dir, enumerable: true });
   const value = await (fn as (...a: unknown[]) => unknown).apply(context, args);
   const stored: StoredOutput = { outputs: nameOutputs(step.outputs, value), value: step.outputs.length ? undefined : value };

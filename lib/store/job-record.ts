@@ -1,4 +1,5 @@
 import type { ClassType, JobSpec } from '../jobfile/job-spec.js';
+import { parseRow } from './sweep-rows.js';
 
 // The job record as stored in the hash job:<id>, and its lifecycle:
 //
@@ -103,6 +104,9 @@ export interface JobRecord {
   retriedAt: number | null;
   /** Downloads that failed in its last run that fetched them; null: none failed. */
   downloads: DownloadsNote | null;
+  /** A sweep's job: the sweep's id (its first job's id) and the job's row; else null. */
+  sweep: string | null;
+  params: Record<string, string> | null;
 }
 
 export function parseJobRecord(hash: Record<string, string>): JobRecord | null {
@@ -139,6 +143,8 @@ export function parseJobRecord(hash: Record<string, string>): JobRecord | null {
     manualRetries: num('manualRetries') ?? 0,
     retriedAt: num('retriedAt'),
     downloads: downloadsNote(parseJson(hash.downloads)),
+    sweep: hash.sweep || null,
+    params: hash.sweep ? parseRow(hash.params) : null,
   };
 }
 

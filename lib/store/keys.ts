@@ -20,6 +20,10 @@
 //                               location names a set
 //   Jobs                 zset   every job id (score = id), for listings
 //   NextId               string the last job id given
+//   Named:<name>         zset   the jobs of that name, for selectors (lib/cli/selectors.ts): a job's
+//                               id, or a sweep's range `first-last`; score = the first id
+//   sweep:<first id>     hash   a sweep's shared definition (name, raw, file, baseDir, classType,
+//                               first, count; spec once routed): its jobs hold only their row
 //   submission:<token>   string the id a `queue` submission got (a day), so a retry is not a 2nd job
 //   job:<id>             hash   the job record (lib/store/job-record.ts)
 //   job:<id>:runs        list   one JSON entry per finished run
@@ -64,6 +68,8 @@ export class Keys {
   get remoteJobsPattern(): { match: string; prefix: string } { return { match: this.k('RemoteJobs:*'), prefix: this.k('RemoteJobs:') }; }
   get jobs(): string { return this.k('Jobs'); }
   get nextId(): string { return this.k('NextId'); }
+  named(name: string): string { return this.k(`Named:${name}`); }
+  sweep(first: string): string { return this.k(`sweep:${first}`); }
   submission(token: string): string { return this.k(`submission:${token}`); }
   job(id: string): string { return this.k(`job:${id}`); }
   jobRuns(id: string): string { return this.k(`job:${id}:runs`); }

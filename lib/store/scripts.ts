@@ -4,7 +4,7 @@ import type { ChainableCommander, Redis } from 'ioredis';
 import { LUA_DIR } from '../util/paths.js';
 import type { DownloadFailure } from './job-record.js';
 import type { Keys, Location } from './keys.js';
-import type { GrantPool, LimitVerdict, NewJob, PolledRun, RouteDecision, RunFinished, RunStarted, TakenJob } from './types.js';
+import type { GrantPool, LimitVerdict, NewJob, NewSweep, PolledRun, RouteDecision, RunFinished, RunStarted, TakenJob } from './types.js';
 
 // The one caller of the Lua scripts (lua/, one state change each), as BullMQ's Scripts class:
 // per script one method that lays out its KEYS and ARGV as the script's header says and turns
@@ -63,10 +63,12 @@ export function withIncludes(lua: string, included = new Set<string>()): string 
  * ids, run numbers and locations become paths and run log lines, so nothing else is let through.
  */
 export function parseGrantedPayload(payload: string): TakenJob | null {
-  const [id, run, attempt, where, spec, raw] = payload.split('\n');
+  const [id, run, attempt, where, spec, raw, row, name] = payload.split('\n');
   if (!/^\d+$/.test(id ?? '') || !/^\d+$/.test(run ?? '') || !/^\d+$/.test(attempt ?? '')) return null;
   if (!/^(local|host:[A-Za-z0-9._:-]+)$/.test(where ?? '') || spec === undefined) return null;
-  return { id, run: Number(run), attempt: Number(attempt), where, spec, raw: raw ?? 'null' };
+  const job: TakenJob = { id, run: Number(run), attempt: Number(attempt), where, spec, raw: raw ?? 'null' };
+  if (row !== undefined) job.sweepRow = { params: row, name: name ?? '' };
+  return job;
 }
 
 export class Scripts {
@@ -103,7 +105,7 @@ export class Scripts {
   /** Queued on `pipeline` (its reply, the job id, comes with the pipeline's). */
   addJob(pipeline: ChainableCommander, job: NewJob, now: number): void {
     const k = this.keys;
-    void this.call('addJob', [k.jobQueue, k.jobs, k.nextId, k.events, k.signal('manager'), k.submission(job.token), k.prefix],
+    void this.call('addJob', [k.jobQueue, k.jobs, k.nextId, k.events, k.signal('manager'), k.submission(job.token), k.prefix, k.named(job.name)],
       [now, job.name, job.classType, job.file, job.baseDir, JSON.stringify(job.raw)], pipeline);
   }
 
@@ -114,11 +116,31 @@ export class Scripts {
     return entries;
   }
 
+  /** Reserves a sweep's ids and stores its shared definition; its first id (addSweep-4.lua). */
+  async addSweep(sweep: NewSweep, now: number): Promise<string> {
+    const k = this.keys;
+    return String(await this.call('addSweep', [k.nextId, k.submission(sweep.token), k.named(sweep.name), k.prefix],
+      [now, sweep.rows.length, sweep.name, sweep.classType, sweep.file, sweep.baseDir, JSON.stringify(sweep.raw)]));
+  }
+
+  /** Queued on `pipeline`: jobs `from` .. `to` - 1 of the sweep whose first id is `first` (addSweepJobs-N.lua). */
+  addSweepJobs(pipeline: ChainableCommander, sweep: NewSweep, first: number, from: number, to: number, now: number): void {
+    const k = this.keys;
+    const keys = [k.jobQueue, k.jobs, k.events, k.signal('manager')];
+    const args: Arg[] = [now, first, sweep.name, sweep.classType];
+    for (let i = from; i < to; i++) {
+      const id = String(first + i);
+      keys.push(k.job(id));
+      args.push(id, i, JSON.stringify(sweep.rows[i]));
+    }
+    void this.call('addSweepJobs', keys, args, pipeline);
+  }
+
   async route(decisions: RouteDecision[], now: number): Promise<{ routed: number; rejected: number }> {
     const k = this.keys;
     const locations = [...new Set(decisions.flatMap((d) => (d.location === null ? [] : [d.location])))];
     const args: Arg[] = [now, locations.length, ...locations];
-    for (const d of decisions) args.push(d.entry, d.location ?? '', d.detail, d.pollMs, d.timeoutMs ?? '', d.retries);
+    for (const d of decisions) args.push(d.entry, d.location ?? '', d.detail, d.pollMs, d.timeoutMs ?? '', d.retries, d.sweep ?? '');
     const keys = [k.jobQueue, k.events, k.nextId, k.jobs, k.prefix, ...locations.map((l) => k.locationQueue(l)), ...decisions.map((d) => k.job(d.entry))];
     const [routed, rejected] = (await this.call('route', keys, args)) as number[];
     return { routed, rejected };
@@ -132,7 +154,7 @@ export class Scripts {
   }
 
   async relaunch(id: string, oldRun: number, now: number): Promise<TakenJob | 'cancelled' | null> {
-    const payload = (await this.call('relaunch', [this.keys.events, this.keys.job(id)], [now, id, oldRun])) as string | null;
+    const payload = (await this.call('relaunch', [this.keys.events, this.keys.job(id), this.keys.prefix], [now, id, oldRun])) as string | null;
     if (payload === 'cancelled') return 'cancelled';
     return payload ? parseGrantedPayload(payload) : null;
   }

@@ -11,7 +11,8 @@ export type { DownloadFailure } from './job-record.js';
 import type { ActorStatus, AdhocHostRecord, HostState, InstanceRecord, SupervisorRecord, UnreachableRecord } from './registry-records.js';
 import { BlockingConnection } from './blocking.js';
 import { Scripts } from './scripts.js';
-import type { GrantPool, LimitVerdict, NewJob, PolledRun, QueueDepths, RouteDecision, RunFinished, RunStarted, TakenJob } from './types.js';
+import { readFields, readRecords } from './sweep-rows.js';
+import type { GrantPool, LimitVerdict, NewJob, NewSweep, PolledRun, QueueDepths, RouteDecision, RunFinished, RunStarted, TakenJob } from './types.js';
 
 export type { EventBatch, JobEvent } from './events.js';
 export type * from './types.js';
@@ -25,6 +26,12 @@ export { parseGrantedPayload } from './scripts.js';
 //
 // Longer than most files here, for one reason: it is the single door, so every read and write
 // the actors, the CLI and the web page need has its few lines here (sections below).
+
+/**
+ * Jobs of a sweep written per addSweepJobs script: one round trip carries a few of these, and
+ * one script holds Redis for a few milliseconds at most (other clients wait meanwhile).
+ */
+const SWEEP_BATCH = 2000;
 
 /** How long an actor's Store.open waits for a Redis that refuses connections (restarting). */
 const ACTOR_OPEN_WAIT_MS = 20_000;
@@ -106,6 +113,29 @@ export class Store {
     }
     await this.replicaWait?.confirm(this.redis, 'new jobs');
     return ids;
+  }
+
+  /**
+   * `queue` of a job file with `Each:`: its jobs, one per row, with ids first .. first + n - 1
+   * (returned: first). The ids and the shared definition are stored first (addSweep), then the
+   * jobs in batches of SWEEP_BATCH (addSweepJobs), a few pipelined at once. Idempotent per
+   * token: the same call again (after a lost reply, or a crash half way) gets the same ids and
+   * writes only the jobs not written yet.
+   */
+  async addSweep(sweep: NewSweep, now = Date.now()): Promise<string> {
+    const first = await this.scripts.addSweep(sweep, now);
+    const IN_FLIGHT = 4;
+    let pipeline = this.redis.pipeline();
+    let batched = 0;
+    for (let from = 0; from < sweep.rows.length; from += SWEEP_BATCH) {
+      this.scripts.addSweepJobs(pipeline, sweep, Number(first), from, Math.min(from + SWEEP_BATCH, sweep.rows.length), now);
+      if (++batched === IN_FLIGHT || from + SWEEP_BATCH >= sweep.rows.length) {
+        for (const [err] of (await pipeline.exec()) ?? []) if (err) throw err;
+        pipeline = this.redis.pipeline();
+        batched = 0;
+      }
+    }
+    return first;
   }
 
   /** The oldest `max` entries of Job_Queue, oldest first (the manager is their only reader). */
@@ -245,28 +275,50 @@ export class Store {
 
   // ---- reads -------------------------------------------------------------------------------
 
+  // A sweep's job holds only its row: its spec, raw, file and baseDir are its sweep's, laid over
+  // with its row by sweep-rows.ts, so that every reader sees the job's whole definition.
+
   async getJob(id: string): Promise<JobRecord | null> {
-    return parseJobRecord(await this.redis.hgetall(this.keys.job(id)));
+    return (await this.getJobs([id]))[0];
   }
 
   async getJobs(ids: string[]): Promise<(JobRecord | null)[]> {
-    const pipeline = this.redis.pipeline();
-    for (const id of ids) pipeline.hgetall(this.keys.job(id));
-    const replies = (await pipeline.exec()) ?? [];
-    return replies.map(([err, hash]) => (err ? null : parseJobRecord(hash as Record<string, string>)));
+    return (await readRecords(this.redis, this.keys, ids)).map((hash) => (hash ? parseJobRecord(hash) : null));
   }
 
   /** Some fields of each job record, in the order asked (null: no such field, or no such job). */
   async getFields(ids: string[], fields: string[]): Promise<(string | null)[][]> {
-    const pipeline = this.redis.pipeline();
-    for (const id of ids) pipeline.hmget(this.keys.job(id), ...fields);
-    const replies = (await pipeline.exec()) ?? [];
-    return replies.map(([err, values]) => (err ? fields.map(() => null) : (values as (string | null)[])));
+    return readFields(this.redis, this.keys, ids, fields);
   }
 
   /** Job ids, newest first. */
   async jobIds(offset: number, count: number): Promise<string[]> {
     return this.redis.zrevrange(this.keys.jobs, offset, offset + count - 1);
+  }
+
+  /** A sweep's shared definition, as the manager checks it: [raw, file, baseDir] (null where missing). */
+  async sweepDefinition(first: string): Promise<(string | null)[]> {
+    return this.redis.hmget(this.keys.sweep(first), 'raw', 'file', 'baseDir');
+  }
+
+  /** The ids of the jobs that exist from `first` to `last` (both included), in order: one ZRANGE. */
+  async jobIdsBetween(first: number, last: number): Promise<string[]> {
+    return this.redis.zrangebyscore(this.keys.jobs, first, last);
+  }
+
+  /** Those of `ids` that name a job (in Jobs), in the order given: one ZMSCORE. */
+  async existingJobIds(ids: string[]): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const scores = await this.redis.zmscore(this.keys.jobs, ...ids);
+    return ids.filter((_, i) => scores[i] !== null);
+  }
+
+  /**
+   * What the name index holds for `name` (Named:<name>, written as jobs are queued): job ids,
+   * and the ranges (`first-last`) of the sweeps of that name, oldest first.
+   */
+  async namedEntries(name: string): Promise<string[]> {
+    return this.redis.zrange(this.keys.named(name), 0, -1);
   }
 
   /** The job's finished runs; an entry that is not one (a corrupt record) is left out. */

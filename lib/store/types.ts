@@ -12,6 +12,19 @@ export interface NewJob {
   raw: unknown;
 }
 
+/** A sweep (a job file with `Each:`): one job per row, sharing the rest of the definition. */
+export interface NewSweep {
+  token: string;
+  name: string;
+  classType: string;
+  file: string;
+  baseDir: string;
+  /** The job definition without `Each`. */
+  raw: unknown;
+  /** One row per job: variable name → value. */
+  rows: Record<string, string>[];
+}
+
 export interface RouteDecision {
   entry: string;
   /** null: rejected, with `detail` as the reason. */
@@ -21,6 +34,11 @@ export interface RouteDecision {
   pollMs: number;
   timeoutMs: number | null;
   retries: number;
+  /**
+   * The job's sweep (its first id), if it is a sweep's: its spec is stored once, on the sweep;
+   * `detail` may then be '' (already stored there).
+   */
+  sweep?: string | null;
 }
 
 export interface GrantPool {
@@ -41,6 +59,8 @@ export interface TakenJob {
   spec: string;
   /** The job definition as written (JSON) when its spec uses the `self.yaml` input, else 'null'. */
   raw: string;
+  /** A sweep's job: its row (JSON) and its name, to lay over the spec its sweep shares. */
+  sweepRow?: { params: string; name: string };
 }
 
 export interface RunStarted {

@@ -3,9 +3,12 @@ import { jobsTable, jobView, showJob } from '../views.js';
 import { JOB_STATES, type JobRecord } from '../../store/job-record.js';
 import { jobDir } from '../../runs/paths.js';
 import { waitAndReport } from './queue.js';
+import { resolveJobSelectors, resolveOneJob, SelectorError } from '../selectors.js';
+import type { Output } from '../output.js';
 import { EXIT, type CommandArgs } from './types.js';
 
-// Read-only views of jobs: `jobs`, `show ID`, and `wait ID...`.
+// Read-only views of jobs: `jobs [--name NAME]`, `show ID`, and `wait ID...` (ids, ranges and
+// names: lib/cli/selectors.ts).
 
 export async function jobsCommand(args: CommandArgs): Promise<number> {
   const { out } = args;
@@ -22,8 +25,10 @@ export async function jobsCommand(args: CommandArgs): Promise<number> {
   try {
     const records: JobRecord[] = [];
     const page = 500;
+    // --name: the jobs of that name (and the sweeps), from the name index, newest first.
+    const named = args.name === undefined ? null : (await resolveJobSelectors(handle.store, [args.name])).reverse();
     for (let offset = 0; records.length < limit; offset += page) {
-      const ids = await handle.store.jobIds(offset, page);
+      const ids = named ? named.slice(offset, offset + page) : await handle.store.jobIds(offset, page);
       if (ids.length === 0) break;
       for (const record of await handle.store.getJobs(ids)) {
         if (record && (!args.state || record.state === args.state)) records.push(record);
@@ -31,9 +36,11 @@ export async function jobsCommand(args: CommandArgs): Promise<number> {
       }
     }
     if (out.json) out.data({ jobs: records.map(jobView) });
-    else if (records.length === 0) out.line(args.state ? `no ${args.state} jobs` : 'no jobs yet: queue one with `jobmanager queue FILE`');
+    else if (records.length === 0) out.line(args.state ? `no ${args.state} jobs${named ? ` named ${args.name}` : ''}` : 'no jobs yet: queue one with `jobmanager queue FILE`');
     else out.line(jobsTable(records));
     return EXIT.ok;
+  } catch (err) {
+    return refuseSelector(err, out);
   } finally {
     await handle.release();
   }
@@ -48,7 +55,7 @@ export async function showCommand(args: CommandArgs): Promise<number> {
   const config = readConfig(args.config);
   const handle = await openStore(config);
   try {
-    const id = args.positionals[0];
+    const id = await resolveOneJob(handle.store, args.positionals[0]);
     const record = await handle.store.getJob(id);
     if (!record) {
       out.error(`no job with id ${id}; \`jobmanager jobs\` lists the known ones`);
@@ -59,6 +66,8 @@ export async function showCommand(args: CommandArgs): Promise<number> {
     if (out.json) out.data({ ...jobView(record), directory: dir, runs });
     else out.line(showJob(record, runs, dir));
     return EXIT.ok;
+  } catch (err) {
+    return refuseSelector(err, out);
   } finally {
     await handle.release();
   }
@@ -71,14 +80,25 @@ export async function waitCommand(args: CommandArgs): Promise<number> {
   }
   const handle = await openStore(readConfig(args.config));
   try {
-    const known = await handle.store.getFields(args.positionals, ['state']);
-    const missing = args.positionals.filter((_, i) => known[i][0] === null);
+    const ids = await resolveJobSelectors(handle.store, args.positionals);
+    const known = await handle.store.getFields(ids, ['state']);
+    const missing = ids.filter((_, i) => known[i][0] === null);
     if (missing.length) {
       args.out.error(`no job with id ${missing.join(', ')}`);
       return EXIT.usage;
     }
-    return await waitAndReport(handle.store, args.positionals, args);
+    return await waitAndReport(handle.store, ids, args);
+  } catch (err) {
+    return refuseSelector(err, args.out);
   } finally {
     await handle.release();
   }
+}
+
+/** A selector that selects nothing is bad input (exit 2); anything else is thrown on. */
+export function refuseSelector(err: unknown, out: Output): number {
+  if (!(err instanceof SelectorError)) throw err;
+  out.error(`error: ${err.message}`);
+  if (out.json) out.data({ error: err.toJSON() });
+  return EXIT.usage;
 }

@@ -5,6 +5,8 @@ import type { Store } from '../../store/store.js';
 import type { JobRecord } from '../../store/job-record.js';
 import { JobLogs } from '../../logs/job-log.js';
 import { errorMessage } from '../../util/errors.js';
+import { resolveOneJob } from '../selectors.js';
+import { refuseSelector } from './jobs.js';
 import { EXIT, type CommandArgs } from './types.js';
 
 // `jobmanager logs ID [--step N] [--follow]`: the job's log (what its steps printed), or one
@@ -18,8 +20,13 @@ export async function logsCommand(args: CommandArgs): Promise<number> {
   }
   const config = readConfig(args.config);
   const handle = await openStore(config);
-  const id = args.positionals[0];
   try {
+    let id: string;
+    try {
+      id = await resolveOneJob(handle.store, args.positionals[0]);
+    } catch (err) {
+      return refuseSelector(err, out);
+    }
     const record = args.follow ? await placed(handle.store, id, args.out) : await handle.store.getJob(id);
     if (!record) {
       out.error(`no job with id ${id}; \`jobmanager jobs\` lists the known ones`);

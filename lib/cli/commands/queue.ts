@@ -6,6 +6,7 @@ import { jobsTable, jobView } from '../views.js';
 import { table } from '../output.js';
 import { eventsPosition, waitForJobs } from '../wait.js';
 import type { Store } from '../../store/store.js';
+import type { JobRecord } from '../../store/job-record.js';
 import type { JobSpecError } from '../../util/errors.js';
 import type { Output } from '../output.js';
 import { EXIT, type CommandArgs } from './types.js';
@@ -25,13 +26,13 @@ export async function queueCommand(args: CommandArgs): Promise<number> {
   const handle = await openStore(config, 'cli', (text) => out.error(text));
   try {
     const queuedAfter = args.wait ? await eventsPosition(handle.store) : undefined;
-    const ids = await submit(handle.store, loaded.jobs);
+    const submitted = await submit(handle.store, loaded.jobs);
     if (!args.wait) {
-      if (out.json) out.data({ queued: ids.map((id, i) => ({ id, name: loaded.jobs[i].spec.name, file: loaded.jobs[i].file })) });
-      else out.line(table(['ID', 'NAME', 'FILE'], ids.map((id, i) => [id, loaded.jobs[i].spec.name, loaded.jobs[i].file])));
+      if (out.json) out.data({ queued: submitted.jobs, sweeps: submitted.sweeps });
+      else for (const line of describeSubmitted(submitted)) out.line(line);
       return EXIT.ok;
     }
-    return await waitAndReport(handle.store, ids, args, queuedAfter);
+    return await waitAndReport(handle.store, submitted.ids, args, queuedAfter);
   } finally {
     await handle.release();
   }
@@ -45,10 +46,62 @@ export function refuse(errors: JobSpecError[], out: Output, what: 'queued' | 'ru
   return EXIT.usage;
 }
 
-export async function submit(store: Store, jobs: LoadedJob[]): Promise<string[]> {
-  return store.addJobs(
-    jobs.map((job) => ({ token: randomUUID(), name: job.spec.name, classType: job.spec.classType, file: job.file, baseDir: job.spec.baseDir, raw: job.raw })),
+/** What `queue` queued: the jobs of single job files, and the sweeps, each one range of ids. */
+export interface Submitted {
+  /** Every id, in the order of the files (a sweep's in the order of its rows). */
+  ids: string[];
+  jobs: { id: string; name: string; file: string }[];
+  sweeps: { name: string; file: string; first: string; last: string; count: number }[];
+}
+
+/**
+ * Queues the loaded job files: the single jobs in one pipeline (addJobs), each sweep as one
+ * range of ids written in batches (addSweep). Each submission has a token of its own, so that
+ * a call that ioredis sends again after a lost reply queues nothing twice.
+ */
+export async function submit(store: Store, jobs: LoadedJob[]): Promise<Submitted> {
+  const single = jobs.filter((job) => job.rows === null);
+  const singleIds = await store.addJobs(
+    single.map((job) => ({ token: randomUUID(), name: job.spec.name, classType: job.spec.classType, file: job.file, baseDir: job.spec.baseDir, raw: job.raw })),
   );
+  const result: Submitted = { ids: [], jobs: single.map((job, i) => ({ id: singleIds[i], name: job.spec.name, file: job.file })), sweeps: [] };
+  let next = 0;
+  for (const job of jobs) {
+    if (job.rows === null) {
+      result.ids.push(singleIds[next++]);
+      continue;
+    }
+    const sweep = { token: randomUUID(), name: job.spec.name, classType: job.spec.classType, file: job.file, baseDir: job.spec.baseDir, raw: job.raw, rows: job.rows };
+    const first = Number(await store.addSweep(sweep));
+    for (let i = 0; i < job.rows.length; i++) result.ids.push(String(first + i));
+    result.sweeps.push({ name: job.spec.name, file: job.file, first: String(first), last: String(first + job.rows.length - 1), count: job.rows.length });
+  }
+  return result;
+}
+
+/** The jobs as a table (ID, NAME, FILE), and one line per sweep: its range, not a line per job. */
+export function describeSubmitted(submitted: Submitted): string[] {
+  const lines = submitted.jobs.length ? [table(['ID', 'NAME', 'FILE'], submitted.jobs.map((j) => [j.id, j.name, j.file]))] : [];
+  for (const s of submitted.sweeps) {
+    lines.push(`queued ${s.count} job${s.count === 1 ? '' : 's'} of sweep ${s.name}: ${s.first === s.last ? s.first : `${s.first}-${s.last}`}`);
+  }
+  return lines;
+}
+
+/** More jobs than this (a sweep) are reported as counts, with the table of those that did not succeed. */
+const TABLE_ROWS = 1000;
+const UNSUCCESSFUL_ROWS = 100;
+
+function summaryOf(records: JobRecord[]): string {
+  const counts = new Map<string, number>();
+  for (const r of records) counts.set(r.state, (counts.get(r.state) ?? 0) + 1);
+  const lines = [`${records.length} jobs: ${[...counts].map(([state, n]) => `${n} ${state}`).join(', ')}`];
+  const unsuccessful = records.filter((r) => r.state !== 'succeeded');
+  if (unsuccessful.length) {
+    lines.push(jobsTable(unsuccessful.slice(0, UNSUCCESSFUL_ROWS)));
+    if (unsuccessful.length > UNSUCCESSFUL_ROWS) lines.push(`… and ${unsuccessful.length - UNSUCCESSFUL_ROWS} more that did not succeed: \`jobmanager jobs --state failed\` lists them`);
+  }
+  return lines.join('\n');
 }
 
 /**
@@ -63,7 +116,8 @@ export async function waitAndReport(store: Store, ids: string[], args: CommandAr
   }
   const { records, timedOut } = await waitForJobs(store, ids, { progress: !args.out.json, timeoutMs, queuedAfter, fullRecords: args.out.json });
   if (args.out.json) args.out.data({ jobs: records.map(jobView), timedOut });
-  else args.out.line(jobsTable(records));
+  else if (records.length <= TABLE_ROWS) args.out.line(jobsTable(records));
+  else args.out.line(summaryOf(records));
   if (timedOut) args.out.error(`gave up waiting after ${args.timeout}; the jobs go on`);
   return records.length === ids.length && records.every((r) => r.state === 'succeeded') ? EXIT.ok : EXIT.jobsFailed;
 }

@@ -2,7 +2,7 @@ import { readConfig, openStore } from '../context.js';
 import { loadJobFiles } from '../../jobfile/load-files.js';
 import { eventsPosition } from '../wait.js';
 import { lockOwner } from '../../util/state-lock.js';
-import { refuse, submit, waitAndReport } from './queue.js';
+import { describeSubmitted, refuse, submit, waitAndReport } from './queue.js';
 import { EXIT, type CommandArgs } from './types.js';
 import type { SupervisorHandle } from '../runtime.js';
 import { describeEnded, endIdleInstances } from '../../backends/ec2/ending.js';
@@ -35,8 +35,10 @@ export async function runCommand(args: CommandArgs): Promise<number> {
     const handle = await openStore(config);
     try {
       const queuedAfter = await eventsPosition(handle.store);
-      const ids = await submit(handle.store, loaded.jobs);
-      if (!out.json) out.error(`queued ${ids.length} job${ids.length > 1 ? 's' : ''}: ${ids.join(' ')}`);
+      const submitted = await submit(handle.store, loaded.jobs);
+      const ids = submitted.ids;
+      if (!out.json && submitted.sweeps.length === 0) out.error(`queued ${ids.length} job${ids.length > 1 ? 's' : ''}: ${ids.join(' ')}`);
+      else if (!out.json) for (const line of describeSubmitted(submitted)) out.error(line);
       return await waitAndReport(handle.store, ids, args, queuedAfter);
     } finally {
       await handle.release();

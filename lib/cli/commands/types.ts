@@ -12,6 +12,8 @@ export interface CommandArgs {
   follow: boolean;
   all: boolean;
   state: string | undefined;
+  /** jobs --name: a job's or a sweep's name (or any selector, lib/cli/selectors.ts). */
+  name: string | undefined;
   limit: string | undefined;
   timeout: string | undefined;
   step: string | undefined;

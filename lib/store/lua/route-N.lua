@@ -10,9 +10,10 @@
   KEYS[6 .. 5+L]        Job_Queue:<location> of the L locations named in ARGV, in that order
   KEYS[6+L .. 5+L+D]    job:<entry> of each of the D decisions, in order
   ARGV[1] now (ms)      ARGV[2] L      ARGV[3 .. 2+L] the location names
-  then D tuples of 6: entry, location ('' to reject), normalised spec JSON or the reason,
+  then D tuples of 7: entry, location ('' to reject), normalised spec JSON or the reason,
     poll period (ms), timeout (ms, '' for none), retries -- copied out of the spec so that the
-    other scripts need not decode it
+    other scripts need not decode it -- and the job's sweep ('' for none): the spec of a sweep's
+    job is stored once, on its sweep (sweep:<first>; '' as the spec: already stored there)
   Returns: {routed, rejected}
   Events: rejected
 ]]
@@ -23,7 +24,7 @@ local queueOf = {}
 for j = 1, l do queueOf[ARGV[2 + j]] = KEYS[5 + j] end
 local routed, rejected = 0, 0
 local d = 0
-for i = 3 + l, #ARGV, 6 do
+for i = 3 + l, #ARGV, 7 do
   d = d + 1
   local entry, location, detail = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local key = KEYS[5 + l + d]
@@ -40,7 +41,14 @@ for i = 3 + l, #ARGV, 6 do
       detail = 'Job_Queue held an entry that is not a job id; queue job files with `jobmanager queue FILE`'
     end
     if state == 'queued' then
-      if location ~= '' then
+      local sweep = ARGV[i + 6]
+      if location ~= '' and sweep ~= '' then
+        if detail ~= '' then redis.call('HSET', sweepKey(prefix, sweep), 'spec', detail) end
+        redis.call('HSET', key, 'location', location,
+          'pollMs', ARGV[i + 3], 'timeoutMs', ARGV[i + 4], 'retries', ARGV[i + 5])
+        redis.call('LPUSH', queueOf[location], entry)
+        routed = routed + 1
+      elseif location ~= '' then
         redis.call('HSET', key, 'location', location, 'spec', detail,
           'pollMs', ARGV[i + 3], 'timeoutMs', ARGV[i + 4], 'retries', ARGV[i + 5])
         redis.call('LPUSH', queueOf[location], entry)

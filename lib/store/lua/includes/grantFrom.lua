@@ -6,6 +6,7 @@
   location, e.g. local or host:lab1), and is pushed to Granted_Queue as a payload the starter can
   launch without reading anything else:
     id \n run \n attempt \n where \n spec JSON \n job definition JSON (or null)
+  and, for a job of a sweep, whose spec and definition are its sweep's: \n row JSON \n job name
   (JSON never holds a raw newline, so the fields cannot run into each other.)
   The job definition is only included when the spec uses the `self.yaml` input, i.e. holds an
   input whose value is the string self.yaml: `"value":"self.yaml"` in the spec's JSON (quotes
@@ -33,14 +34,21 @@ local function grantFrom(prefix, now, pool, max, grantedQueue, events, hostState
       local id = redis.call('RPOP', queue)
       if not id then break end
       local key = jobKey(prefix, id)
-      local state, attempt, spec = unpack(redis.call('HMGET', key, 'state', 'attempt', 'spec'))
+      local state, attempt, spec, sweep, params, name = unpack(redis.call('HMGET', key, 'state', 'attempt', 'spec', 'sweep', 'params', 'name'))
+      -- A sweep's job holds only its row; the definition it shares is its sweep's (sweep:<first>).
+      local home, row = key, ''
+      if not spec and sweep then
+        home = sweepKey(prefix, sweep)
+        spec = redis.call('HGET', home, 'spec')
+        row = '\n' .. (params or '{}') .. '\n' .. (name or '')
+      end
       if state == 'queued' and spec then
         local run = redis.call('HINCRBY', key, 'run', 1)
         redis.call('SADD', pool.slotKey, id)
         redis.call('HSET', key, 'state', 'granted', 'grantedAt', now, 'slot', where, 'host', where)
         local raw = 'null'
-        if string.find(spec, '"value":"self.yaml"', 1, true) then raw = redis.call('HGET', key, 'raw') or 'null' end
-        redis.call('LPUSH', grantedQueue, id .. '\n' .. run .. '\n' .. attempt .. '\n' .. where .. '\n' .. spec .. '\n' .. raw)
+        if string.find(spec, '"value":"self.yaml"', 1, true) then raw = redis.call('HGET', home, 'raw') or 'null' end
+        redis.call('LPUSH', grantedQueue, id .. '\n' .. run .. '\n' .. attempt .. '\n' .. where .. '\n' .. spec .. '\n' .. raw .. row)
         redis.call('XADD', events, 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'granted', 'run', run, 'host', where)
         room = room - 1
         granted = granted + 1

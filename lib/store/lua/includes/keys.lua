@@ -7,6 +7,7 @@
   Every key a script can name before it runs is passed in KEYS instead.
 ]]
 local function jobKey(prefix, id) return prefix .. 'job:' .. id end
+local function sweepKey(prefix, first) return prefix .. 'sweep:' .. first end
 local function jobRunsKey(prefix, id) return prefix .. 'job:' .. id .. ':runs' end
 local function locationQueueKey(prefix, location) return prefix .. 'Job_Queue:' .. location end
 local function slotSetKey(prefix, location)
