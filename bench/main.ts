@@ -7,6 +7,8 @@
 //   thread    no-op Thread jobs, queue --wait of N files     BullMQ addBulk + one Worker (concurrency 50)
 //   latency   idle queue→start, Local and Thread, p50/p99    BullMQ add→processor p50/p99
 //   queue     N files queued with one `queue`: time, RSS     —
+//   sweep     a sweep of N jobs queued: time, RSS, Redis/job;  —
+//             M Thread jobs of one sweep: first vs last tenth
 //   memory    Redis memory per finished job                  —
 //   local     N local `true` jobs on S slots                 xargs -P S; BullMQ's spawn processor
 //   launcher  the local launcher's start-up                   node's own (`node -e 0`)
@@ -20,6 +22,7 @@ import { parseBenchOptions } from './options.js';
 import { queueRow } from './queue-many.js';
 import { memoryRow } from './redis-memory.js';
 import { sshRow } from './remote.js';
+import { sweepRow } from './sweep.js';
 import { formatTable, type Row } from './report.js';
 import { threadRow } from './thread.js';
 import { stopAllSupervisors } from './timed-run.js';
@@ -28,6 +31,7 @@ const ROWS: Record<string, (ctx: BenchContext) => Promise<Row>> = {
   thread: threadRow,
   latency: latencyRow,
   queue: queueRow,
+  sweep: sweepRow,
   memory: memoryRow,
   local: localRow,
   launcher: launcherRow,

@@ -16,14 +16,18 @@ export interface BenchOptions {
   localJobs: number;
   slots: number;
   sshJobs: number;
+  /** The sweep row: jobs of one sweep queued, and jobs of one sweep run (Thread no-ops). */
+  sweepJobs: number;
+  sweepRunJobs: number;
   /** GNU Parallel rows beside the SSH one (slow: about 100 s with plain ssh). */
   parallel: boolean;
 }
 
 const USAGE = `npm run bench -- [--only ROW,ROW] [--json] [--quick] [sizes]
 
-Rows: thread, latency, queue, memory, local, launcher, ssh (default: all; ssh needs root)
+Rows: thread, latency, queue, sweep, memory, local, launcher, ssh (default: all; ssh needs root)
 Sizes:  --thread-jobs 2000 --thread-slots 8 --latency-samples 50 --queue-files 20000
+        --sweep-jobs 100000 --sweep-run-jobs 20000
         --memory-jobs 2000 --local-jobs 5000 --slots 8 --ssh-jobs 1000
 Other:  --parallel (GNU Parallel beside the SSH row, where installed)  --keep (keep temp dirs)`;
 
@@ -36,6 +40,8 @@ const SIZES = {
   'local-jobs': ['localJobs', 5000, 500],
   slots: ['slots', 8, 8],
   'ssh-jobs': ['sshJobs', 1000, 100],
+  'sweep-jobs': ['sweepJobs', 100_000, 5000],
+  'sweep-run-jobs': ['sweepRunJobs', 20_000, 2000],
 } as const;
 
 export function parseBenchOptions(argv: string[], rowIds: string[]): BenchOptions {

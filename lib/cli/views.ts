@@ -25,6 +25,9 @@ export interface JobView {
   steps: StepState[];
   /** Downloads that did not arrive (Remote jobs), in the last run that fetched them; null: none failed. */
   downloads: DownloadsNote | null;
+  /** A sweep's job: the sweep's id (its first job's) and the job's row. */
+  sweep?: string;
+  params?: Record<string, string> | null;
 }
 
 export function jobView(record: JobRecord): JobView {
@@ -46,6 +49,7 @@ export function jobView(record: JobRecord): JobView {
     result: record.result,
     steps: allSteps(record),
     downloads: record.downloads,
+    ...(record.sweep ? { sweep: record.sweep, params: record.params } : {}),
   };
 }
 
@@ -108,6 +112,7 @@ export function showJob(r: JobRecord, runs: RunEntry[], dir: string | null): str
   lines.push(shownLine(`Job ${r.id}  ${r.name}  (${r.classType})  ${r.state}${r.reason ? `: ${r.reason}` : ''}`));
   const field = (name: string, value: string) => lines.push(`  ${name.padEnd(9)} ${shownLine(value)}`);
   field('file', r.file || '-');
+  if (r.sweep) field('row', `${JSON.stringify(r.params ?? {})}  (sweep ${r.sweep})`);
   if (dir) field('directory', dir);
   field('location', r.host && r.host !== r.location ? `${r.location} → ${r.host}` : r.location ?? '-');
   field('attempt', `${r.attempt} of ${r.retries + 1}${r.run ? `, run ${r.run}` : ''}`);

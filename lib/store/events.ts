@@ -21,6 +21,9 @@ export interface EventBatch {
 
 export type XReadReply = [string, [string, string[]][]][] | null;
 
+/** At most this many events are read from one entry that names a range of jobs (a batch: 2,000). */
+const MAX_BATCH_EVENTS = 10_000;
+
 /** An XREAD reply on Events as job events; entries that are not job events are skipped. */
 export function parseEvents(reply: XReadReply, after: string): EventBatch {
   const events: JobEvent[] = [];
@@ -30,7 +33,16 @@ export function parseEvents(reply: XReadReply, after: string): EventBatch {
       lastId = id;
       const f: Record<string, string> = {};
       for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]] = fields[i + 1];
-      if (!f.job || !f.state) continue;
+      if (!f.state) continue;
+      const range = f.job ? null : /^(\d+)-(\d+)$/.exec(f.jobs ?? '');
+      if (range) {
+        // One entry for a batch of a sweep's jobs (lua/addSweepJobs-N.lua): an event for each.
+        for (let job = Number(range[1]); job <= Number(range[2]) && job - Number(range[1]) < MAX_BATCH_EVENTS; job++) {
+          events.push({ id, job: String(job), state: f.state, run: null, host: null, reason: f.reason || null });
+        }
+        continue;
+      }
+      if (!f.job) continue;
       events.push({ id, job: f.job, state: f.state, run: f.run ? Number(f.run) : null, host: f.host || null, reason: f.reason || null });
     }
   }

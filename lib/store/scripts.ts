@@ -67,7 +67,8 @@ export function parseGrantedPayload(payload: string): TakenJob | null {
   if (!/^\d+$/.test(id ?? '') || !/^\d+$/.test(run ?? '') || !/^\d+$/.test(attempt ?? '')) return null;
   if (!/^(local|host:[A-Za-z0-9._:-]+)$/.test(where ?? '') || spec === undefined) return null;
   const job: TakenJob = { id, run: Number(run), attempt: Number(attempt), where, spec, raw: raw ?? 'null' };
-  if (row !== undefined) job.sweepRow = { params: row, name: name ?? '' };
+  // A sweep's job: its row and name follow, tagged (lua/includes/grantFrom.lua); other fields are ignored.
+  if (row?.startsWith('row:') && name?.startsWith('name:')) job.sweepRow = { params: row.slice(4), name: name.slice(5) };
   return job;
 }
 
@@ -123,17 +124,16 @@ export class Scripts {
       [now, sweep.rows.length, sweep.name, sweep.classType, sweep.file, sweep.baseDir, JSON.stringify(sweep.raw)]));
   }
 
-  /** Queued on `pipeline`: jobs `from` .. `to` - 1 of the sweep whose first id is `first` (addSweepJobs-N.lua). */
-  addSweepJobs(pipeline: ChainableCommander, sweep: NewSweep, first: number, from: number, to: number, now: number): void {
+  /** Jobs `from` .. `to` - 1 of the sweep whose first id is `first`; how many were written (addSweepJobs-N.lua). */
+  async addSweepJobs(sweep: NewSweep, first: number, from: number, to: number, now: number): Promise<number> {
     const k = this.keys;
-    const keys = [k.jobQueue, k.jobs, k.events, k.signal('manager')];
-    const args: Arg[] = [now, first, sweep.name, sweep.classType];
+    const keys = [k.jobQueue, k.jobs, k.events, k.signal('manager'), k.sweep(String(first))];
+    const args: Arg[] = [now, first, sweep.name, sweep.classType, from];
     for (let i = from; i < to; i++) {
-      const id = String(first + i);
-      keys.push(k.job(id));
-      args.push(id, i, JSON.stringify(sweep.rows[i]));
+      keys.push(k.job(String(first + i)));
+      args.push(JSON.stringify(sweep.rows[i]));
     }
-    void this.call('addSweepJobs', keys, args, pipeline);
+    return (await this.call('addSweepJobs', keys, args)) as number;
   }
 
   async route(decisions: RouteDecision[], now: number): Promise<{ routed: number; rejected: number }> {

@@ -124,17 +124,16 @@ export class Store {
    */
   async addSweep(sweep: NewSweep, now = Date.now()): Promise<string> {
     const first = await this.scripts.addSweep(sweep, now);
-    const IN_FLIGHT = 4;
-    let pipeline = this.redis.pipeline();
-    let batched = 0;
+    // Every batch is sent at once, a turn of the event loop after each: Redis runs the first
+    // (and the manager starts on its jobs) while the next are being encoded.
+    const batches: Promise<number>[] = [];
     for (let from = 0; from < sweep.rows.length; from += SWEEP_BATCH) {
-      this.scripts.addSweepJobs(pipeline, sweep, Number(first), from, Math.min(from + SWEEP_BATCH, sweep.rows.length), now);
-      if (++batched === IN_FLIGHT || from + SWEEP_BATCH >= sweep.rows.length) {
-        for (const [err] of (await pipeline.exec()) ?? []) if (err) throw err;
-        pipeline = this.redis.pipeline();
-        batched = 0;
-      }
+      if (from > 0) await new Promise((resolve) => setImmediate(resolve));
+      const batch = this.scripts.addSweepJobs(sweep, Number(first), from, Math.min(from + SWEEP_BATCH, sweep.rows.length), now);
+      batch.catch(() => {}); // thrown below, once every batch is sent
+      batches.push(batch);
     }
+    await Promise.all(batches);
     return first;
   }
 

@@ -22,7 +22,7 @@ local home, row = key, ''
 if not spec and sweep then
   home = sweepKey(KEYS[3], sweep)
   spec = redis.call('HGET', home, 'spec')
-  row = '\n' .. (params or '{}') .. '\n' .. (name or '')
+  row = '\nrow:' .. (params or '{}') .. '\nname:' .. (name or '')
 end
 if state ~= 'granted' or run ~= oldRun or not spec then return false end
 if cancelRequested then return 'cancelled' end

@@ -6,7 +6,8 @@
   location, e.g. local or host:lab1), and is pushed to Granted_Queue as a payload the starter can
   launch without reading anything else:
     id \n run \n attempt \n where \n spec JSON \n job definition JSON (or null)
-  and, for a job of a sweep, whose spec and definition are its sweep's: \n row JSON \n job name
+  and, for a job of a sweep, whose spec and definition are its sweep's: \n row:<row JSON> \n name:<job name>
+  (tagged, so that any other field after the definition is no row: lib/store/scripts.ts ignores it)
   (JSON never holds a raw newline, so the fields cannot run into each other.)
   The job definition is only included when the spec uses the `self.yaml` input, i.e. holds an
   input whose value is the string self.yaml: `"value":"self.yaml"` in the spec's JSON (quotes
@@ -40,7 +41,7 @@ local function grantFrom(prefix, now, pool, max, grantedQueue, events, hostState
       if not spec and sweep then
         home = sweepKey(prefix, sweep)
         spec = redis.call('HGET', home, 'spec')
-        row = '\n' .. (params or '{}') .. '\n' .. (name or '')
+        row = '\nrow:' .. (params or '{}') .. '\nname:' .. (name or '')
       end
       if state == 'queued' and spec then
         local run = redis.call('HINCRBY', key, 'run', 1)
