@@ -58,7 +58,7 @@ export async function readFields(redis: Redis, keys: Keys, ids: string[], fields
       for (const field of SHARED_FIELDS) {
         const i = fields.indexOf(field);
         if (i < 0 || row[i] !== null) continue;
-        row[i] = field === 'spec' ? specOfRow(from.spec, row[at('params')], row[at('name')]) : from[field];
+        row[i] = field === 'spec' ? specOfRow(from.parsed, row[at('params')], row[at('name')]) : from[field];
       }
     }
     return row.slice(0, fields.length);
@@ -75,14 +75,17 @@ export async function readRecords(redis: Redis, keys: Keys, ids: string[]): Prom
     const from = hash?.sweep === undefined ? undefined : sweeps.get(hash.sweep);
     if (!hash || !from) continue;
     for (const field of SHARED_FIELDS) {
-      const value = field === 'spec' ? specOfRow(from.spec, hash.params, hash.name) : from[field];
+      const value = field === 'spec' ? specOfRow(from.parsed, hash.params, hash.name) : from[field];
       if (hash[field] === undefined && value !== null) hash[field] = value;
     }
   }
   return hashes;
 }
 
-type SweepFields = Record<(typeof SHARED_FIELDS)[number], string | null>;
+type SweepFields = Record<(typeof SHARED_FIELDS)[number], string | null> & {
+  /** The spec, parsed once for all the sweep's jobs read in one call (null: none, or not JSON). */
+  parsed: JobSpec | null;
+};
 
 async function readSweeps(redis: Redis, keys: Keys, named: (string | null)[]): Promise<Map<string, SweepFields>> {
   const ids = [...new Set(named.filter((s): s is string => s !== null && s !== ''))];
@@ -93,22 +96,24 @@ async function readSweeps(redis: Redis, keys: Keys, named: (string | null)[]): P
   ((await pipeline.exec()) ?? []).forEach(([err, values], i) => {
     if (err) return;
     const [spec, raw, file, baseDir] = values as (string | null)[];
-    found.set(ids[i], { spec, raw, file, baseDir });
+    found.set(ids[i], { spec, raw, file, baseDir, parsed: parseSpec(spec) });
   });
   return found;
 }
 
 /** The spec JSON of one job of a sweep; null while the sweep has none (not routed yet) or a row is corrupt. */
-function specOfRow(spec: string | null, params: string | null | undefined, name: string | null | undefined): string | null {
-  if (spec === null) return null;
+function specOfRow(shared: JobSpec | null, params: string | null | undefined, name: string | null | undefined): string | null {
   const row = parseRow(params);
-  if (row === null) return null;
-  let shared: JobSpec;
+  if (shared === null || row === null) return null;
+  return JSON.stringify(layRow(shared, row, name ?? ''));
+}
+
+function parseSpec(spec: string | null): JobSpec | null {
+  if (spec === null) return null;
   try {
-    shared = JSON.parse(spec) as JobSpec;
+    const parsed = JSON.parse(spec) as unknown;
+    return parsed !== null && typeof parsed === 'object' ? (parsed as JobSpec) : null;
   } catch {
     return null;
   }
-  if (shared === null || typeof shared !== 'object') return null;
-  return JSON.stringify(layRow(shared, row, name ?? ''));
 }

@@ -68,9 +68,14 @@ export class EventHub extends EventEmitter<HubEvents> {
       lastId = read.lastId;
       if (read.events.length === 0 || this.stop$.stopped) continue;
       try {
-        const ids = [...new Set(read.events.map((e) => e.job))];
-        const rows = rowsFrom(await this.store.getFields(ids, ROW_FIELDS));
-        this.emit('batch', { events: read.events, rows: new Map(ids.map((id, i) => [id, rows[i]])) });
+        // A slice at a time: one entry of the stream may stand for a whole batch of a sweep's
+        // jobs (lib/store/events.ts), and a read of 2,000 entries for 100,000 jobs.
+        for (let at = 0; at < read.events.length && !this.stop$.stopped; at += READ_COUNT) {
+          const events = read.events.slice(at, at + READ_COUNT);
+          const ids = [...new Set(events.map((e) => e.job))];
+          const rows = rowsFrom(await this.store.getFields(ids, ROW_FIELDS));
+          this.emit('batch', { events, rows: new Map(ids.map((id, i) => [id, rows[i]])) });
+        }
       } catch (err) {
         // Redis went away between the two reads: the next batch brings the jobs up to date.
         if (!this.stop$.stopped) this.log.warn(`web: could not read changed jobs: ${errorMessage(err)}`);
