@@ -216,6 +216,11 @@ describe('sweeps and selectors', function () {
       expect(await other.redis.get(k.nextId), 'no ids reserved twice').to.equal(String(first + 4499));
       expect(await other.namedEntries('retried')).to.deep.equal([`${first}-${first + 4499}`]);
       expect(await other.getJob(String(first + 4499))).to.include({ name: 'retried[4499]', state: 'queued' });
+
+      // Cancelled, most of them at once: they leave Job_Queue, which keeps the others in order.
+      const cancelled = ids.slice(0, 4000);
+      expect(new Set(await other.cancel(cancelled))).to.deep.equal(new Set(['cancelled']));
+      expect(await other.redis.lrange(k.jobQueue, 0, -1), 'the rest, still queued in order').to.deep.equal(queue.filter((id) => !cancelled.includes(id)));
     } finally {
       await other.close();
     }

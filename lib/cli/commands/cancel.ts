@@ -7,7 +7,7 @@ import { EXIT, type CommandArgs } from './types.js';
 // `jobmanager cancel ID|RANGE|NAME...` (lib/cli/selectors.ts): a job that has not started ends at once; a running one is stopped
 // (its process group gets TERM, then KILL after KillGrace) and ends as cancelled.
 
-const BATCH = 1000;
+const BATCH = 5000;
 /** More jobs than this are shown as a count per result, not a row each. */
 const TABLE_ROWS = 50;
 
