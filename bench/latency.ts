@@ -14,6 +14,10 @@ import { BenchSupervisor } from './timed-run.js';
 // turn, each `queue --wait` of one file; the first of each kind (a launcher or thread pool that
 // is not warm yet) is not counted. Against BullMQ: add one job to an idle Worker, the time until
 // its processor starts.
+//
+// And exit→recorded: from the end of the job's last step (its steps' endedAt: the launcher's
+// reap time, or when the fetcher read the exit; the starter's clock for a Thread job) to the
+// record's endedAt (finishRun's clock, in Redis).
 
 const WARM_UP = 2;
 /** BullMQ's samples cost ~1 ms each: take enough for a p99 of its own. */
@@ -24,13 +28,19 @@ const BULLMQ_IDLE_MS = 10;
 interface QueuedJob {
   queuedAt: number | null;
   startedAt: number | null;
+  endedAt: number | null;
+  steps: { endedAt: number | null }[];
 }
 
-function startLatency(supervisor: BenchSupervisor, file: string): number {
+/** One job's queue→start and exit→recorded (ms). */
+function startLatency(supervisor: BenchSupervisor, file: string): { start: number; recorded: number } {
   const { stdout } = supervisor.cli('queue', '--wait', '--json', file);
   const [job] = (JSON.parse(stdout) as { jobs: QueuedJob[] }).jobs;
-  if (job.queuedAt === null || job.startedAt === null) throw new Error(`a job of ${file} ended without queuedAt and startedAt in its record`);
-  return job.startedAt - job.queuedAt;
+  const exitedAt = job.steps.at(-1)?.endedAt ?? null;
+  if (job.queuedAt === null || job.startedAt === null || job.endedAt === null || exitedAt === null) {
+    throw new Error(`a job of ${file} ended without queuedAt, startedAt, endedAt and its step's end in its record`);
+  }
+  return { start: job.startedAt - job.queuedAt, recorded: job.endedAt - exitedAt };
 }
 
 async function bullmqLatency(bull: BullmqReference, samples: number): Promise<number[]> {
@@ -68,11 +78,12 @@ export async function latencyRow(ctx: BenchContext): Promise<Row> {
   const supervisor = BenchSupervisor.start(dir, { config: { LocalMaxJobs: 8, LogLevel: 'warn', StateDir: join(dir, 'state') } });
   const local: number[] = [];
   const thread: number[] = [];
+  const recorded: number[] = [];
   try {
     for (let i = 0; i < samples + WARM_UP; i++) {
       const l = startLatency(supervisor, files.local);
       const t = startLatency(supervisor, files.thread);
-      if (i >= WARM_UP) local.push(l), thread.push(t);
+      if (i >= WARM_UP) local.push(l.start), thread.push(t.start), recorded.push(l.recorded, t.recorded);
     }
   } finally {
     supervisor.stop();
@@ -81,10 +92,13 @@ export async function latencyRow(ctx: BenchContext): Promise<Row> {
   const p = (values: number[], q: number) => percentile(values, q);
   return {
     id: 'latency',
-    measure: `idle queue→start (record's queuedAt → startedAt), ${samples} jobs of each kind`,
-    jobmanager: [figure('Local p50', p(local, 50), 'ms'), figure('p99', p(local, 99), 'ms'), figure('Thread p50', p(thread, 50), 'ms'), figure('p99', p(thread, 99), 'ms')],
+    measure: `idle queue→start (record's queuedAt → startedAt) and exit→recorded, ${samples} jobs of each kind`,
+    jobmanager: [
+      figure('Local p50', p(local, 50), 'ms'), figure('p99', p(local, 99), 'ms'), figure('Thread p50', p(thread, 50), 'ms'), figure('p99', p(thread, 99), 'ms'),
+      figure('exit→recorded p50', p(recorded, 50), 'ms'), figure('p99', p(recorded, 99), 'ms'),
+    ],
     reference: [figure(`BullMQ add→processor (${BULLMQ_SAMPLES} jobs) p50`, p(bull, 50), 'ms'), figure('p99', p(bull, 99), 'ms')],
     comparison: [`Local p50 ${(p(local, 50) / p(bull, 50)).toFixed(0)}× BullMQ's`, `Thread p50 ${(p(thread, 50) / p(bull, 50)).toFixed(0)}×`],
-    details: { local, thread, bullmq: bull },
+    details: { local, thread, recorded, bullmq: bull },
   };
 }

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { writeJobFile } from '../../runtime/function-step.js';
-import { prepareJobDir, runLogPath, runsDir } from '../../runs/paths.js';
+import { jobDir, prepareJobDir, runLogPath, runsDir } from '../../runs/paths.js';
 import { runId as makeRunId, RunLogReader } from '../../runs/run-log.js';
 import { DIST_DIR } from '../../util/paths.js';
 import { processAlive } from '../../util/process.js';
@@ -66,8 +66,11 @@ export class LocalLaunch implements LaunchSide {
 
   start(run: GrantedRun): void {
     try {
-      const dir = prepareJobDir(this.ctx.config.stateDir, run.id, { internal: needsInternalDir(run.spec) });
-      if (needsInternalDir(run.spec)) writeJobFile(dir, { jobId: run.id, run: run.run, attempt: run.attempt, spec: run.spec, raw: run.raw });
+      // The manager made the job's directory and log as it routed the job, and the launcher makes
+      // them again if they are missing: only what Function steps and outputs need is made here.
+      const internal = needsInternalDir(run.spec);
+      const dir = internal ? prepareJobDir(this.ctx.config.stateDir, run.id, { internal }) : jobDir(this.ctx.config.stateDir, run.id);
+      if (internal) writeJobFile(dir, { jobId: run.id, run: run.run, attempt: run.attempt, spec: run.spec, raw: run.raw });
       const rid = makeRunId(run.id, run.run);
       const script = buildJobScript(run.spec, {
         runId: rid, runLog: this.launcher.runLog, jobId: run.id, run: run.run, attempt: run.attempt, jobDir: dir,
