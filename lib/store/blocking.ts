@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { createRedis, isConnectionLoss, isSentinelAddress } from './connect.js';
-import { ReplicaWait } from './replica-wait.js';
+import { ReplicaUnconfirmedError, ReplicaWait } from './replica-wait.js';
 import type { ActorName, Keys } from './keys.js';
 import { parseEvents, type EventBatch, type XReadReply } from './events.js';
 import { errorMessage } from '../util/errors.js';
@@ -39,7 +39,7 @@ export class BlockingConnection {
     private readonly keys: Keys | null = null,
   ) {
     this.redis = createRedis(url, 'actor');
-    this.replicaWait = isSentinelAddress(url) ? new ReplicaWait(log) : null;
+    this.replicaWait = isSentinelAddress(url) ? new ReplicaWait(this.redis, log) : null;
     this.redis.on('close', () => this.dropped++);
   }
 
@@ -67,10 +67,10 @@ export class BlockingConnection {
     const payloads = await this.popMany([this.k.grantedQueue], max, ms, stop, 'RIGHT');
     if (payloads.length === 0 || !this.replicaWait) return payloads;
     try {
-      await this.replicaWait.confirm(this.redis, 'a take from Granted_Queue');
+      await this.replicaWait.confirm('a take from Granted_Queue', this.k.replicaMark);
       return payloads;
     } catch (err) {
-      if (!isConnectionLoss(err) && !this.closed) throw err;
+      if (!(err instanceof ReplicaUnconfirmedError) && !isConnectionLoss(err) && !this.closed) throw err;
       this.dropped++;
       this.log.warn(`JobStarter: the connection to Redis dropped before a replica confirmed the take of ${payloads.length} run(s); they are settled as runs a starter left`);
       return [];

@@ -173,7 +173,7 @@ const TRANSIENT_REPLIES = /^(LOADING|BUSY|TRYAGAIN|MASTERDOWN|CLUSTERDOWN|READON
 export function isConnectionLoss(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   if (err.name === 'ReplyError') return TRANSIENT_REPLIES.test(err.message);
-  if (['AbortError', 'InterruptError', 'MaxRetriesPerRequestError', 'ClusterAllFailedError'].includes(err.name)) return true;
+  if (['AbortError', 'InterruptError', 'MaxRetriesPerRequestError', 'ClusterAllFailedError', 'ReplicaUnconfirmedError'].includes(err.name)) return true;
   return typeof (err as NodeJS.ErrnoException).code === 'string'
     || /Connection is closed|Stream isn't writeable|connect ETIMEDOUT|Command timed out|All sentinels are unreachable|Failed to refresh slots cache|None of startup nodes is available/.test(err.message);
 }

@@ -42,6 +42,8 @@
 //                               last tried (JSON): a fetcher started anew counts on from there
 //   Instances            hash   launch token → EC2 instance record (JSON), see registry-records.ts
 //   Ec2Locations         set    the EC2 locations (ec2:<image>:<type>) jobs have been queued for
+//   ReplicaMark          string a counter the starter increments after a take, through Redis
+//                               Sentinel only, so that WAIT covers the take (replica-wait.ts)
 //   StoreId              string this Redis's random id, set once: keeps the files its jobs leave
 //                               on hosts apart from another Redis's (lib/backends/remote/paths.ts)
 
@@ -87,6 +89,7 @@ export class Keys {
   get instances(): string { return this.k('Instances'); }
   get ec2Locations(): string { return this.k('Ec2Locations'); }
   get storeId(): string { return this.k('StoreId'); }
+  get replicaMark(): string { return this.k('ReplicaMark'); }
   /** The slot set that a location's jobs hold (a job record's `slot` field is such a location). */
   slotSet(location: Location): string {
     if (location === 'local') return this.localJobs;

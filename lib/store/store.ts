@@ -60,7 +60,7 @@ export class Store {
   ) {
     this.keys = new Keys(deployment);
     this.scripts = new Scripts(redis, this.keys);
-    this.replicaWait = isSentinelAddress(url) ? new ReplicaWait() : null;
+    this.replicaWait = isSentinelAddress(url) ? new ReplicaWait(redis) : null;
   }
 
   /**
@@ -111,7 +111,7 @@ export class Store {
         ids.push(String(id));
       }
     }
-    await this.replicaWait?.confirm(this.redis, 'new jobs');
+    await this.replicaWait?.confirm('new jobs');
     return ids;
   }
 
@@ -163,7 +163,7 @@ export class Store {
   /** A granted run that provably never launched, under a new run number (relaunch). */
   async relaunch(id: string, oldRun: number, now = Date.now()): Promise<TakenJob | 'cancelled' | null> {
     const job = await this.scripts.relaunch(id, oldRun, now);
-    if (job && job !== 'cancelled') await this.replicaWait?.confirm(this.redis, 'a relaunch');
+    if (job && job !== 'cancelled') await this.replicaWait?.confirm('a relaunch');
     return job;
   }
 
@@ -171,7 +171,7 @@ export class Store {
   async markRunning(started: RunStarted[], now = Date.now()): Promise<number | null> {
     if (started.length === 0) return null;
     const earliest = await this.scripts.markRunning(started, now);
-    await this.replicaWait?.confirm(this.redis, 'runs started');
+    await this.replicaWait?.confirm('runs started');
     return earliest;
   }
 
@@ -181,7 +181,7 @@ export class Store {
     // Confirmed too: once an end is recorded, the fetcher forgets the run's log lines, so an end
     // lost in a failover would leave the job running with no one to end it.
     const recorded = await this.scripts.finishRun(finished, pools, now);
-    await this.replicaWait?.confirm(this.redis, 'runs ended');
+    await this.replicaWait?.confirm('runs ended');
     return recorded;
   }
 
@@ -258,7 +258,7 @@ export class Store {
   async cancel(ids: string[], now = Date.now()): Promise<string[]> {
     if (ids.length === 0) return [];
     const states = await this.scripts.cancel(ids, now);
-    await this.replicaWait?.confirm(this.redis, 'a cancel');
+    await this.replicaWait?.confirm('a cancel');
     return states;
   }
 
@@ -269,7 +269,7 @@ export class Store {
   async retry(ids: string[], now = Date.now()): Promise<string[]> {
     if (ids.length === 0) return [];
     const states = await this.scripts.retry(ids, now);
-    await this.replicaWait?.confirm(this.redis, 'a retry');
+    await this.replicaWait?.confirm('a retry');
     return states;
   }
 

@@ -1,11 +1,14 @@
 import { sentinelUrl } from '../../lib/store/redis-address.js';
 import { RedisNode } from './redis-node.js';
+import { TcpLink } from './tcp-link.js';
 import { removeDir, tempDir } from './temp.js';
 import { waitFor } from './wait-for.js';
 
 // A real Redis Sentinel deployment on loopback: a master, one replica and three Sentinels
 // (quorum 2), in one temporary directory, quick to fail over (down-after 1 s). Specs kill the
-// master with kill -9 and wait for the Sentinels to promote the replica. Stopped by pid.
+// master with kill -9 and wait for the Sentinels to promote the replica. The replica reaches
+// the master through a TcpLink, which a spec can freeze: then the master acknowledges writes
+// that the replica never gets, as asynchronous replication allows. Stopped by pid.
 
 export const MASTER_NAME = 'mymaster';
 const DOWN_AFTER_MS = 1000;
@@ -16,6 +19,8 @@ export class SentinelDeployment {
     readonly dir: string,
     readonly servers: RedisNode[],
     readonly sentinels: RedisNode[],
+    /** Between the replica and the master (replicaof names the link's port). */
+    readonly replication: TcpLink,
   ) {}
 
   /** redis+sentinel://127.0.0.1:P1,…/mymaster */
@@ -26,11 +31,13 @@ export class SentinelDeployment {
   static async start(): Promise<SentinelDeployment> {
     const dir = tempDir('jm-sentinel-');
     const nodes: RedisNode[] = [];
+    let link: TcpLink | null = null;
     try {
       const common = ['save ""', 'appendonly no', 'repl-diskless-sync yes', 'repl-diskless-sync-delay 0'];
       const master = await RedisNode.start(dir, 'master', common);
       nodes.push(master);
-      const replica = await RedisNode.start(dir, 'replica', [...common, `replicaof 127.0.0.1 ${master.port}`]);
+      link = await TcpLink.open(master.port);
+      const replica = await RedisNode.start(dir, 'replica', [...common, `replicaof 127.0.0.1 ${link.port}`]);
       nodes.push(replica);
       const sentinels: RedisNode[] = [];
       for (let i = 1; i <= 3; i++) {
@@ -42,11 +49,12 @@ export class SentinelDeployment {
         ], { sentinel: true }));
         nodes.push(sentinels[i - 1]);
       }
-      const deployment = new SentinelDeployment(dir, [master, replica], sentinels);
+      const deployment = new SentinelDeployment(dir, [master, replica], sentinels, link);
       await deployment.settled(master);
       return deployment;
     } catch (err) {
       for (const node of nodes) await node.stop();
+      await link?.close();
       removeDir(dir);
       throw err;
     }
@@ -84,6 +92,7 @@ export class SentinelDeployment {
 
   async stop(): Promise<void> {
     for (const node of [...this.sentinels, ...this.servers]) await node.stop();
+    await this.replication.close();
     removeDir(this.dir);
   }
 }
