@@ -134,7 +134,7 @@ export class Store {
       batches.push(batch);
     }
     await Promise.all(batches);
-    await this.replicaWait?.confirm(this.redis, 'new jobs');
+    await this.replicaWait?.confirm('new jobs');
     return first;
   }
 
