@@ -22,6 +22,8 @@ import { Provisioner } from '../lib/backends/ec2/provisioner.js';
 
 const INTAKE_BATCH = 500;
 const GRANT_BATCH = 500;
+/** Local jobs get their directory made at routing while fewer than this many wait ahead of them. */
+const PREPARE_AHEAD = 2000;
 const IDLE_WAIT_MS = 5000;
 
 class Manager implements Actor {
@@ -100,7 +102,13 @@ class Manager implements Actor {
     // runs: made by the job's own process as it starts, eight at a time, they cost each start
     // more than the fork does (ext4 measured here). The launcher makes them again if missing.
     // A Thread job's are made only if a step needs them (lib/backends/thread/thread-task.ts).
-    for (const d of decisions) if (d.location === 'local' && processes.has(d.entry)) this.prepareDir(d.entry);
+    // Only for jobs near the front of the queue: a sweep of 100,000 jobs would otherwise have
+    // 100,000 directories made at once, competing with its own queueing, for jobs that start
+    // minutes later.
+    const local = decisions.filter((d) => d.location === 'local' && processes.has(d.entry));
+    if (local.length === 0) return decisions;
+    const ahead = await this.store.waitingCount('local');
+    for (const d of local.slice(0, Math.max(0, PREPARE_AHEAD - ahead))) this.prepareDir(d.entry);
     return decisions;
   }
 

@@ -11,9 +11,10 @@ import { BenchSupervisor } from './timed-run.js';
 //      checking it, writing the jobs in batches), with LocalMaxJobs 0 so that they stay queued;
 //      then, once the manager has routed them all, the supervisor's RSS and Redis's memory per
 //      queued job (INFO used_memory, before and after).
-//   2. run: M no-op Thread jobs of one sweep, `queue --wait`; the rate of the first tenth of the
-//      jobs to end against the last tenth (from the Events stream): flat means the last jobs go
-//      as fast as the first, whatever the queue still holds.
+//   2. run: M no-op Thread jobs of one sweep, `queue --wait`; the rate of each tenth of the jobs
+//      to end (from the Events stream): flat means the last jobs go as fast as those in the
+//      middle, whatever the queue still holds (the first tenth shares the machine with `queue`
+//      still writing the sweep, and with the thread pool's start).
 // No reference: nothing else here takes job files (HTCondor, Slurm are not installed).
 
 const SETTLE_POLL_MS = 100;
@@ -42,10 +43,11 @@ export async function sweepRow(ctx: BenchContext): Promise<Row> {
       figure('peak', queued.held.peak, 'MB'),
       figure('Redis per queued job', queued.bytesPerJob, 'B'),
       figure('first tenth ended', run.firstRate, 'jobs/s'),
-      figure('last tenth', run.lastRate, 'jobs/s'),
+      figure('fifth', run.middleRate, 'jobs/s'),
+      figure('last', run.lastRate, 'jobs/s'),
     ],
     reference: [],
-    comparison: [`${Math.round(n / queued.seconds).toLocaleString('en-US')} jobs/s queued`, `last tenth at ${(run.lastRate / run.firstRate).toFixed(2)}× the first tenth's rate`],
+    comparison: [`${Math.round(n / queued.seconds).toLocaleString('en-US')} jobs/s queued`, `last tenth at ${(run.lastRate / run.middleRate).toFixed(2)}× the fifth's rate (each tenth: ${run.tenths.map((r) => Math.round(r)).join(', ')} jobs/s)`],
     details: { queued, run },
   };
 }
@@ -87,9 +89,16 @@ async function runSweep(ctx: BenchContext, file: string, m: number) {
     // Ends in the order they happened; the time between the first tenth's first and last end.
     const events = await supervisor.redis.xrange(supervisor.keys.events, '-', '+');
     const ends = events.filter(([, f]) => f[f.indexOf('state') + 1] === 'succeeded').map(([id]) => Number(id.split('-')[0]));
-    const tenth = Math.max(2, Math.floor(ends.length / 10));
-    const rate = (slice: number[]) => (slice.length - 1) / Math.max(0.001, (slice[slice.length - 1] - slice[0]) / 1000);
-    return { jobs: m, seconds, ended: ends.length, firstRate: rate(ends.slice(0, tenth)), lastRate: rate(ends.slice(-tenth)) };
+    // The rate of each tenth of the ends: from the last end of the tenth before (the first
+    // tenth: from the first end) to its own last end.
+    const tenths: number[] = [];
+    for (let t = 0; t < 10; t++) {
+      const from = Math.floor((t * ends.length) / 10);
+      const to = Math.floor(((t + 1) * ends.length) / 10) - 1;
+      const start = t === 0 ? ends[0] : ends[from - 1];
+      tenths.push((to - from + (t === 0 ? 0 : 1)) / Math.max(0.001, (ends[to] - start) / 1000));
+    }
+    return { jobs: m, seconds, ended: ends.length, tenths, firstRate: tenths[0], middleRate: tenths[4], lastRate: tenths[9] };
   } finally {
     supervisor.stop();
   }

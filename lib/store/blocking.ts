@@ -91,14 +91,15 @@ export class BlockingConnection {
   /**
    * Job state changes from the Events stream after `after` (an entry id), waiting at most `ms`
    * for the first. A lost connection reads as none (the caller re-reads states now and then);
-   * Redis refusing the read is thrown.
+   * Redis refusing the read is thrown. `maxEvents`: entries after the one that reaches it are
+   * left for the next read (an entry may stand for a batch of a sweep's jobs: events.ts).
    */
-  async readEvents(after: string, count: number, ms: number): Promise<EventBatch> {
+  async readEvents(after: string, count: number, ms: number, maxEvents = Infinity): Promise<EventBatch> {
     const blockMs = Math.max(1, Math.min(ms, MAX_BLOCK_MS));
     const watchdog = setTimeout(() => this.redis.disconnect(true), blockMs + 5000);
     try {
       const reply = (await this.redis.xread('COUNT', count, 'BLOCK', blockMs, 'STREAMS', this.k.events, after)) as XReadReply;
-      return parseEvents(reply, after);
+      return parseEvents(reply, after, maxEvents);
     } catch (err) {
       if (this.closed || !isConnectionLoss(err)) throw err;
       return { lastId: after, events: [] };

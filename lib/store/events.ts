@@ -25,11 +25,13 @@ export type XReadReply = [string, [string, string[]][]][] | null;
 const MAX_BATCH_EVENTS = 10_000;
 
 /** An XREAD reply on Events as job events; entries that are not job events are skipped. */
-export function parseEvents(reply: XReadReply, after: string): EventBatch {
+export function parseEvents(reply: XReadReply, after: string, maxEvents = Infinity): EventBatch {
   const events: JobEvent[] = [];
   let lastId = after;
   for (const [, entries] of reply ?? []) {
     for (const [id, fields] of entries) {
+      // The rest is read next time, from here on (an entry is always taken whole).
+      if (events.length >= maxEvents) return { lastId, events };
       lastId = id;
       const f: Record<string, string> = {};
       for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]] = fields[i + 1];

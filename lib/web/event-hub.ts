@@ -55,7 +55,7 @@ export class EventHub extends EventEmitter<HubEvents> {
     while (!this.stop$.stopped) {
       let read;
       try {
-        read = await this.reader.readEvents(lastId, READ_COUNT, BLOCK_MS);
+        read = await this.reader.readEvents(lastId, READ_COUNT, BLOCK_MS, READ_COUNT);
       } catch (err) {
         // Redis refused the read (a lost connection reads as no events): said once, then retried slowly.
         if (this.stop$.stopped) break;

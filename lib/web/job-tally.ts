@@ -35,9 +35,18 @@ export class JobTally {
 
   /** A job changed (null: its record is gone). */
   update(id: string, job: JobRecord | null): void {
-    const key = job ? `${job.state} ${job.classType.replace(/\s/g, '_')}` : null;
+    const key = job ? this.interned(`${job.state} ${job.classType.replace(/\s/g, '_')}`) : null;
     if (this.pending) this.pending.set(id, key);
     else this.set(id, key);
+  }
+
+  /** One string per (state, class) for all the jobs that have it, not one per job (100,000 jobs). */
+  private readonly keys = new Map<string, string>();
+  private interned(key: string): string {
+    const known = this.keys.get(key);
+    if (known !== undefined) return known;
+    this.keys.set(key, key);
+    return key;
   }
 
   private set(id: string, key: string | null): void {
@@ -63,7 +72,7 @@ export class JobTally {
         const values = await this.store.getFields(ids, ['state', 'classType']);
         ids.forEach((id, i) => {
           const [state, classType] = values[i];
-          if (state) seen.set(id, `${state} ${(classType ?? '?').replace(/\s/g, '_')}`);
+          if (state) seen.set(id, this.interned(`${state} ${(classType ?? '?').replace(/\s/g, '_')}`));
         });
         if (ids.length < PAGE) break;
       }
