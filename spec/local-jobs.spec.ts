@@ -179,6 +179,27 @@ describe('local jobs', function () {
     expect(jobs[slowId].reason).to.equal('timed out after 500ms');
   });
 
+  it('gives a Thread job its log, its directory and earlier Outputs when its steps ask for them', async function () {
+    ws.write('steps.mjs', [
+      "import { writeFileSync } from 'node:fs';",
+      "export function first() { console.log('counting from', 41); return 41; }",
+      "export function second(n) { writeFileSync(this.jobDir + '/note.txt', 'made by step 2'); return n + 1; }",
+      'export function nothing() {}',
+    ].join('\n') + '\n');
+    const two = ws.write('two-steps.yaml', ['ClassType: Thread', 'Modules: {m: steps.mjs}', 'Order:', '  - {Function: first, Outputs: [n]}', '  - {Function: second, Inputs: [{n: null}]}'].join('\n'));
+    const quiet = ws.write('quiet-thread.yaml', ['ClassType: Thread', 'Modules: {m: steps.mjs}', 'Order: [{Function: nothing}]'].join('\n'));
+    const [twoId, quietId] = await queue(ws, two, quiet);
+    const jobs = await waitJobs(ws, twoId, quietId);
+    expect(jobs[twoId].state).to.equal('succeeded');
+    expect(jobs[twoId].result).to.equal(42);
+    expect((await ws.cli('logs', twoId)).stdout).to.equal('counting from 41\n');
+    expect(readFileSync(join(ws.stateDir, 'jobs', twoId, 'note.txt'), 'utf8')).to.equal('made by step 2');
+    expect(jobs[quietId].state).to.equal('succeeded');
+    const quietLog = await ws.cli('logs', quietId);
+    expect(quietLog.stdout).to.equal('');
+    expect(quietLog.stderr).to.match(/wrote no log/);
+  });
+
   it('follows a log live until the job ends', async function () {
     const file = ws.write('chatty.yaml', ['Order:', '  - Run: for i in 1 2 3; do echo line $i; sleep 0.2; done'].join('\n'));
     const [id] = await queue(ws, file);
