@@ -9,6 +9,7 @@ import { locationOf, poolsFor } from '../lib/backends/placement.js';
 import { prepareJobDir } from '../lib/runs/paths.js';
 import { HostRegistry } from '../lib/ssh/hosts.js';
 import { Provisioner } from '../lib/backends/ec2/provisioner.js';
+import { Retention } from '../lib/retention/retention.js';
 
 // The JobManager actor. It watches Job_Queue: every entry is checked (a job file that is not
 // valid becomes `rejected`, with the reason, and everything else goes on) and routed to the queue
@@ -18,7 +19,8 @@ import { Provisioner } from '../lib/backends/ec2/provisioner.js';
 //
 // It blocks on Signal:manager (new jobs, freed slots, an instance ready) between rounds, or until
 // the next delayed retry is due. Beside that loop runs the EC2 provisioner (lib/backends/ec2/provisioner.ts),
-// which launches, readies and terminates instances; EC2's slowness never holds up a grant.
+// which launches, readies and terminates instances; EC2's slowness never holds up a grant; and
+// retention (lib/retention/retention.ts), which compacts finished jobs and removes old ones.
 
 const INTAKE_BATCH = 500;
 const GRANT_BATCH = 500;
@@ -30,6 +32,7 @@ class Manager implements Actor {
   private readonly waiter: BlockingConnection;
   private readonly hosts: HostRegistry;
   private readonly provisioner: Provisioner;
+  private readonly retention: Retention;
   private granted = 0;
 
   constructor(
@@ -39,12 +42,14 @@ class Manager implements Actor {
     this.waiter = store.blocking(ctx.log);
     this.hosts = new HostRegistry(ctx.config, store);
     this.provisioner = new Provisioner(ctx.config, store, ctx.log, () => void store.signal('manager'));
+    this.retention = new Retention(ctx.config, store, ctx.log, this.hosts);
   }
 
   async run(): Promise<void> {
     const { stop, log } = this.ctx;
     log.info(`JobManager: watching Job_Queue (LocalMaxJobs ${this.ctx.config.localMaxJobs})`);
     const provisioning = this.provisioner.run(stop);
+    const retaining = this.retention.run(stop);
     while (!stop.stopped) {
       await this.hosts.refresh();
       const decisions = await this.readIntake();
@@ -56,7 +61,7 @@ class Manager implements Actor {
       // A host that comes back up (HostState) is noticed within the idle wait.
       await this.waiter.waitForSignal('manager', nextDueMs ?? IDLE_WAIT_MS, stop);
     }
-    await provisioning;
+    await Promise.all([provisioning, retaining]);
   }
 
   handle(_message: ToActor): void {
@@ -158,6 +163,7 @@ class Manager implements Actor {
 
   async close(): Promise<void> {
     this.waiter.close();
+    this.retention.close();
     await this.store.close();
     this.ctx.log.info(`JobManager: stopped after granting ${this.granted} jobs`);
   }

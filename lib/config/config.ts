@@ -5,6 +5,7 @@ import { ConfigError } from '../util/errors.js';
 import { DEFAULT_CONFIG_FILE, expandHome } from '../util/paths.js';
 import { checkKeys, describeType, expectMap, optDuration, optInt, optString, optStringList, optStringMap, printable, looksLikeKey, type Fail } from '../jobfile/fields.js';
 import { compileEc2, KEY_NOT_PATH, type Ec2Config } from './ec2-config.js';
+import { compileRetention, type RetentionConfig } from './retention-config.js';
 import { readYamlFile, YamlProblem, type ParsedYaml, type YamlPath } from '../jobfile/yaml.js';
 import type { SshRoute } from '../ssh/handshake.js';
 import { SshConfigError } from '../ssh/errors.js';
@@ -30,6 +31,7 @@ export interface HostConfig extends SshRoute {
 }
 
 export type { Ec2Config } from './ec2-config.js';
+export type { RetentionConfig } from './retention-config.js';
 
 /** Where the web page listens (lib/web): an address of this machine and a port (0: any free one). */
 export interface WebListen {
@@ -65,9 +67,10 @@ export interface Config {
   hosts: HostConfig[];
   ec2: Ec2Config;
   web: WebConfig;
+  retention: RetentionConfig;
 }
 
-const TOP_KEYS = ['Redis', 'Deployment', 'StateDir', 'LocalMaxJobs', 'RemoteMaxJobsPerHost', 'PollPeriod', 'RetryBackoff', 'KillGrace', 'LogLevel', 'KnownHosts', 'HostKeyPolicy', 'SshConfig', 'DownloadsOn', 'HostDownAfter', 'Hosts', 'EC2', 'Web'];
+const TOP_KEYS = ['Redis', 'Deployment', 'StateDir', 'LocalMaxJobs', 'RemoteMaxJobsPerHost', 'PollPeriod', 'RetryBackoff', 'KillGrace', 'LogLevel', 'KnownHosts', 'HostKeyPolicy', 'SshConfig', 'DownloadsOn', 'HostDownAfter', 'Hosts', 'EC2', 'Web', 'Retention'];
 const HOST_KEYS = ['Name', 'Hostname', 'Port', 'Username', 'Key', 'Slots'];
 /** The old tool's config keys, and where they live now. */
 export const LEGACY_EC2_KEYS: Record<string, string> = {
@@ -233,6 +236,7 @@ function compile(raw: Record<string, unknown>, file: string | null, env: NodeJS.
     hosts: compileHosts(raw.Hosts, remoteMaxJobsPerHost, sshConfig, fail),
     ec2: compileEc2(raw.EC2, fail),
     web: compileWeb(raw.Web, fail),
+    retention: compileRetention(raw.Retention, fail),
   };
 }
 

@@ -7,6 +7,7 @@ import { jobDir } from '../runs/paths.js';
 import { HostRegistry } from '../ssh/hosts.js';
 import { SshPool } from '../ssh/pool.js';
 import { remoteJobDir } from '../backends/remote/paths.js';
+import { specOfRecord } from '../jobfile/record-spec.js';
 import { shellPath } from '../util/shell.js';
 import { silentLogger, type Logger } from '../util/log.js';
 
@@ -40,7 +41,7 @@ export class JobLogs {
   async place(record: JobRecord, name = 'job.log'): Promise<LogPlace> {
     if (record.host?.startsWith('host:')) {
       const host = record.host.slice(5);
-      const dir = remoteJobDir({ deployment: this.config.deployment, storeId: await this.store.storeId() }, host, record.id, record.spec);
+      const dir = remoteJobDir({ deployment: this.config.deployment, storeId: await this.store.storeId() }, host, record.id, specOfRecord(record));
       return { kind: 'remote', host, path: `${dir}/${name}` };
     }
     const dir = jobDir(this.config.stateDir, record.id);

@@ -120,7 +120,8 @@ export function parseJobRecord(hash: Record<string, string>): JobRecord | null {
     file: hash.file ?? '',
     baseDir: hash.baseDir ?? '',
     location: hash.location || null,
-    host: hash.host || null,
+    // A compacted record whose run is folded in (soleRun) ran where it was placed: no host field.
+    host: hash.host || (hash.soleRun === '1' ? hash.location || null : null),
     reason: hash.reason || null,
     attempt: num('attempt') ?? 1,
     retries: num('retries') ?? 0,
@@ -132,7 +133,7 @@ export function parseJobRecord(hash: Record<string, string>): JobRecord | null {
     endedAt: num('endedAt'),
     exitCode: num('exitCode'),
     result: parseJson(hash.result),
-    steps: (parseJson(hash.steps) as StepState[] | null) ?? [],
+    steps: parseSteps(parseJson(hash.steps)),
     cancelRequested: Boolean(hash.cancelRequested),
     retryAt: num('retryAt'),
     deadline: num('deadline'),
@@ -146,6 +147,22 @@ export function parseJobRecord(hash: Record<string, string>): JobRecord | null {
     sweep: hash.sweep || null,
     params: hash.sweep ? parseRow(hash.params) : null,
   };
+}
+
+/**
+ * Steps as recorded: objects while the job runs, or, once it is compacted (lua/compactJobs-N.lua),
+ * [label, state, startedAt, took (ms), exitCode] arrays.
+ */
+function parseSteps(value: unknown): StepState[] {
+  if (!Array.isArray(value)) return [];
+  return value.map((s): StepState => {
+    if (!Array.isArray(s)) return s as StepState;
+    const [label, state, startedAt, took, exitCode] = s as unknown[];
+    const num = (v: unknown) => (typeof v === 'number' ? v : null);
+    const started = num(startedAt);
+    const endedAt = started !== null && num(took) !== null ? started + num(took)! : null;
+    return { label: typeof label === 'string' ? label : '', state: (typeof state === 'string' ? state : 'pending') as StepStateName, startedAt: started, endedAt, exitCode: num(exitCode) };
+  });
 }
 
 /** A downloads note of the right shape, or null (a record is data: a corrupt or forged one must not break `show`). */

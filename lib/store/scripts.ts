@@ -197,7 +197,7 @@ export class Scripts {
 
   async retry(ids: string[], now: number): Promise<string[]> {
     const k = this.keys;
-    return (await this.call('retry', [k.jobQueue, k.events, k.signal('manager'), k.prefix, ...ids.map((id) => k.job(id))], [now, ...ids])) as string[];
+    return (await this.call('retry', [k.jobQueue, k.events, k.signal('manager'), k.prefix, ...ids.map((id) => k.job(id)), ...ids.map((id) => k.jobRuns(id))], [now, ...ids])) as string[];
   }
 
   async leaseLaunch(host: string, runs: { id: string; run: number }[], now: number): Promise<Set<string> | null> {
@@ -225,6 +225,15 @@ export class Scripts {
   async dropFromRunning(ids: string[]): Promise<number> {
     const k = this.keys;
     return (await this.call('dropFromRunning', [k.runningQueue, ...ids.map((id) => k.job(id))], ids)) as number;
+  }
+
+  async compactJobs(ids: string[]): Promise<number> {
+    return (await this.call('compactJobs', ids.flatMap((id) => [this.keys.job(id), this.keys.jobRuns(id)]), ids)) as number;
+  }
+
+  async removeJobs(ids: string[]): Promise<string[]> {
+    const k = this.keys;
+    return (await this.call('removeJobs', [k.jobs, ...ids.flatMap((id) => [k.job(id), k.jobRuns(id)])], ids)) as string[];
   }
 
   async explainWait(location: Location, reason: string, max: number): Promise<number> {

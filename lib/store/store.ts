@@ -36,6 +36,18 @@ const SWEEP_BATCH = 2000;
 /** How long an actor's Store.open waits for a Redis that refuses connections (restarting). */
 const ACTOR_OPEN_WAIT_MS = 20_000;
 
+const SOLE_RUN_FIELDS = ['soleRun', 'run', 'attempt', 'state', 'exitCode', 'reason', 'startedAt', 'endedAt', 'location'];
+
+/** The run folded into a compacted record (SOLE_RUN_FIELDS, in order), as its runs list held it. */
+function soleRun([folded, run, attempt, state, exitCode, reason, startedAt, endedAt, location]: (string | null)[]): RunEntry[] {
+  if (folded !== '1' || !run || !state) return [];
+  const entry: RunEntry = {
+    run: Number(run), attempt: Number(attempt ?? 1), outcome: state, exitCode: exitCode ?? '', reason: reason ?? '',
+    startedAt: startedAt ? Number(startedAt) : null, endedAt: Number(endedAt), location: location ?? null,
+  };
+  return [entry];
+}
+
 /** A hash of JSON values, parsed (a value that is not JSON throws: these records are the store's own). */
 function parseHash<T>(hash: Record<string, string>): Map<string, T> {
   return new Map(Object.entries(hash).map(([field, json]) => [field, JSON.parse(json) as T]));
@@ -273,6 +285,33 @@ export class Store {
     return states;
   }
 
+  // ---- retention (lib/retention): compaction and removal of finished jobs -------------------
+
+  /** Finished jobs compacted (compactJobs: what only running needed goes); how many were. */
+  async compactJobs(ids: string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    return this.scripts.compactJobs(ids);
+  }
+
+  /**
+   * Finished jobs removed from Redis (removeJobs): per id 'removed', 'unknown', or the state of a
+   * job that is not final (kept). Their files are the caller's to remove, for 'removed' only.
+   */
+  async removeJobs(ids: string[]): Promise<string[]> {
+    if (ids.length === 0) return [];
+    return this.scripts.removeJobs(ids);
+  }
+
+  /**
+   * Up to `count` job ids below `below` (an id; Infinity: from the newest), newest first, with
+   * the fields asked for: the way retention and purge walk every job without holding them all.
+   */
+  async jobPage(below: number, count: number, fields: string[]): Promise<{ id: string; fields: (string | null)[] }[]> {
+    const ids = await this.redis.zrevrangebyscore(this.keys.jobs, below === Infinity ? '+inf' : `(${below}`, '-inf', 'LIMIT', 0, count);
+    const values = await this.getFields(ids, fields);
+    return ids.map((id, i) => ({ id, fields: values[i] }));
+  }
+
   // ---- reads -------------------------------------------------------------------------------
 
   // A sweep's job holds only its row: its spec, raw, file and baseDir are its sweep's, laid over
@@ -321,9 +360,13 @@ export class Store {
     return this.redis.zrange(this.keys.named(name), 0, -1);
   }
 
-  /** The job's finished runs; an entry that is not one (a corrupt record) is left out. */
+  /**
+   * The job's finished runs; an entry that is not one (a corrupt record) is left out. A compacted
+   * job whose one run was folded into its record (lua/compactJobs-N.lua) has it read from there.
+   */
   async runsOf(id: string): Promise<RunEntry[]> {
     const entries = await this.redis.lrange(this.keys.jobRuns(id), 0, -1);
+    if (entries.length === 0) return soleRun(await this.redis.hmget(this.keys.job(id), ...SOLE_RUN_FIELDS));
     return entries.map((e) => parseJson(e)).filter((e): e is RunEntry => e !== null && typeof e === 'object' && typeof (e as RunEntry).run === 'number');
   }
 

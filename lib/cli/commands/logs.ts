@@ -4,6 +4,7 @@ import { StopSignal } from '../../util/stop-signal.js';
 import type { Store } from '../../store/store.js';
 import type { JobRecord } from '../../store/job-record.js';
 import { JobLogs } from '../../logs/job-log.js';
+import { specOfRecord } from '../../jobfile/record-spec.js';
 import { errorMessage } from '../../util/errors.js';
 import { resolveOneJob } from '../selectors.js';
 import { refuseSelector } from './jobs.js';
@@ -34,9 +35,10 @@ export async function logsCommand(args: CommandArgs): Promise<number> {
     }
     let name = 'job.log';
     if (args.step !== undefined) {
-      const step = record.spec?.order[Number(args.step) - 1];
+      const spec = specOfRecord(record);
+      const step = spec?.order[Number(args.step) - 1];
       if (!step) {
-        out.error(`--step ${args.step}: job ${id} has steps 1 to ${record.spec?.order.length ?? 0}`);
+        out.error(`--step ${args.step}: job ${id} has steps 1 to ${spec?.order.length ?? 0}`);
         return EXIT.usage;
       }
       name = step.log ?? 'job.log';

@@ -11,7 +11,9 @@
 
   KEYS[1] Job_Queue   KEYS[2] Events   KEYS[3] Signal:manager
   KEYS[4] key prefix (includes/keys.lua: the queue a job's record names)
-  KEYS[5 ..] job:<id> of each id, in order
+  KEYS[5 .. 4+n] job:<id> of each id, in order
+  KEYS[5+n .. 4+2n] job:<id>:runs of each id, in order: a compacted job's run folded into its
+    record (soleRun, compactJobs-N.lua) goes back there, before the fields it is read from go
   ARGV[1] now (ms)    ARGV[2 ..] job ids
   Returns: one result per id: 'queued' | 'unknown' | the state it had (not retried)
   Events: queued (reason: retried by hand, was <state>)
@@ -19,6 +21,7 @@
 -- @include keys
 
 local prefix, now = KEYS[4], ARGV[1]
+local n = #ARGV - 1
 local results = {}
 local any = false
 for i = 2, #ARGV do
@@ -28,6 +31,14 @@ for i = 2, #ARGV do
   if not state then
     result = 'unknown'
   elseif state == 'failed' or state == 'cancelled' then
+    if redis.call('HGET', key, 'soleRun') then
+      local run, attempt, exitCode, reason, startedAt, endedAt, runLocation =
+        unpack(redis.call('HMGET', key, 'run', 'attempt', 'exitCode', 'reason', 'startedAt', 'endedAt', 'location'))
+      redis.call('RPUSH', KEYS[3 + n + i], cjson.encode({ run = tonumber(run), attempt = tonumber(attempt) or 1,
+        outcome = state, exitCode = exitCode or '', reason = reason or '', startedAt = tonumber(startedAt),
+        endedAt = tonumber(endedAt), location = runLocation or nil }))
+      redis.call('HDEL', key, 'soleRun')
+    end
     redis.call('HDEL', key, 'reason', 'exitCode', 'result', 'steps', 'endedAt', 'startedAt', 'grantedAt',
       'cancelRequested', 'retryAt', 'pid', 'deadline', 'timedOut', 'killAt', 'slot')
     redis.call('HSET', key, 'state', 'queued', 'attempt', 1, 'queuedAt', now, 'retriedAt', now)
