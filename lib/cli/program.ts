@@ -1,5 +1,5 @@
 import { Command as Program, Option } from 'commander';
-import { JOB_STATES } from '../store/job-record.js';
+import { FINAL_STATES, JOB_STATES } from '../store/job-record.js';
 import { consoleOutput } from './output.js';
 import type { CliRuntime } from './runtime.js';
 import type { CommandArgs } from './commands/types.js';
@@ -90,6 +90,18 @@ const COMMANDS: CommandDef[] = [
     load: async () => (await import('./commands/cancel.js')).cancelCommand,
   },
   {
+    name: 'purge', args: [['[ids...]', 'job ids (all must be finished)']],
+    summary: 'remove finished jobs now: records, runs, directories',
+    description: 'Removes finished jobs (succeeded, failed, cancelled, rejected) now, as retention (config Retention) does as it goes: each job\'s record and runs in Redis, its directory under StateDir/jobs/, and its directory on its SSH host when that host answers. Without ids, every finished job the options select; with ids, those of them the options select. A named job that is not finished is refused, and then nothing is removed.',
+    options: [
+      new Option('--older-than <duration>', 'only jobs that ended at least this long ago (e.g. 7d, 12h; 0s: every finished job)'),
+      new Option('--state <state>', 'only jobs in this final state').choices(FINAL_STATES),
+      new Option('--dry-run', 'list what would be removed, and remove nothing'),
+    ],
+    examples: ['jobmanager purge --older-than 7d --dry-run', 'jobmanager purge --state failed --older-than 1d', 'jobmanager purge 12 13 --json'],
+    load: async () => (await import('./commands/purge.js')).purgeCommand,
+  },
+  {
     name: 'start',
     summary: 'run the supervisor in the foreground (--detach: in the background)',
     options: [new Option('--detach', 'run it in the background (pid file in the state directory) and return once it is up')],
@@ -168,6 +180,8 @@ export function buildProgram(version: string, runtime: CliRuntime, execute: (arg
           limit: opts.limit,
           timeout: opts.timeout,
           step: opts.step,
+          olderThan: opts.olderThan,
+          dryRun: Boolean(opts.dryRun),
           out: consoleOutput(Boolean(opts.json)),
           runtime,
         };

@@ -19,8 +19,8 @@ import { JobRemover } from './remover.js';
 // a finished job is removed with all it owns (lib/retention/remover.ts). It reads a few fields
 // of each job, PAGE at a time, so 100,000 jobs are 200 short reads and nothing waits on it. A
 // pass starts when jobs have ended since the last one (no sooner than GAP_FACTOR times as long
-// as the last took, so passes cost at most about 1/GAP_FACTOR of the time), and at least every
-// IDLE_PASS_MS for MaxAge to apply while nothing happens.
+// as the last took, so passes cost at most about 1/GAP_FACTOR of the time), when the oldest
+// finished job it kept reaches MaxAge, and at least every IDLE_PASS_MS.
 //
 // A job retried between the pass's read and its removal is not removed: removeJobs-N.lua takes
 // only jobs final at that instant.
@@ -40,6 +40,8 @@ export class Retention {
   private endedSincePass = true;
   private lastPassAt = 0;
   private lastPassMs = 0;
+  /** When the oldest finished job the last pass kept reaches MaxAge (Infinity: none will). */
+  private nextExpiryAt = Infinity;
 
   constructor(
     private readonly config: Config,
@@ -79,7 +81,7 @@ export class Retention {
 
   private nextPassIn(): number {
     const gap = Math.max(MIN_GAP_MS, GAP_FACTOR * this.lastPassMs);
-    const due = this.endedSincePass ? this.lastPassAt + gap : this.lastPassAt + IDLE_PASS_MS;
+    const due = this.endedSincePass ? this.lastPassAt + gap : Math.min(this.lastPassAt + IDLE_PASS_MS, Math.max(this.nextExpiryAt, this.lastPassAt + gap));
     return Math.max(1, due - Date.now());
   }
 
@@ -93,7 +95,7 @@ export class Retention {
     this.endedSincePass = false;
     const { maxAgeMs, maxJobs } = this.config.retention;
     const cutoff = maxAgeMs === null ? -Infinity : started - maxAgeMs;
-    let finished = 0, compacted = 0, removed = 0;
+    let finished = 0, compacted = 0, removed = 0, oldestKept = Infinity;
     let below = Infinity;
     while (!stop.stopped) {
       const page = await this.store.jobPage(below, PAGE, FIELDS);
@@ -106,14 +108,19 @@ export class Retention {
         finished++;
         // Every final state records endedAt; a record without one (older, or damaged) is aged from its queuing.
         const ended = Number(endedAt ?? queuedAt ?? Date.now());
-        if ((maxJobs !== null && finished > maxJobs) || ended < cutoff) doomed.push(id);
-        else if (pollMs !== null) loose.push(id);
+        if ((maxJobs !== null && finished > maxJobs) || ended < cutoff) {
+          doomed.push(id);
+          continue;
+        }
+        oldestKept = Math.min(oldestKept, ended);
+        if (pollMs !== null) loose.push(id);
       }
       compacted += await this.store.compactJobs(loose);
       removed += (await this.remover.remove(doomed)).removed.length;
     }
     this.lastPassAt = Date.now();
     this.lastPassMs = this.lastPassAt - started;
+    this.nextExpiryAt = maxAgeMs === null ? Infinity : oldestKept + maxAgeMs;
     if (removed || compacted) this.log.info(`retention: removed ${removed} finished jobs, compacted ${compacted} (${finished} finished jobs seen in ${this.lastPassMs}ms)`);
     return { compacted, removed };
   }

@@ -17,6 +17,10 @@ export interface CommandArgs {
   limit: string | undefined;
   timeout: string | undefined;
   step: string | undefined;
+  /** purge: only jobs that ended at least this long ago (a duration). */
+  olderThan: string | undefined;
+  /** purge: list, remove nothing. */
+  dryRun: boolean;
   out: Output;
   /** What the entry point provides: the supervisor, and its own path. */
   runtime: CliRuntime;
