@@ -70,7 +70,7 @@ export class Supervisor {
     options: SupervisorOptions,
   ) {
     mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
-    this.log = new FileLogger(join(config.stateDir, 'supervisor.log'), config.logLevel, 'supervisor', options.echo);
+    this.log = new FileLogger(join(config.stateDir, 'supervisor.log'), config.logLevel, 'supervisor', options.echo, { maxBytes: config.retention.logSizeBytes, keep: config.retention.logFiles });
   }
 
   get state(): SupervisorStatus {

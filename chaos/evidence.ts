@@ -1,5 +1,6 @@
 import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { logFilesInOrder } from '../lib/util/log-rotation.js';
 import type { JobRecord, RunEntry } from '../lib/store/job-record.js';
 import type { Store } from '../lib/store/store.js';
 import type { LedgerLine } from './ledger.js';
@@ -61,7 +62,7 @@ export function keepEvidence(world: World, evidence: Evidence, seed: number): st
   writeFileSync(join(dir, 'jobs.json'), JSON.stringify(jobs, null, 1));
   cpSync(world.ledger.path, join(dir, 'ledger'));
   mkdirSync(join(dir, 'state'));
-  for (const name of ['supervisor.log', 'runs']) {
+  for (const name of ['runs', ...logFilesInOrder(join(world.ws.stateDir, 'supervisor.log')).map((file) => basename(file))]) {
     try {
       cpSync(join(world.ws.stateDir, name), join(dir, 'state', name), { recursive: true });
     } catch {

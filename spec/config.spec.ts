@@ -77,6 +77,12 @@ describe('config', function () {
       expect(config.ec2).to.deep.include({ region: 'eu-west-1', maxInstances: 2, instanceTypes: ['t3.micro'], username: 'ec2-user', idleTimeoutMs: 600_000 });
     });
 
+    it('keeps finished jobs 7 days, at most 100,000 of them, and rotates the log at 10 MB by default; null lifts a limit', function () {
+      expect(load('LocalMaxJobs: 2\n').retention).to.deep.equal({ maxAgeMs: 7 * 86_400_000, maxJobs: 100_000, logSizeBytes: 10 * 1024 ** 2, logFiles: 5 });
+      expect(load('Retention: {MaxAge: null, LogSize: 64KB}\n').retention).to.deep.equal({ maxAgeMs: null, maxJobs: 100_000, logSizeBytes: 65_536, logFiles: 5 });
+      expect(load('Retention: {MaxAge: 12h, MaxJobs: null, LogFiles: 2}\n').retention).to.deep.include({ maxAgeMs: 43_200_000, maxJobs: null, logFiles: 2 });
+    });
+
     it("maps the old tool's keys (its Template.yaml) to the new ones", function () {
       const config = load([
         'regionName: us-east-1',
@@ -191,6 +197,11 @@ describe('config', function () {
       expectRefused('LocalMaxJobs: -1\n', 1, 'LocalMaxJobs', /^must be a whole number from 0 to 10000, not number -1$/);
       expectRefused('LogLevel: info\nPollPeriod: fast\n', 2, 'PollPeriod', /^must be a duration such as 30s, 10m or 1h30m, not the text "fast"$/);
       expectRefused('HostKeyPolicy: yes\n', 1, 'HostKeyPolicy', /^must be strict or accept-new$/);
+      expectRefused('Retention:\n  MaxAge: forever\n', 2, 'Retention.MaxAge', /^must be a duration such as 30s, 10m or 1h30m, not the text "forever"$/);
+      expectRefused('Retention:\n  MaxJobs: -5\n', 2, 'Retention.MaxJobs', /^must be a whole number from 0 to 100000000, not number -5$/);
+      expectRefused('Retention:\n  LogSize: huge\n', 2, 'Retention.LogSize', /^must be a size such as 10MB, 512KB or a number of bytes, not the text "huge"$/);
+      expectRefused('Retention:\n  LogSize: 100\n', 2, 'Retention.LogSize', /^must be at least 4096 bytes/);
+      expectRefused('Retention:\n  MaxAgee: 1d\n', 2, 'Retention.MaxAgee', /MaxAge/);
     });
 
     it('Hosts with a duplicate name, no Hostname, or the reserved name any', function () {

@@ -1,9 +1,10 @@
 import { expect } from 'chai';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Workspace } from './support/workspace.js';
 import { waitFor } from './support/wait-for.js';
 import { jobDir } from '../lib/runs/paths.js';
+import { parseLogLines, supervisorLog } from './support/supervisor-log.js';
 import type { JobView } from '../lib/cli/views.js';
 
 // Retention (issue 9, item 4): finished jobs are compacted as they end, with `show`, `jobs`,
@@ -223,6 +224,39 @@ describe('retention', function () {
       expect(await jobIds(ws)).to.deep.equal([running]);
       const store = await ws.store();
       expect(await store.redis.exists(store.keys.job(ok), store.keys.jobRuns(ok))).to.equal(0);
+    });
+  });
+
+  describe('supervisor.log', function () {
+    let ws: Workspace;
+    after(async function () {
+      await ws?.dispose();
+    });
+
+    it('is rotated at LogSize into LogFiles files, and read whole across the rotations', async function () {
+      ws = await Workspace.create({ config: { LogLevel: 'debug', Retention: { LogSize: '4KB', LogFiles: 2 } } });
+      await ws.startSupervisor();
+      const log = join(ws.stateDir, 'supervisor.log');
+      const quick = ws.write('quick.yaml', 'Order: [{Run: "true"}]\n');
+      // Each job writes a few debug lines; jobs are queued until the log has been rotated twice.
+      await waitFor('supervisor.log to be rotated twice', async () => {
+        if (existsSync(`${log}.2`)) return true;
+        await waitJobs(ws, ...(await queue(ws, quick, quick, quick, quick)));
+        return false;
+      }, 60_000);
+      await ws.supervisor!.stop(); // nothing writes while the files are read
+      expect(existsSync(`${log}.3`), 'only LogFiles rotated files are kept').to.equal(false);
+      for (const file of [log, `${log}.1`, `${log}.2`]) {
+        expect(statSync(file).size, file).to.be.at.most(4096);
+        expect(parseLogLines(readFileSync(file, 'utf8'), file).length, file).to.be.above(0);
+      }
+      // The reader takes the rotated files first: one story, in time order, the live file last.
+      const lines = supervisorLog(ws.stateDir);
+      const live = parseLogLines(readFileSync(log, 'utf8'));
+      expect(lines.length).to.be.above(live.length);
+      const times = lines.map((line) => Date.parse(line.time));
+      expect(times).to.deep.equal([...times].sort((a, b) => a - b));
+      expect(lines.slice(-live.length)).to.deep.equal(live);
     });
   });
 });

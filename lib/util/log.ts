@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type { DestinationStream, Logger as Pino, StreamEntry } from 'pino';
 import type { LogLevel } from '../config/config.js';
+import { RotatingDestination, type LogRotation } from './log-rotation.js';
 
 // Logging. Actors post log lines to the supervisor (CallbackLogger → a `log` message), which is
 // the only writer of the supervisor log (FileLogger), and of stderr when it runs in the
@@ -66,14 +67,14 @@ const JOB_IN_TEXT = /\bjob (\d+)\b/;
 
 /**
  * The log file, opened for appending. Writes are synchronous: a line is on disk when write()
- * returns, so a kill -9 right after it loses nothing and a reader sees it at once. Rotation by
- * size would replace this destination (pino-roll, or SonicBoom's reopen() after a rename).
+ * returns, so a kill -9 right after it loses nothing and a reader sees it at once. With
+ * `rotation`, it is rotated by size (log-rotation.ts: SonicBoom's reopen() after a rename).
  */
-export function logFileDestination(file: string): DestinationStream {
+export function logFileDestination(file: string, rotation?: LogRotation): DestinationStream {
   const destination = pinoModule().destination({ dest: file, sync: true, mkdir: true, append: true });
   // A full disk or a removed directory must not stop the supervisor: the line is lost, not the process.
   destination.on('error', () => {});
-  return destination;
+  return rotation ? new RotatingDestination(file, destination, rotation) : destination;
 }
 
 /** Lines for people: `[12:00:01.234] INFO: manager    JobManager: watching Job_Queue`, in colour. */
@@ -101,9 +102,10 @@ export class FileLogger implements Logger {
     private readonly threshold: LogLevel,
     private readonly source: string,
     echo: boolean,
+    rotation?: LogRotation,
   ) {
     const pino = pinoModule();
-    this.fileStream = file ? (logFileDestination(file) as DestinationStream & { end(): void }) : null;
+    this.fileStream = file ? (logFileDestination(file, rotation) as DestinationStream & { end(): void }) : null;
     const streams = [this.fileStream, echo ? (process.stderr.isTTY ? prettyStderr() : pino.destination({ fd: 2, sync: true })) : null];
     const entries: StreamEntry[] = streams.filter((s) => s !== null).map((stream) => ({ level: threshold, stream }));
     this.closed = entries.length === 0;

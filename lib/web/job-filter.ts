@@ -14,8 +14,11 @@ export interface JobFilter {
   sweep: string | null;
 }
 
-/** What a row of the jobs list shows (and the filter needs): a job record without its definition. */
-export const ROW_FIELDS = ['id', 'name', 'classType', 'state', 'host', 'location', 'reason', 'queuedAt', 'startedAt', 'endedAt', 'attempt', 'retries', 'run', 'result', 'retryAt', 'exitCode', 'cancelRequested'];
+/**
+ * What a row of the jobs list shows (and the filter needs): a job record without its definition.
+ * soleRun: a compacted record whose host is its location has no host field (lua/compactJobs-N.lua).
+ */
+export const ROW_FIELDS = ['id', 'name', 'classType', 'state', 'host', 'soleRun', 'location', 'reason', 'queuedAt', 'startedAt', 'endedAt', 'attempt', 'retries', 'run', 'result', 'retryAt', 'exitCode', 'cancelRequested'];
 
 export const NO_FILTER: JobFilter = { state: null, name: null, host: null, sweep: null };
 

@@ -1,5 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { logFilesInOrder } from '../../lib/util/log-rotation.js';
 
 // supervisor.log as specs read it: one JSON object a line (lib/util/log.ts). A line that is not
 // JSON fails the spec that reads it, so every reader also checks the format.
@@ -25,10 +26,12 @@ export function parseLogLines(text: string, where = 'the log'): LogLine[] {
   });
 }
 
-/** The lines of StateDir/supervisor.log ([] when there is none yet). */
+/**
+ * The lines of StateDir/supervisor.log ([] when there is none yet), and before them those of the
+ * rotated files it keeps (supervisor.log.N … .1, lib/util/log-rotation.ts), oldest first.
+ */
 export function supervisorLog(stateDir: string): LogLine[] {
-  const file = join(stateDir, 'supervisor.log');
-  return existsSync(file) ? parseLogLines(readFileSync(file, 'utf8'), file) : [];
+  return logFilesInOrder(join(stateDir, 'supervisor.log')).flatMap((file) => parseLogLines(readFileSync(file, 'utf8'), file));
 }
 
 /** The messages of the lines whose message matches `pattern`. */
