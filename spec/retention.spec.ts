@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { Workspace } from './support/workspace.js';
+import { basename, join } from 'node:path';
+import { FAST_CONFIG, Workspace } from './support/workspace.js';
+import { SshHost } from './support/sshd.js';
 import { waitFor } from './support/wait-for.js';
 import { jobDir } from '../lib/runs/paths.js';
 import { parseLogLines, supervisorLog } from './support/supervisor-log.js';
@@ -257,6 +258,41 @@ describe('retention', function () {
       const times = lines.map((line) => Date.parse(line.time));
       expect(times).to.deep.equal([...times].sort((a, b) => a - b));
       expect(lines.slice(-live.length)).to.deep.equal(live);
+    });
+  });
+
+  (SshHost.available() ? describe : describe.skip)('on an SSH host', function () {
+    let ws: Workspace;
+    let host: SshHost;
+    before(async function () {
+      host = await SshHost.start({ index: 6 });
+      ws = await Workspace.create();
+      ws.writeConfig({ ...FAST_CONFIG, Deployment: `p${basename(ws.dir).slice(-6)}`, KnownHosts: ws.write('known_hosts', `${host.knownHostsLine}\n`), Hosts: [host.hostEntry(2)] });
+      await ws.startSupervisor();
+    });
+    after(async function () {
+      await ws?.dispose();
+      await host?.stop();
+    });
+
+    it('removes a purged job\'s directory on its host, and says what stays when the host does not answer', async function () {
+      const file = ws.write('remote.yaml', `ClassType: Remote\nHostname: ${host.name}\nOrder: [{Run: "echo remote"}]\n`);
+      const storeId = await (await ws.store()).storeId();
+      const remoteDir = (id: string) => join(host.home, '.jobmanager', ws.deployment, storeId, host.name, 'jobs', id);
+      const [first, second] = await queue(ws, file, file);
+      await waitJobs(ws, first, second);
+      expect(existsSync(remoteDir(first)), remoteDir(first)).to.equal(true);
+      const purged = await ws.cli('purge', first);
+      expect(purged.code, purged.stderr).to.equal(0);
+      expect(existsSync(remoteDir(first))).to.equal(false);
+
+      await host.killAll(); // its sshd gone: the purge goes on without it
+      const unreachable = await ws.cli('purge', second);
+      expect(unreachable.code, unreachable.stderr).to.equal(0);
+      expect(unreachable.stdout).to.include('removed 1 finished jobs');
+      expect(unreachable.stderr).to.include(`1 job directories stay on ${host.name}`);
+      expect(existsSync(remoteDir(second))).to.equal(true);
+      expect((await ws.cli('show', second)).code).to.equal(2);
     });
   });
 });
