@@ -194,6 +194,14 @@ describe('retention', function () {
       expect(await jobIds(ws)).to.include.members([ok, failed, running]);
     });
 
+    it('never removes a job that is not final, even when asked to directly (a job retried after it was chosen)', async function () {
+      const store = await ws.store();
+      expect(await store.removeJobs([running, '99999'])).to.deep.equal(['running', 'unknown']);
+      expect((await store.getJob(running))?.state).to.equal('running');
+      expect(await store.runsOf(running)).to.deep.equal([]);
+      expect(existsSync(jobDir(ws.stateDir, running))).to.equal(true);
+    });
+
     it('lists with --dry-run, removes with --state, and leaves what does not match', async function () {
       const dry = await ws.cli('purge', '--state', 'failed', '--dry-run');
       expect(dry.code, dry.stderr).to.equal(0);
