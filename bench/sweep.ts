@@ -15,7 +15,8 @@ import { BenchSupervisor } from './timed-run.js';
 //      to end (from the Events stream): flat means the last jobs go as fast as those in the
 //      middle, whatever the queue still holds (the first tenth shares the machine with `queue`
 //      still writing the sweep, and with the thread pool's start).
-// No reference: nothing else here takes job files (HTCondor, Slurm are not installed).
+// Beside it, `queue` of a one-job file: what any `queue` costs (node, modules, connecting).
+// No other tool here takes job files (HTCondor and Slurm are not installed).
 
 const SETTLE_POLL_MS = 100;
 
@@ -27,11 +28,12 @@ export async function sweepRow(ctx: BenchContext): Promise<Row> {
   writeRows(join(files, 'run.csv'), m);
   writeFileSync(join(files, 'noop.mjs'), 'export function noop() { return this.params.Sample; }\n');
   writeFileSync(join(files, 'queued.yaml'), 'Name: queued\nEach: {File: rows.csv}\nOrder: [{Run: "echo $Sample"}]\n');
+  writeFileSync(join(files, 'one.yaml'), 'Name: one\nOrder: [{Run: "echo one"}]\n');
   writeFileSync(join(files, 'run.yaml'), 'Name: run\nClassType: Thread\nModules: {m: noop.mjs}\nEach: {File: run.csv}\nOrder: [{Function: noop, Module: m}]\n');
   spawnSync('sync');
 
   ctx.say(`sweep: ${n} jobs of one sweep queued with one \`queue\``);
-  const queued = await queueSweep(ctx, join(files, 'queued.yaml'), n);
+  const queued = await queueSweep(ctx, join(files, 'queued.yaml'), join(files, 'one.yaml'), n);
   ctx.say(`sweep: ${m} no-op Thread jobs of one sweep run`);
   const run = await runSweep(ctx, join(files, 'run.yaml'), m);
   return {
@@ -46,8 +48,8 @@ export async function sweepRow(ctx: BenchContext): Promise<Row> {
       figure('fifth', run.middleRate, 'jobs/s'),
       figure('last', run.lastRate, 'jobs/s'),
     ],
-    reference: [],
-    comparison: [`${Math.round(n / queued.seconds).toLocaleString('en-US')} jobs/s queued`, `last tenth at ${(run.lastRate / run.middleRate).toFixed(2)}× the fifth's rate (each tenth: ${run.tenths.map((r) => Math.round(r)).join(', ')} jobs/s)`],
+    reference: [figure('`queue` of one job file (what any queue costs)', queued.fixed, 's'), figure('supervisor RSS idle', queued.idle.rss, 'MB')],
+    comparison: [`${Math.round(n / queued.seconds).toLocaleString('en-US')} jobs/s queued (${Math.round(n / Math.max(0.001, queued.seconds - queued.fixed)).toLocaleString('en-US')}/s past the fixed cost)`, `last tenth at ${(run.lastRate / run.middleRate).toFixed(2)}× the fifth's rate (each tenth: ${run.tenths.map((r) => Math.round(r)).join(', ')} jobs/s)`],
     details: { queued, run },
   };
 }
@@ -58,23 +60,25 @@ function writeRows(path: string, count: number): void {
   writeFileSync(path, lines.join('\n') + '\n');
 }
 
-async function queueSweep(ctx: BenchContext, file: string, n: number) {
+async function queueSweep(ctx: BenchContext, file: string, one: string, n: number) {
   const dir = ctx.runDir('sweep');
   mkdirSync(dir);
   const supervisor = BenchSupervisor.start(dir, { config: { LocalMaxJobs: 0, LogLevel: 'warn', StateDir: join(dir, 'state') } });
   try {
     const idle = supervisor.memory();
+    // What any `queue` costs (starting node, loading its modules, connecting): one job.
+    const { seconds: fixed } = supervisor.cli('queue', one);
     const before = await usedMemory(supervisor);
     const { seconds, stdout } = supervisor.cli('queue', file);
     const k = supervisor.keys;
     for (;;) {
       const [intake, local] = await Promise.all([supervisor.redis.llen(k.jobQueue), supervisor.redis.llen(k.locationQueue('local'))]);
-      if (intake === 0 && local >= n) break;
+      if (intake === 0 && local >= n + 1) break;
       await sleep(SETTLE_POLL_MS);
     }
     const held = supervisor.memory();
     const bytesPerJob = ((await usedMemory(supervisor)) - before) / n;
-    return { jobs: n, seconds, printed: stdout.trim(), idle, held, bytesPerJob };
+    return { jobs: n, seconds, fixed, printed: stdout.trim(), idle, held, bytesPerJob };
   } finally {
     supervisor.stop();
   }

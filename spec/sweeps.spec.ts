@@ -120,6 +120,9 @@ describe('sweeps and selectors', function () {
       [ws.write('bad/missing.yaml', 'Each: {File: none.csv}\nOrder: [{Run: "true"}]\n'), /bad\/missing\.yaml:1: Each\.File: no such file: .*none\.csv/],
       [ws.write('bad/empty.yaml', 'Each: {A: []}\nOrder: [{Run: "true"}]\n'), /Each\.A: is an empty list/],
     ];
+    // A row too long for the job's environment, after a quoted field over two lines: line 5.
+    ws.write('bad/long.csv', `A\n"x\ny"\nshort\n${'z'.repeat(200_000)}\n`);
+    refusals.push([ws.write('bad/long.yaml', 'Each: {File: long.csv}\nOrder: [{Run: "true"}]\n'), /bad\/long\.csv:5: this row takes 200004 bytes as environment variables/]);
     const values = JSON.stringify(Array.from({ length: 101 }, (_, i) => i));
     refusals.push([ws.write('bad/huge.yaml', `Each: {A: ${values}, B: ${values}, C: ${values}}\nOrder: [{Run: "true"}]\n`), /huge\.yaml:1: Each: makes more than 1,000,000 jobs/]);
     const before = await jobCount();

@@ -111,44 +111,65 @@ function readDataFile(path: string, fail: Fail, source: EachSource): Row[] {
   const failAt = (line: number | null, key: string | null, reason: string): never => {
     throw new JobSpecError(file, line, key, printable(reason));
   };
-  const rows = kind === '.csv' ? csvRows(content, failAt) : jsonlRows(content, failAt);
+  const { rows, lineOf } = kind === '.csv' ? csvRows(content, failAt) : jsonlRows(content, failAt);
   if (rows.length === 0) fail(['File'], `${file} holds no rows: it would make no jobs`);
-  rows.forEach(({ row, line }) => checkBytes(row, [], (_, reason) => failAt(line, null, reason), source));
-  return rows.map(({ row }) => row);
+  rows.forEach((row, i) => checkBytes(row, [], (_, reason) => failAt(lineOf(i), null, reason), source));
+  return rows;
 }
 
 type FailAt = (line: number | null, key: string | null, reason: string) => never;
 
-function csvRows(content: string, failAt: FailAt): { row: Row; line: number }[] {
-  let records: { record: string[]; info: { lines: number } }[];
+/**
+ * Rows of a CSV file. csv-parse reports the line of each record only when asked (`info`), which
+ * costs a third more: the file is read without, and read again with it only to name the line of
+ * a row found wanting.
+ */
+function csvRows(content: string, failAt: FailAt): DataRows {
+  const options = { bom: true, skip_empty_lines: true };
+  let records: string[][];
   try {
-    records = parseCsv(content, { info: true, bom: true, skip_empty_lines: true }) as unknown as { record: string[]; info: { lines: number } }[];
+    records = parseCsv(content, options) as string[][];
   } catch (err) {
     if (!(err instanceof CsvError)) throw err;
     const line = typeof err.lines === 'number' ? err.lines : null;
     return failAt(line, null, `not a row of the CSV header's columns: ${err.message.replace(/ on line \d+$/, '')}`);
   }
-  if (records.length === 0) return [];
-  const [header, ...body] = records;
+  let lines: number[] | null = null;
+  const lineOf = (record: number): number => {
+    lines ??= (parseCsv(content, { ...options, info: true }) as unknown as { info: { lines: number } }[]).map((r) => r.info.lines);
+    return lines[record];
+  };
+  if (records.length === 0) return { rows: [], lineOf };
+  const header = records[0];
   const seen = new Set<string>();
-  header.record.forEach((name, column) => {
-    const fail: Fail = (_, reason) => failAt(header.info.lines, `column ${column + 1}`, reason);
+  header.forEach((name, column) => {
+    const fail: Fail = (_, reason) => failAt(lineOf(0), `column ${column + 1}`, reason);
     checkName(name, [], fail);
     if (seen.has(name)) fail([], `the header names ${name} twice`);
     seen.add(name);
   });
-  if (body.length > MAX_SWEEP_JOBS) failAt(null, null, `has ${body.length} rows; at most ${MAX_SWEEP_JOBS.toLocaleString('en')} are allowed: split the sweep`);
-  return body.map(({ record, info }) => {
+  if (records.length - 1 > MAX_SWEEP_JOBS) failAt(null, null, `has ${records.length - 1} rows; at most ${MAX_SWEEP_JOBS.toLocaleString('en')} are allowed: split the sweep`);
+  const rows: Row[] = new Array(records.length - 1);
+  for (let i = 1; i < records.length; i++) {
     const row: Row = {};
-    header.record.forEach((name, column) => {
-      if (record[column].includes('\0')) failAt(info.lines, name, 'must not contain a NUL character');
-      row[name] = record[column];
-    });
-    return { row, line: info.lines };
-  });
+    const record = records[i];
+    for (let column = 0; column < header.length; column++) {
+      if (record[column].includes('\0')) failAt(lineOf(i), header[column], 'must not contain a NUL character');
+      row[header[column]] = record[column];
+    }
+    rows[i - 1] = row;
+  }
+  // Row i of the result is record i + 1 (after the header).
+  return { rows, lineOf: (i) => lineOf(i + 1) };
 }
 
-function jsonlRows(content: string, failAt: FailAt): { row: Row; line: number }[] {
+/** Rows read from a data file, and the file's line of each (by its index in rows). */
+interface DataRows {
+  rows: Row[];
+  lineOf: (index: number) => number;
+}
+
+function jsonlRows(content: string, failAt: FailAt): DataRows {
   const rows: { row: Row; line: number }[] = [];
   const lines = content.split('\n');
   for (let i = 0; i < lines.length; i++) {
@@ -170,7 +191,7 @@ function jsonlRows(content: string, failAt: FailAt): { row: Row; line: number }[
     }
     rows.push({ row, line });
   }
-  return rows;
+  return { rows: rows.map((r) => r.row), lineOf: (i) => rows[i].line };
 }
 
 /** A row's names become environment variables: checked as Env's are (job-spec.ts). */
