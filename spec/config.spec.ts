@@ -4,6 +4,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, type Config } from '../lib/config/config.js';
 import { ConfigError } from '../lib/util/errors.js';
+import { describeRedis } from '../lib/store/connect.js';
 import { removeDir, tempDir } from './support/temp.js';
 import { Workspace } from './support/workspace.js';
 
@@ -244,6 +245,13 @@ describe('config', function () {
     it('when the URL is written where the Redis mapping belongs', function () {
       const error = expectRefused(`Redis: redis://jm:${SECRET}@redis.example:6379/0\n`, 1, 'Redis', /^must be a mapping: write Redis: \{Url: redis:\/\/jm:\*\*\*@redis\.example:6379\/0\}$/);
       expect(error.message).not.to.include(SECRET);
+    });
+
+    it('in a redis+sentinel:// or redis+cluster:// URL: refused, or shown in logs and status', function () {
+      const error = expectRefused(`Redis: {Url: "redis+sentinel://:${SECRET}@10.0.0.5:26379"}\n`, 1, 'Redis.Url', /^name the master after the Sentinels/);
+      expect(error.message).not.to.include(SECRET);
+      expect(describeRedis(`redis+sentinel://:${SECRET}@10.0.0.5:26379,10.0.0.6:26379/mymaster`)).to.equal('redis+sentinel://***@10.0.0.5:26379,10.0.0.6:26379/mymaster');
+      expect(describeRedis(`redis+cluster://jm:${SECRET}@10.0.0.5:7000`)).not.to.include(SECRET);
     });
 
     it('when JM_REDIS_URL is bad', function () {
