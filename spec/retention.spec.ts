@@ -224,6 +224,30 @@ describe('retention', function () {
       expect(await jobIds(ws)).to.include.members([ok, running]);
     });
 
+    it('takes ranges and names, and forgets a sweep (its range, name and definition) with its last job', async function () {
+      const sweep = ws.write('sw.yaml', 'Name: sw\nEach: {N: ["1", "2", "3"]}\nOrder: [{Run: "true"}]\n');
+      const queued = await ws.cli('queue', sweep, '--json');
+      expect(queued.code, queued.stderr).to.equal(0);
+      const store = await ws.store();
+      const ids = (await store.jobIdsBetween(Number(running) + 1, Number(running) + 100)).filter((id) => id !== running);
+      expect(ids).to.have.length(3);
+      await waitJobs(ws, ...ids);
+      const first = ids[0];
+      const range = `${ids[0]}-${ids[1]}`;
+      const some = await ws.cli('purge', range, '--json');
+      expect(some.code, some.stderr).to.equal(0);
+      expect((JSON.parse(some.stdout) as { jobs: { id: string }[] }).jobs.map((j) => j.id)).to.deep.equal([ids[0], ids[1]]);
+      expect(await store.namedEntries('sw'), 'the sweep keeps its range while a job of it is left').to.deep.equal([`${ids[0]}-${ids[2]}`]);
+      const rest = await ws.cli('purge', 'sw');
+      expect(rest.code, rest.stderr).to.equal(0);
+      expect(rest.stdout).to.include('removed 1 finished jobs');
+      expect(await store.namedEntries('sw')).to.deep.equal([]);
+      expect(await store.redis.exists(store.keys.sweep(first))).to.equal(0);
+      const none = await ws.cli('purge', 'sw');
+      expect(none.code).to.equal(2);
+      expect(none.stderr).to.match(/no job is named "sw"/);
+    });
+
     it('removes named finished jobs with their directories', async function () {
       expect(existsSync(jobDir(ws.stateDir, ok))).to.equal(true);
       const result = await ws.cli('purge', ok);
@@ -233,6 +257,7 @@ describe('retention', function () {
       expect(await jobIds(ws)).to.deep.equal([running]);
       const store = await ws.store();
       expect(await store.redis.exists(store.keys.job(ok), store.keys.jobRuns(ok))).to.equal(0);
+      expect(await store.namedEntries('ok'), 'the name index forgets it').to.deep.equal([]);
     });
   });
 

@@ -960,11 +960,12 @@ describe('store (Lua transitions on a real redis-server)', function () {
           out[#out + 1] = locationQueueKey(KEYS[1], v)
           out[#out + 1] = slotSetKey(KEYS[1], v)
           out[#out + 1] = sweepKey(KEYS[1], v)
+          out[#out + 1] = namedKey(KEYS[1], v)
         end
         return out`);
       const names = [...ids, ...locations];
       const fromLua = await f.db.eval(lua, 1, keys.prefix, ...names);
-      expect(fromLua).to.deep.equal(names.flatMap((v) => [keys.job(v), keys.jobRuns(v), keys.locationQueue(v), keys.slotSet(v), keys.sweep(v)]));
+      expect(fromLua).to.deep.equal(names.flatMap((v) => [keys.job(v), keys.jobRuns(v), keys.locationQueue(v), keys.slotSet(v), keys.sweep(v), keys.named(v)]));
     });
 
     it('leaves the building of key names to includes/keys.lua: no script makes one itself', function () {

@@ -90,7 +90,7 @@ const COMMANDS: CommandDef[] = [
     load: async () => (await import('./commands/cancel.js')).cancelCommand,
   },
   {
-    name: 'purge', args: [['[ids...]', 'job ids (all must be finished)']],
+    name: 'purge', args: [['[jobs...]', 'job ids (12), ranges (12-20) or names (align: every job so named, and a sweep\'s jobs); all must be finished']],
     summary: 'remove finished jobs now: records, runs, directories',
     description: 'Removes finished jobs (succeeded, failed, cancelled, rejected) now, as retention (config Retention) does as it goes: each job\'s record and runs in Redis, its directory under StateDir/jobs/, and its directory on its SSH host when that host answers. Without ids, every finished job the options select; with ids, those of them the options select. A named job that is not finished is refused, and then nothing is removed.',
     options: [
@@ -98,7 +98,7 @@ const COMMANDS: CommandDef[] = [
       new Option('--state <state>', 'only jobs in this final state').choices(FINAL_STATES),
       new Option('--dry-run', 'list what would be removed, and remove nothing'),
     ],
-    examples: ['jobmanager purge --older-than 7d --dry-run', 'jobmanager purge --state failed --older-than 1d', 'jobmanager purge 12 13 --json'],
+    examples: ['jobmanager purge --older-than 7d --dry-run', 'jobmanager purge --state failed --older-than 1d', 'jobmanager purge 12 13 --json', 'jobmanager purge align --state failed'],
     load: async () => (await import('./commands/purge.js')).purgeCommand,
   },
   {

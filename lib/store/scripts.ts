@@ -233,7 +233,7 @@ export class Scripts {
 
   async removeJobs(ids: string[]): Promise<string[]> {
     const k = this.keys;
-    return (await this.call('removeJobs', [k.jobs, ...ids.flatMap((id) => [k.job(id), k.jobRuns(id)])], ids)) as string[];
+    return (await this.call('removeJobs', [k.jobs, k.prefix, ...ids.flatMap((id) => [k.job(id), k.jobRuns(id)])], ids)) as string[];
   }
 
   async explainWait(location: Location, reason: string, max: number): Promise<number> {

@@ -5,9 +5,12 @@ import type { Store } from '../../store/store.js';
 import { parseDuration } from '../../util/duration.js';
 import { JobRemover } from '../../retention/remover.js';
 import { silentLogger, type Logger } from '../../util/log.js';
+import { resolveJobSelectors } from '../selectors.js';
+import { refuseSelector } from './jobs.js';
 import { EXIT, type CommandArgs } from './types.js';
 
-// `jobmanager purge [--older-than D] [--state S] [--dry-run] [ID...]`: finished jobs removed now,
+// `jobmanager purge [--older-than D] [--state S] [--dry-run] [ID|RANGE|NAME...]` (ids, ranges
+// and names as lib/cli/selectors.ts reads them): finished jobs removed now,
 // as retention removes them (lib/retention/remover.ts: record, runs, StateDir/jobs/<id>/, the
 // directory on their SSH host). Named jobs must all be finished: one that is not is refused by
 // name and state, and nothing is removed. Without ids, every finished job that the filters
@@ -46,7 +49,13 @@ export async function purgeCommand(args: CommandArgs): Promise<number> {
     const selected = (c: Candidate) => isFinal(c.state) && (!args.state || c.state === args.state) && (olderThanMs === null || (c.endedAt ?? 0) <= now - olderThanMs);
     let candidates: Candidate[];
     if (args.positionals.length) {
-      const named = await namedJobs(handle.store, args.positionals);
+      let ids: string[];
+      try {
+        ids = await resolveJobSelectors(handle.store, args.positionals);
+      } catch (err) {
+        return refuseSelector(err, out);
+      }
+      const named = await namedJobs(handle.store, ids);
       const unknown = named.filter((c) => c.state === '');
       const live = named.filter((c) => c.state !== '' && !isFinal(c.state));
       if (unknown.length || live.length) {

@@ -8,6 +8,7 @@
 ]]
 local function jobKey(prefix, id) return prefix .. 'job:' .. id end
 local function sweepKey(prefix, first) return prefix .. 'sweep:' .. first end
+local function namedKey(prefix, name) return prefix .. 'Named:' .. name end
 local function jobRunsKey(prefix, id) return prefix .. 'job:' .. id .. ':runs' end
 local function locationQueueKey(prefix, location) return prefix .. 'Job_Queue:' .. location end
 local function slotSetKey(prefix, location)
