@@ -269,6 +269,6 @@ class Fetcher implements Actor {
 }
 
 runActor('fetcher', async (ctx) => {
-  const store = await Store.open(ctx.redisUrl, ctx.config.deployment, 'actor');
+  const store = await Store.open(ctx.redisUrl, ctx.config.deployment, 'actor', { node: ctx.config.nodeName });
   return new Fetcher(ctx, store, await store.storeId());
 });

@@ -10,6 +10,9 @@ import { prepareJobDir } from '../lib/runs/paths.js';
 import { HostRegistry } from '../lib/ssh/hosts.js';
 import { Provisioner } from '../lib/backends/ec2/provisioner.js';
 import { Retention } from '../lib/retention/retention.js';
+import { livenessOf, type NodeLease } from '../lib/nodes/lease.js';
+import { nodeLocation } from '../lib/store/keys.js';
+import { formatDuration } from '../lib/util/duration.js';
 
 // The JobManager actor. It watches Job_Queue: every entry is checked (a job file that is not
 // valid becomes `rejected`, with the reason, and everything else goes on) and routed to the queue
@@ -27,6 +30,7 @@ const GRANT_BATCH = 500;
 /** Local jobs get their directory made at routing while fewer than this many wait ahead of them. */
 const PREPARE_AHEAD = 2000;
 const IDLE_WAIT_MS = 5000;
+const RECLAIM_EVERY_MS = 2000;
 
 class Manager implements Actor {
   private readonly waiter: BlockingConnection;
@@ -34,6 +38,7 @@ class Manager implements Actor {
   private readonly provisioner: Provisioner;
   private readonly retention: Retention;
   private granted = 0;
+  private reclaimedAt = 0;
 
   constructor(
     private readonly ctx: ActorContext,
@@ -47,11 +52,12 @@ class Manager implements Actor {
 
   async run(): Promise<void> {
     const { stop, log } = this.ctx;
-    log.info(`JobManager: watching Job_Queue (LocalMaxJobs ${this.ctx.config.localMaxJobs})`);
+    log.info(`JobManager: watching Job_Queue (node ${this.ctx.config.nodeName}, LocalMaxJobs ${this.ctx.config.localMaxJobs})`);
     const provisioning = this.provisioner.run(stop);
     const retaining = this.retention.run(stop);
     while (!stop.stopped) {
       await this.hosts.refresh();
+      await this.reclaimDownNodes();
       const decisions = await this.readIntake();
       // Sent together, in this order, on one connection: one round trip, and Redis runs the
       // route before the grant, so a job routed now can be granted now.
@@ -110,7 +116,7 @@ class Manager implements Actor {
     // Only for jobs near the front of the queue: a sweep of 100,000 jobs would otherwise have
     // 100,000 directories made at once, competing with its own queueing, for jobs that start
     // minutes later.
-    const local = decisions.filter((d) => d.location === 'local' && processes.has(d.entry));
+    const local = decisions.filter((d) => (d.location === 'local' || d.location === nodeLocation(this.ctx.config.nodeName)) && processes.has(d.entry));
     if (local.length === 0) return decisions;
     const ahead = await this.store.waitingCount('local');
     for (const d of local.slice(0, Math.max(0, PREPARE_AHEAD - ahead))) this.prepareDir(d.entry);
@@ -125,6 +131,33 @@ class Manager implements Actor {
       if (d.location === null) this.ctx.log.warn(`JobManager: rejected job ${d.entry}: ${d.detail}`, { job: d.entry });
     }
     if (rejected) this.ctx.log.debug(`JobManager: routed ${decisions.length - rejected}, rejected ${rejected}`);
+    // The first manager to wake takes the intake; the jobs it routed to queues that every node
+    // draws from (local, any, ec2:…) are for the other nodes too: they are woken now, not at
+    // their next idle look.
+    if (decisions.some((d) => d.location !== null && d.location !== nodeLocation(this.ctx.config.nodeName))) {
+      await this.store.signalNodes('manager', this.upNodes(await this.store.nodes(), Date.now()));
+    }
+  }
+
+  /**
+   * Other nodes down longer than NodeDownAfter: what was granted to them and not started goes
+   * back to its queue, for the nodes that are up (reclaimNode-5.lua checks the lease again).
+   */
+  private async reclaimDownNodes(): Promise<void> {
+    const now = Date.now();
+    if (now - this.reclaimedAt < RECLAIM_EVERY_MS) return;
+    this.reclaimedAt = now;
+    const { nodeName, nodeDownAfterMs } = this.ctx.config;
+    for (const [node, lease] of await this.store.nodes()) {
+      if (node === nodeName || livenessOf(lease, now, nodeDownAfterMs) !== 'down') continue;
+      const given = await this.store.reclaimNode(node, nodeDownAfterMs, now);
+      if (given > 0) this.ctx.log.warn(`JobManager: node ${node} is down (its lease was last renewed ${formatDuration(now - lease.renewedAt)} ago): ${given} job(s) granted to it and not started go to other nodes`);
+    }
+  }
+
+  /** The other nodes whose lease is fresh. */
+  private upNodes(nodes: Map<string, NodeLease>, now: number): string[] {
+    return [...nodes].filter(([node, lease]) => node !== this.ctx.config.nodeName && livenessOf(lease, now, this.ctx.config.nodeDownAfterMs) === 'up').map(([node]) => node);
   }
 
   /** A failure here is left to the starter, which makes the directory again and records why it could not. */
@@ -170,6 +203,6 @@ class Manager implements Actor {
 }
 
 runActor('manager', async (ctx) => {
-  const store = await Store.open(ctx.redisUrl, ctx.config.deployment, 'actor');
+  const store = await Store.open(ctx.redisUrl, ctx.config.deployment, 'actor', { node: ctx.config.nodeName });
   return new Manager(ctx, store);
 });

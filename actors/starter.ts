@@ -65,7 +65,7 @@ class Starter implements Actor {
   }
 
   static async create(ctx: ActorContext): Promise<Starter> {
-    const store = await Store.open(ctx.redisUrl, ctx.config.deployment, 'actor');
+    const store = await Store.open(ctx.redisUrl, ctx.config.deployment, 'actor', { node: ctx.config.nodeName });
     const hosts = new HostRegistry(ctx.config, store);
     const recorder = new RunRecorder(store, () => poolsFor(ctx.config, hosts), ctx.log, 'JobStarter', ctx.config.retryBackoffMs);
     const launch: LaunchContext = {
@@ -130,12 +130,15 @@ class Starter implements Actor {
     const holders = await Promise.all(poolsFor(this.ctx.config, this.hosts).map((pool) => this.store.slotHolders(pool.location)));
     const ids = [...new Set(holders.flat())];
     if (ids.length === 0) return [];
-    const rows = await this.store.getFields(ids, ['state', 'run', 'host', 'spec', 'classType', 'runlog']);
+    const rows = await this.store.getFields(ids, ['state', 'run', 'host', 'spec', 'classType', 'runlog', 'node']);
     const queued = await this.store.grantedQueueJobIds();
     const holding = new Set(ids);
     for (const id of this.ours.keys()) if (!holding.has(id)) this.ours.delete(id);
     return ids.flatMap((id, i): Orphan[] => {
-      const [state, run, host, spec, classType, runlog] = rows[i];
+      const [state, run, host, spec, classType, runlog, node] = rows[i];
+      // Only this node's: another node's starter may be launching a remote run it granted right
+      // now (a record without a node is from before nodes, adopted by whoever starts first).
+      if (node !== null && node !== this.ctx.config.nodeName) return [];
       const orphan = (state === 'granted' && !queued.has(id)) || (state === 'running' && classType === 'Thread');
       if (!orphan || (this.ours.get(id) ?? -1) >= Number(run)) return [];
       return [{ id, run: Number(run), state: state as Orphan['state'], where: host ?? 'local', classType: classType ?? '?', spec: parseJson(spec) as JobSpec | null, startedBy: runlog }];

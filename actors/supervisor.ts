@@ -11,6 +11,7 @@ import type { BlockingConnection } from '../lib/store/blocking.js';
 import { embeddedRedisUrl, ensureEmbeddedRedis, stopEmbeddedRedis } from '../lib/store/embedded-redis.js';
 import { acquireStateLock, releaseStateLock } from '../lib/util/state-lock.js';
 import { errorMessage, IllegalStateError } from '../lib/util/errors.js';
+import { LEASE_RENEW_MS, NODE_LEASE_MS, NodeTakenError, type NodeLease } from '../lib/nodes/lease.js';
 import { StopSignal } from '../lib/util/stop-signal.js';
 import { ACTOR_NAMES, assertNever, type ActorName, type FromActor, type ToActor } from './protocol.js';
 
@@ -47,7 +48,7 @@ export interface SupervisorOptions {
   echo: boolean;
 }
 
-const HEARTBEAT_MS = 2000;
+const HEARTBEAT_MS = LEASE_RENEW_MS;
 const STOP_DEADLINE_MS = 8000;
 
 export class Supervisor {
@@ -64,6 +65,8 @@ export class Supervisor {
   /** The reason the last heartbeat was not recorded (logged once until one is). */
   private heartbeatFailure: string | null = null;
   private web: WebServer | null = null;
+  /** This supervisor holds its node's lease (claimed at start). */
+  private nodeClaimed = false;
 
   constructor(
     readonly config: Config,
@@ -99,8 +102,14 @@ export class Supervisor {
         this.redisUrl = embedded.url;
       }
       // No waiting for a Redis that is not there: `start` says so at once.
-      this.store = await Store.open(this.redisUrl, this.config.deployment, 'actor', { waitMs: 0 });
-      this.log.info(`supervisor: pid ${process.pid}, Redis ${describeRedis(this.redisUrl)}, deployment ${this.config.deployment}, state in ${this.config.stateDir}`);
+      this.store = await Store.open(this.redisUrl, this.config.deployment, 'actor', { waitMs: 0, node: this.config.nodeName });
+      // The node is claimed before any actor runs: a second supervisor of the same name must
+      // not touch the first one's local slots, queues or run logs.
+      const holder = await this.claimNode('running');
+      if (holder) throw new NodeTakenError(this.config.nodeName, holder);
+      this.nodeClaimed = true;
+      await this.adoptLegacy();
+      this.log.info(`supervisor: pid ${process.pid}, node ${this.config.nodeName}, Redis ${describeRedis(this.redisUrl)}, deployment ${this.config.deployment}, state in ${this.config.stateDir}`);
       await Promise.all(ACTOR_NAMES.map((name) => this.spawnActor(name)));
       if (this.config.web.listen) {
         this.web = new WebServer(this.config, this.redisUrl, new CallbackLogger(this.config.logLevel, (level, text, fields) => this.log.write(level, 'web', text, fields)));
@@ -206,8 +215,45 @@ export class Supervisor {
     }
   }
 
+  /** Claims, renews or (stopped) lets go of this supervisor's node; returns who holds it instead (null: ours). */
+  private claimNode(status: NodeLease['status']): Promise<NodeLease | null> {
+    return this.store!.claimNode({ host: hostname(), pid: process.pid, stateDir: this.config.stateDir, localMaxJobs: this.config.localMaxJobs, status }, NODE_LEASE_MS);
+  }
+
+  /**
+   * A deployment upgraded from one supervisor (before nodes) has its local slots, queues and run
+   * logs under keys without a node: the node started on that supervisor's machine and state
+   * directory adopts them (its run logs are on that disk), or the first node at all when no
+   * record says where it ran. Another node leaves them and says where to start.
+   */
+  private async adoptLegacy(): Promise<void> {
+    const store = this.store!;
+    if (!(await store.hasLegacyKeys())) return;
+    const old = await store.legacySupervisor();
+    if (old && (old.host !== hostname() || old.stateDir !== this.config.stateDir)) {
+      this.log.warn(`supervisor: the local jobs of the supervisor this deployment ran before nodes (${old.host}, ${old.stateDir}) wait for a node started there, which adopts them`);
+      return;
+    }
+    const adopted = await store.adoptLegacy();
+    this.log.info(`supervisor: node ${this.config.nodeName} adopted the local slots, queues and run logs of the one supervisor before nodes (${adopted} job entries)`);
+  }
+
   private async heartbeat(): Promise<void> {
     if (!this.store) return;
+    if (this.status === 'running') {
+      try {
+        const holder = await this.claimNode('running');
+        if (holder) {
+          // Our lease lapsed (this process was frozen, or Redis away) and another supervisor took
+          // the name: two supervisors must never act as one node.
+          this.log.error(`supervisor: ${new NodeTakenError(this.config.nodeName, holder).message}; stopping`);
+          void this.stop();
+          return;
+        }
+      } catch {
+        // Redis away: told below, by the record's write.
+      }
+    }
     const actors: Record<string, { state: string; restarts: number }> = {};
     for (const [name, slot] of this.actors) actors[name] = { state: slot.state, restarts: slot.restarts.length };
     try {
@@ -239,7 +285,9 @@ export class Supervisor {
     await Promise.race([Promise.all([...this.actors.values()].map((slot) => this.stopActor(slot))), deadline]);
     for (const slot of this.actors.values()) await slot.worker?.terminate();
     if (this.store) {
-      await this.store.markSupervisorStopped(Date.now()).catch((err: unknown) => this.log.warn(`supervisor: could not record that it stopped: ${errorMessage(err)}`));
+      // Only a node this supervisor held is marked stopped (not one a refused start found taken).
+      if (this.nodeClaimed) await this.store.markSupervisorStopped(Date.now()).catch((err: unknown) => this.log.warn(`supervisor: could not record that it stopped: ${errorMessage(err)}`));
+      if (this.nodeClaimed) await this.claimNode('stopped').catch((err: unknown) => this.log.warn(`supervisor: could not record that node ${this.config.nodeName} stopped: ${errorMessage(err)}`));
       await this.store.close();
     }
     // The embedded redis-server stops with the supervisor (a command that needs it later starts

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import type { Redis } from 'ioredis';
 import { LUA_DIR, PROJECT_ROOT } from '../lib/util/paths.js';
-import { Keys } from '../lib/store/keys.js';
+import { Keys, nodeLocation } from '../lib/store/keys.js';
+import { defaultNodeName } from '../lib/nodes/node-name.js';
 import { withIncludes } from '../lib/store/scripts.js';
 import { RedisServer } from './support/redis-server.js';
 import { Store, parseGrantedPayload, type GrantPool, type NewJob, type Outcome, type RouteDecision, type RunFinished, type TakenJob } from '../lib/store/store.js';
@@ -12,6 +13,9 @@ import { JobSpecError } from '../lib/util/errors.js';
 import type { Logger } from '../lib/util/log.js';
 import { StopSignal } from '../lib/util/stop-signal.js';
 import { waitFor } from './support/wait-for.js';
+
+/** This store's node's local slots (the default node: this machine's host name). */
+const HERE = nodeLocation(defaultNodeName());
 
 // Every transition of the durable store (one Lua script each, lib/store/lua), run against a real
 // redis-server. Time is an argument (`now`), so backoffs and deadlines are moved past by passing a
@@ -95,7 +99,7 @@ class Fixture {
   get k() { return this.store.keys; }
 
   pools(limit: number): GrantPool[] {
-    return [{ location: 'local', limit, queues: ['local'] }];
+    return [{ location: HERE, limit, queues: [HERE, 'local'] }];
   }
 
   /** `jobmanager queue`: jobs in Job_Queue, oldest first in the returned ids. */
@@ -333,10 +337,10 @@ describe('store (Lua transitions on a real redis-server)', function () {
       expect(await f.grant(3, T0 + 7)).to.deep.equal({ granted: 3, nextDueMs: null });
       const taken = await f.take();
       expect(taken.map((t) => t.id)).to.deep.equal(ids);
-      expect(taken[0]).to.deep.equal({ id: ids[0], run: 1, attempt: 1, where: 'local', spec: specOf(DOC), raw: 'null' });
+      expect(taken[0]).to.deep.equal({ id: ids[0], run: 1, attempt: 1, where: HERE, spec: specOf(DOC), raw: 'null' });
       expect(await f.store.getJob(ids[0])).to.include({ state: 'granted', run: 1, attempt: 1, grantedAt: T0 + 7 });
-      expect(await f.raw(ids[0]), 'the location whose slot it holds').to.include({ slot: 'local', timeoutMs: '' });
-      expect((await f.events()).filter((e) => e.state === 'granted')).to.deep.equal(ids.map((id) => ({ job: id, state: 'granted', run: '1', host: 'local' })));
+      expect(await f.raw(ids[0]), 'the location whose slot it holds').to.include({ slot: HERE, node: defaultNodeName(), timeoutMs: '' });
+      expect((await f.events()).filter((e) => e.state === 'granted')).to.deep.equal(ids.map((id) => ({ job: id, state: 'granted', run: '1', host: HERE })));
     });
 
     it('puts the job definition in the payload only when a step takes the self.yaml input', async function () {
@@ -451,7 +455,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
       expect(await f.waiting()).to.deep.equal([c]);
       expect((await f.events()).slice(-2)).to.deep.equal([
         { job: a, state: 'succeeded', run: '1', reason: 'exited 0' },
-        { job: b, state: 'granted', run: '1', host: 'local' },
+        { job: b, state: 'granted', run: '1', host: HERE },
       ]);
     });
 
@@ -732,7 +736,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
       await f.grant(1);
       const [lost] = await f.take(); // taken by a starter that died before launching it
       const again = await f.store.relaunch(lost.id, 1, T0 + 5);
-      expect(again).to.deep.equal({ id: lost.id, run: 2, attempt: 1, where: 'local', spec: specOf(DOC), raw: 'null' });
+      expect(again).to.deep.equal({ id: lost.id, run: 2, attempt: 1, where: HERE, spec: specOf(DOC), raw: 'null' });
       expect(await f.store.getJob(lost.id)).to.include({ state: 'granted', run: 2 });
       expect(await f.slots()).to.deep.equal([lost.id]);
       expect((await f.events()).at(-1)).to.deep.equal({ job: lost.id, state: 'granted', run: '2', reason: 'relaunched: run 1 never started' });
@@ -948,9 +952,9 @@ describe('store (Lua transitions on a real redis-server)', function () {
   describe('keys (keys.ts and lua/includes/keys.lua)', function () {
     it('builds in Lua the same key names as keys.ts', async function () {
       const f = await fixture();
-      const keys = new Keys('prod-1');
+      const keys = new Keys('prod-1', 'ws-1');
       const ids = ['1', '42', '7:runs', 'legacy-pickle'];
-      const locations = ['local', 'host:lab1', 'host:ec2-i-0abc', 'any', 'ec2:ami-1:c7i.large'];
+      const locations = ['local', 'local:ws-1', 'host:lab1', 'host:ec2-i-0abc', 'any', 'ec2:ami-1:c7i.large'];
       const lua = withIncludes(`-- @include keys
         local out = {}
         for i = 1, #ARGV do
@@ -1124,7 +1128,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
         expect(await f.finish([ended(taken[0].id, 1, 'failed')], 4, T0 + 10), 'a retry in Delayed; its slot handed on').to.deep.equal({ recorded: 1, handedOff: 1 });
         expect(await store.cancel([ids[7]], T0 + 11)).to.deep.equal(['cancelled']);
         const before = await f.dump();
-        expect(before, 'every kind of key is there').to.include.keys('Job_Queue', 'Job_Queue:local', 'Granted_Queue', 'Running_Queue', 'LocalJobs', 'Delayed', 'Events', `job:${taken[0].id}:runs`);
+        expect(before, 'every kind of key is there').to.include.keys('Job_Queue', 'Job_Queue:local', `Granted_Queue:${defaultNodeName()}`, `Running_Queue:${defaultNodeName()}`, `LocalJobs:${defaultNodeName()}`, 'Delayed', 'Events', `job:${taken[0].id}:runs`);
         await store.close();
 
         await aof.kill9();

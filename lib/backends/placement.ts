@@ -1,6 +1,6 @@
 import type { Config } from '../config/config.js';
 import type { JobSpec } from '../jobfile/job-spec.js';
-import type { Location } from '../store/keys.js';
+import { nodeLocation, type Location } from '../store/keys.js';
 import type { GrantPool } from '../store/store.js';
 import { configuredHosts, type Host, type HostRegistry } from '../ssh/hosts.js';
 import { SshConfigError } from '../ssh/errors.js';
@@ -8,7 +8,11 @@ import type { SshRoute } from '../ssh/handshake.js';
 import { resolveHost } from '../ssh/ssh-config.js';
 
 // Where a job runs, as a location, and the slot pools the manager grants from.
-//   local         Local and Thread jobs: LocalMaxJobs slots (the set LocalJobs)
+//   local         Local and Thread jobs that may run on any node: a queue only, which every
+//                 node's own pool draws from after its own queue
+//   local:<node>  Local and Thread jobs of one node (Node: in the job file): a queue, and the
+//                 node's LocalMaxJobs slots (the set LocalJobs:<node>), which only that node's
+//                 supervisor grants (its local run logs and launcher are on its machine)
 //   host:<name>   Remote jobs for that host: its Slots (the set RemoteJobs:<name>)
 //   any           Remote jobs with Hostname: any: a slot on any configured host that has one
 //   ec2:<image>:<type>   EC2 jobs: a slot of an instance launched for that image and type (the
@@ -21,7 +25,8 @@ export function locationOf(spec: JobSpec, config: Config): Placement {
   switch (spec.classType) {
     case 'Local':
     case 'Thread':
-      return { location: 'local' };
+      // Without Node: the shared local queue, which every node's pool draws from (poolsFor).
+      return { location: spec.node ? nodeLocation(spec.node) : 'local' };
     case 'Remote':
       return remoteLocation(spec, config);
     case 'EC2': {
@@ -62,7 +67,9 @@ function remoteLocation(spec: JobSpec, config: Config): Placement {
 }
 
 export function poolsFor(config: Config, hosts: HostRegistry | null = null): GrantPool[] {
-  const pools: GrantPool[] = [{ location: 'local', limit: config.localMaxJobs, queues: ['local'] }];
+  // A node's own queue first: a job that asked for this node can run nowhere else.
+  const own = nodeLocation(config.nodeName);
+  const pools: GrantPool[] = [{ location: own, limit: config.localMaxJobs, queues: [own, 'local'] }];
   for (const host of hosts?.all() ?? configuredHosts(config)) {
     if (hosts?.isDown(host.name)) continue;
     const location = `host:${host.name}`;

@@ -20,11 +20,11 @@ export function readConfig(file: string | undefined): Config {
 
 export async function openStore(config: Config, role: ConnectionRole = 'cli', onProgress?: (text: string) => void): Promise<StoreHandle> {
   if (config.redisUrl) {
-    const store = await Store.open(config.redisUrl, config.deployment, role);
+    const store = await Store.open(config.redisUrl, config.deployment, role, { node: config.nodeName });
     return { store, release: () => store.close() };
   }
   const embedded = await ensureEmbeddedRedis(config.stateDir, onProgress);
-  const store = await Store.open(embedded.url, config.deployment, role);
+  const store = await Store.open(embedded.url, config.deployment, role, { node: config.nodeName });
   return {
     store,
     release: async () => {

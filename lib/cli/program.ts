@@ -122,6 +122,13 @@ const COMMANDS: CommandDef[] = [
     load: async () => (await import('./commands/lifecycle.js')).restartCommand,
   },
   { name: 'status', summary: 'supervisor, actors, queues and slots', examples: ['jobmanager status --json'], load: async () => (await import('./commands/lifecycle.js')).statusCommand },
+  {
+    name: 'nodes', args: [['[action]', 'forget: forget a node that will not come back'], ['[node]', 'the node to forget']],
+    summary: 'the supervisors (nodes) on this Redis: lease, local slots; `nodes forget NODE`',
+    description: 'Lists every node (a supervisor sharing this Redis): its host and pid, its lease (up; stopped; lapsed or down, with when it was last renewed), its local slots used of its LocalMaxJobs, the jobs waiting for it alone (Node: in their job file), and which node provisions EC2. `nodes forget NODE` forgets a node whose machine is gone: its running local jobs are recorded interrupted and retried per their Retries, what was granted to it and not started goes to other nodes, and its remote runs are watched by this node. It refuses a node whose lease is fresh.',
+    examples: ['jobmanager nodes', 'jobmanager nodes --json', 'jobmanager nodes forget ws2'],
+    load: async () => (await import('./commands/nodes.js')).nodesCommand,
+  },
   { name: 'hosts', summary: 'SSH hosts: reachable or not, slots used, jobs running there', examples: ['jobmanager hosts'], load: async () => (await import('./commands/hosts.js')).hostsCommand },
   { name: 'instances', summary: 'EC2 instances this deployment launched: state, job, age', examples: ['jobmanager instances'], load: async () => (await import('./commands/instances.js')).instancesCommand },
   {

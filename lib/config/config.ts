@@ -11,6 +11,8 @@ import type { SshRoute } from '../ssh/handshake.js';
 import { SshConfigError } from '../ssh/errors.js';
 import { knowsHostName, resolveHost } from '../ssh/ssh-config.js';
 import { clusterUrl, parseNodes, parseRedisAddress, sentinelUrl } from '../store/redis-address.js';
+import { defaultNodeName, isNodeName, NODE_NAME_RULE } from '../nodes/node-name.js';
+import { NODE_LEASE_MS } from '../nodes/lease.js';
 
 // Configuration: config/default.yaml documents every key and holds its default; a user file
 // (--config, JM_CONFIG, or ./jobmanager.yaml) overrides keys; JM_REDIS_URL and JM_STATE_DIR
@@ -64,13 +66,17 @@ export interface Config {
   sshConfig: string | null;
   downloadsOn: DownloadsOn;
   hostDownAfterMs: number;
+  /** This supervisor's node name (lib/nodes/): its local slots, run logs and queues are its own. */
+  nodeName: string;
+  /** A node whose lease lapsed this long ago has its granted, not started, jobs given to others. */
+  nodeDownAfterMs: number;
   hosts: HostConfig[];
   ec2: Ec2Config;
   web: WebConfig;
   retention: RetentionConfig;
 }
 
-const TOP_KEYS = ['Redis', 'Deployment', 'StateDir', 'LocalMaxJobs', 'RemoteMaxJobsPerHost', 'PollPeriod', 'RetryBackoff', 'KillGrace', 'LogLevel', 'KnownHosts', 'HostKeyPolicy', 'SshConfig', 'DownloadsOn', 'HostDownAfter', 'Hosts', 'EC2', 'Web', 'Retention'];
+const TOP_KEYS = ['Redis', 'Deployment', 'StateDir', 'LocalMaxJobs', 'RemoteMaxJobsPerHost', 'PollPeriod', 'RetryBackoff', 'KillGrace', 'LogLevel', 'KnownHosts', 'HostKeyPolicy', 'SshConfig', 'DownloadsOn', 'HostDownAfter', 'NodeName', 'NodeDownAfter', 'Hosts', 'EC2', 'Web', 'Retention'];
 const HOST_KEYS = ['Name', 'Hostname', 'Port', 'Username', 'Key', 'Slots'];
 /** The old tool's config keys, and where they live now. */
 export const LEGACY_EC2_KEYS: Record<string, string> = {
@@ -217,6 +223,10 @@ function compile(raw: Record<string, unknown>, file: string | null, env: NodeJS.
   const pollPeriodMs = optDuration(raw, 'PollPeriod', [], fail) ?? 30_000;
   if (pollPeriodMs < 50) fail(['PollPeriod'], 'must be at least 50ms');
   redisUrl = redisUrl ?? null;
+  const nodeName = optString(raw, 'NodeName', [], fail, 63) || defaultNodeName();
+  if (!isNodeName(nodeName)) fail(['NodeName'], `${NODE_NAME_RULE} (it names this supervisor's node in Redis keys), e.g. NodeName: lab-ws1`);
+  const nodeDownAfterMs = optDuration(raw, 'NodeDownAfter', [], fail) ?? 60_000;
+  if (nodeDownAfterMs < NODE_LEASE_MS) fail(['NodeDownAfter'], `must be at least ${NODE_LEASE_MS / 1000}s (a node's lease: it is renewed every 2s)`);
   return {
     file,
     redisUrl,
@@ -233,6 +243,8 @@ function compile(raw: Record<string, unknown>, file: string | null, env: NodeJS.
     sshConfig,
     downloadsOn,
     hostDownAfterMs: optDuration(raw, 'HostDownAfter', [], fail) ?? 120_000,
+    nodeName,
+    nodeDownAfterMs,
     hosts: compileHosts(raw.Hosts, remoteMaxJobsPerHost, sshConfig, fail),
     ec2: compileEc2(raw.EC2, fail),
     web: compileWeb(raw.Web, fail),

@@ -1,4 +1,5 @@
 import { basename, extname, isAbsolute, join, normalize, resolve } from 'node:path';
+import { isNodeName, NODE_NAME_RULE } from '../nodes/node-name.js';
 import { JobSpecError } from '../util/errors.js';
 import { checkKeys, CONTROL, describeType, expectMap, IDENTIFIER, optDuration, optInt, optString, optStringList, optStringMap, printable, looksLikeKey, type Fail } from './fields.js';
 import { readStep, type Step } from './steps.js';
@@ -52,12 +53,15 @@ export interface JobSpec {
    * `this.params`. Absent for a job of its own file.
    */
   params?: Record<string, string>;
+  /** Local and Thread jobs: the node (supervisor) they must run on; absent: any node with room. */
+  node?: string;
 }
 
 /** `Each` (a sweep: one job per row) is read by sweep.ts, at `queue`; the jobs it makes never hold it. */
 const TOP_KEYS = ['ClassType', 'Name', 'Modules', 'Order', 'Env', 'Timeout', 'Retries', 'PollPeriod', 'Each'] as const;
 const REMOTE_KEYS = ['Hostname', 'Username', 'Port', 'Key', 'RemoteWorkingDir', 'Uploads', 'Downloads', 'LocalOutputDir', 'LostAfter'] as const;
 const EC2_KEYS = ['ImageId', 'InstanceType'] as const;
+const LOCAL_KEYS = ['Node'] as const;
 const MAX_STEPS = 1000;
 /**
  * A job's Order and Env become one sh script, which reaches sh as one argument: Linux takes at
@@ -94,7 +98,11 @@ export function validateJobSpec(raw: unknown, source: SpecSource): JobSpec {
   const allowed: string[] = [...TOP_KEYS];
   if (classType === 'Remote' || classType === 'EC2') allowed.push(...REMOTE_KEYS);
   if (classType === 'EC2') allowed.push(...EC2_KEYS);
+  if (classType === 'Local' || classType === 'Thread') allowed.push(...LOCAL_KEYS);
   for (const key of Object.keys(top)) {
+    if ((LOCAL_KEYS as readonly string[]).includes(key) && !allowed.includes(key)) {
+      fail([key], `applies to Local and Thread jobs only (the node, i.e. supervisor, they run on); this job's ClassType is ${classType}`);
+    }
     if ((REMOTE_KEYS as readonly string[]).includes(key) && !allowed.includes(key)) {
       fail([key], `applies to Remote and EC2 jobs only; this job's ClassType is ${classType}`);
     }
@@ -174,7 +182,10 @@ export function validateJobSpec(raw: unknown, source: SpecSource): JobSpec {
     ? { imageId: optString(top, 'ImageId', [], fail, 64) ?? null, instanceType: optString(top, 'InstanceType', [], fail, 64) ?? null }
     : null;
 
-  return { classType, name, file, baseDir, modules, order, env, timeoutMs, retries, pollPeriodMs, remote, ec2 };
+  const node = optString(top, 'Node', [], fail, 63);
+  if (node !== undefined && !isNodeName(node)) fail(['Node'], `${NODE_NAME_RULE}: the NodeName of the supervisor to run on (\`jobmanager nodes\` lists them), or leave Node out for any node with room`);
+
+  return { classType, name, file, baseDir, modules, order, env, timeoutMs, retries, pollPeriodMs, remote, ec2, ...(node === undefined ? {} : { node }) };
 }
 
 function scriptDataBytes(name: string, order: Step[], env: Record<string, string>): number {

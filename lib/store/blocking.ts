@@ -79,7 +79,7 @@ export class BlockingConnection {
 
   /** Waits for a wake-up token on Signal:<actor>. True if one came. */
   waitForSignal(actor: ActorName, ms: number, stop: StopSignal): Promise<boolean> {
-    return this.wait([this.k.signal(actor)], ms, stop);
+    return this.wait([this.k.nodeSignal(actor), this.k.signal(actor)], ms, stop);
   }
 
   /** The supervisor's next Control command (`crash fetcher`), or null after `ms`. */

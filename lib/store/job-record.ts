@@ -80,6 +80,8 @@ export interface JobRecord {
   location: string | null;
   /** Where its current (or last) run holds a slot: local, or host:<name>. */
   host: string | null;
+  /** The node (supervisor) whose starter launched it or whose fetcher watches it (lib/nodes/). */
+  node: string | null;
   reason: string | null;
   attempt: number;
   retries: number;
@@ -122,6 +124,7 @@ export function parseJobRecord(hash: Record<string, string>): JobRecord | null {
     location: hash.location || null,
     // A compacted record whose run is folded in (soleRun) ran where it was placed: no host field.
     host: hash.host || (hash.soleRun === '1' ? hash.location || null : null),
+    node: hash.node || null,
     reason: hash.reason || null,
     attempt: num('attempt') ?? 1,
     retries: num('retries') ?? 0,

@@ -8,12 +8,12 @@
 // RemoteJobs.
 //
 //   Job_Queue            list   intake: ids pushed by `queue`, routed by the manager
-//   Job_Queue:<location> list   validated jobs waiting for room at a location (local, host:<name>,
-//                               any, ec2:<image>:<type>)
+//   Job_Queue:<location> list   validated jobs waiting for room at a location (local: any node's,
+//                               local:<node>, host:<name>, any, ec2:<image>:<type>)
 //   Delayed              zset   id → time a retry may run again
-//   Granted_Queue        list   launch payloads of jobs granted a slot, for the starter
-//   Running_Queue        zset   id → next time the fetcher looks at it
-//   LocalJobs            set    ids holding one of the LocalMaxJobs slots
+//   Granted_Queue:<node> list   launch payloads of jobs the node granted a slot, for its starter
+//   Running_Queue:<node> zset   id → next time the node's fetcher looks at it
+//   LocalJobs:<node>     set    ids holding one of the node's LocalMaxJobs slots
 //   RemoteJobs:<host>    set    ids holding one of the host's slots (EC2 instances are hosts)
 //   Slots:<location>     set    the slots of any other location: none today (jobs of `any` and
 //                               of ec2: locations take a host's slot); named so that every slot
@@ -28,11 +28,17 @@
 //   job:<id>             hash   the job record (lib/store/job-record.ts)
 //   job:<id>:runs        list   one JSON entry per finished run
 //   Events               stream every state change (job, state, run, reason)
-//   Signal:<actor>       list   wake-up tokens an actor blocks on (losing one is harmless)
+//   Signal:<actor>       list   wake-up tokens an actor blocks on (losing one is harmless); the
+//                               first node's actor to wait takes it
+//   Signal:<actor>:<node> list  wake-up tokens for one node's actor (the manager: jobs were
+//                               routed to a queue every node draws from)
 //   Control              list   commands for the supervisor (`jobmanager debug crash-actor`)
 //   Epoch                string the last starter incarnation number given (a new launcher and run log)
-//   Runlogs              hash   epoch → run log path of local launchers with jobs in flight
-//   Supervisor           hash   the running supervisor's pid, host, actors, heartbeat
+//   Runlogs:<node>       hash   epoch → run log path of the node's local launchers with jobs in flight
+//   Supervisor:<node>    hash   the node's supervisor: pid, host, actors, heartbeat
+//   Nodes                hash   node name → its lease (JSON: host, pid, state dir, since, renewedAt,
+//                               LocalMaxJobs), renewed by its heartbeat (lib/nodes/)
+//   Ec2Lease             string the node that provisions EC2 and ends idle instances (PX: lapses)
 //   Hosts                hash   host name → connection (JSON) of hosts named only in job files
 //   HostState            hash   host name → {state: up|down, since, reason} (JSON)
 //   RemoteLogs           hash   host name → how far its run log has been read (bytes)
@@ -46,14 +52,32 @@
 //                               Sentinel only, so that WAIT covers the take (replica-wait.ts)
 //   StoreId              string this Redis's random id, set once: keeps the files its jobs leave
 //                               on hosts apart from another Redis's (lib/backends/remote/paths.ts)
+//
+// Before nodes (issue 12) one supervisor used LocalJobs, Granted_Queue, Running_Queue, Runlogs
+// and Supervisor without a node; `legacy` names them, for the node that adopts them
+// (lib/nodes/adopt.ts).
 
-export type Location = string; // 'local' | `host:${name}` | 'any' | `ec2:${image}:${type}`
+import { defaultNodeName } from '../nodes/node-name.js';
+
+export type Location = string; // 'local' | `local:${node}` | `host:${name}` | 'any' | `ec2:${image}:${type}`
 export type ActorName = 'manager' | 'starter' | 'fetcher';
+
+/** The location of a node's local slots (its LocalMaxJobs): local:<node>. */
+export function nodeLocation(node: string): Location {
+  return `local:${node}`;
+}
 
 export class Keys {
   /** What every key starts with; scripts that build keys (includes/keys.lua) are given it as a KEY. */
   readonly prefix: string;
-  constructor(readonly deployment: string) {
+  /**
+   * `node`: the node whose own keys (Granted_Queue, Running_Queue, LocalJobs, Runlogs, Supervisor)
+   * the getters name; other nodes' are named by the methods that take a node.
+   */
+  constructor(
+    readonly deployment: string,
+    readonly node: string = defaultNodeName(),
+  ) {
     this.prefix = `jm:{${deployment}}:`;
   }
   private k(name: string): string {
@@ -62,9 +86,11 @@ export class Keys {
   get jobQueue(): string { return this.k('Job_Queue'); }
   locationQueue(location: Location): string { return this.k(`Job_Queue:${location}`); }
   get delayed(): string { return this.k('Delayed'); }
-  get grantedQueue(): string { return this.k('Granted_Queue'); }
-  get runningQueue(): string { return this.k('Running_Queue'); }
-  get localJobs(): string { return this.k('LocalJobs'); }
+  get grantedQueue(): string { return this.grantedQueueOf(this.node); }
+  grantedQueueOf(node: string): string { return this.k(`Granted_Queue:${node}`); }
+  get runningQueue(): string { return this.runningQueueOf(this.node); }
+  runningQueueOf(node: string): string { return this.k(`Running_Queue:${node}`); }
+  get localJobs(): string { return this.slotSet(nodeLocation(this.node)); }
   remoteJobs(host: string): string { return this.k(`RemoteJobs:${host}`); }
   /** The pattern every host's slot set matches (SCAN; the host's name follows the prefix). */
   get remoteJobsPattern(): { match: string; prefix: string } { return { match: this.k('RemoteJobs:*'), prefix: this.k('RemoteJobs:') }; }
@@ -77,10 +103,20 @@ export class Keys {
   jobRuns(id: string): string { return this.k(`job:${id}:runs`); }
   get events(): string { return this.k('Events'); }
   signal(actor: ActorName): string { return this.k(`Signal:${actor}`); }
+  /** Wake-ups for one node's actor (Signal:<actor> wakes whichever node's takes it first). */
+  nodeSignal(actor: ActorName, node = this.node): string { return this.k(`Signal:${actor}:${node}`); }
   get control(): string { return this.k('Control'); }
   get epoch(): string { return this.k('Epoch'); }
-  get runlogs(): string { return this.k('Runlogs'); }
-  get supervisor(): string { return this.k('Supervisor'); }
+  get runlogs(): string { return this.runlogsOf(this.node); }
+  runlogsOf(node: string): string { return this.k(`Runlogs:${node}`); }
+  get supervisor(): string { return this.supervisorOf(this.node); }
+  supervisorOf(node: string): string { return this.k(`Supervisor:${node}`); }
+  get nodes(): string { return this.k('Nodes'); }
+  get ec2Lease(): string { return this.k('Ec2Lease'); }
+  /** The keys one supervisor used before nodes (see the header). */
+  get legacy(): { localJobs: string; grantedQueue: string; runningQueue: string; runlogs: string; supervisor: string } {
+    return { localJobs: this.k('LocalJobs'), grantedQueue: this.k('Granted_Queue'), runningQueue: this.k('Running_Queue'), runlogs: this.k('Runlogs'), supervisor: this.k('Supervisor') };
+  }
   get hosts(): string { return this.k('Hosts'); }
   get hostState(): string { return this.k('HostState'); }
   get remoteLogs(): string { return this.k('RemoteLogs'); }
@@ -92,7 +128,8 @@ export class Keys {
   get replicaMark(): string { return this.k('ReplicaMark'); }
   /** The slot set that a location's jobs hold (a job record's `slot` field is such a location). */
   slotSet(location: Location): string {
-    if (location === 'local') return this.localJobs;
+    if (location === 'local') return this.k('LocalJobs'); // before nodes; adopted since
+    if (location.startsWith('local:')) return this.k(`LocalJobs:${location.slice(6)}`);
     if (location.startsWith('host:')) return this.remoteJobs(location.slice(5));
     return this.k(`Slots:${location}`);
   }

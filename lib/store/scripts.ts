@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import type { ChainableCommander, Redis } from 'ioredis';
 import { LUA_DIR } from '../util/paths.js';
 import type { DownloadFailure } from './job-record.js';
-import type { Keys, Location } from './keys.js';
+import { nodeLocation, type Keys, type Location } from './keys.js';
+import type { NodeLease } from '../nodes/lease.js';
 import type { GrantPool, LimitVerdict, NewJob, NewSweep, PolledRun, RouteDecision, RunFinished, RunStarted, TakenJob } from './types.js';
 
 // The one caller of the Lua scripts (lua/, one state change each), as BullMQ's Scripts class:
@@ -65,7 +66,7 @@ export function withIncludes(lua: string, included = new Set<string>()): string 
 export function parseGrantedPayload(payload: string): TakenJob | null {
   const [id, run, attempt, where, spec, raw, row, name] = payload.split('\n');
   if (!/^\d+$/.test(id ?? '') || !/^\d+$/.test(run ?? '') || !/^\d+$/.test(attempt ?? '')) return null;
-  if (!/^(local|host:[A-Za-z0-9._:-]+)$/.test(where ?? '') || spec === undefined) return null;
+  if (!/^(local|local:[A-Za-z0-9][A-Za-z0-9._-]*|host:[A-Za-z0-9._:-]+)$/.test(where ?? '') || spec === undefined) return null;
   const job: TakenJob = { id, run: Number(run), attempt: Number(attempt), where, spec, raw: raw ?? 'null' };
   // A sweep's job: its row and name follow, tagged (lua/includes/grantFrom.lua); other fields are ignored.
   if (row?.startsWith('row:') && name?.startsWith('name:')) job.sweepRow = { params: row.slice(4), name: name.slice(5) };
@@ -149,7 +150,7 @@ export class Scripts {
   async grant(pools: GrantPool[], budget: number, now: number): Promise<{ granted: number; nextDueMs: number | null }> {
     const k = this.keys;
     const p = this.pools(pools);
-    const [granted, nextDue] = (await this.call('grant', [k.grantedQueue, k.delayed, k.events, k.hostState, k.prefix, ...p.keys], [now, budget, ...p.args])) as number[];
+    const [granted, nextDue] = (await this.call('grant', [k.grantedQueue, k.delayed, k.events, k.hostState, k.prefix, ...p.keys], [now, budget, k.node, ...p.args])) as number[];
     return { granted, nextDueMs: nextDue < 0 ? null : nextDue };
   }
 
@@ -161,7 +162,7 @@ export class Scripts {
 
   async markRunning(started: RunStarted[], now: number): Promise<number | null> {
     const k = this.keys;
-    const args: Arg[] = [now];
+    const args: Arg[] = [now, k.node];
     for (const s of started) args.push(s.id, s.run, s.pid, s.startedAt, s.epoch);
     const [, earliest] = (await this.call('markRunning', [k.runningQueue, k.events, ...started.map((s) => k.job(s.id))], args)) as number[];
     return earliest < 0 ? null : earliest;
@@ -171,7 +172,7 @@ export class Scripts {
     const k = this.keys;
     const p = this.pools(pools);
     const keys = [k.runningQueue, k.delayed, k.events, k.grantedQueue, k.signal('manager'), k.hostState, k.prefix, ...p.keys];
-    const args: Arg[] = [now, ...p.args];
+    const args: Arg[] = [now, k.node, ...p.args];
     for (const f of finished) {
       keys.push(k.job(f.id), k.jobRuns(f.id));
       args.push(f.id, f.run, f.outcome, f.exitCode ?? '', f.reason, f.result === undefined || f.result === null ? '' : JSON.stringify(f.result), f.steps ? JSON.stringify(f.steps) : '', f.backoffMs, f.startedAt ?? '');
@@ -191,7 +192,7 @@ export class Scripts {
 
   async cancel(ids: string[], now: number): Promise<string[]> {
     const k = this.keys;
-    const keys = [k.jobQueue, k.grantedQueue, k.delayed, k.runningQueue, k.events, k.signal('fetcher'), k.signal('manager'), k.prefix, ...ids.map((id) => k.job(id))];
+    const keys = [k.jobQueue, k.legacy.grantedQueue, k.delayed, k.legacy.runningQueue, k.events, k.signal('fetcher'), k.signal('manager'), k.prefix, ...ids.map((id) => k.job(id))];
     return (await this.call('cancel', keys, [now, ...ids])) as string[];
   }
 
@@ -234,6 +235,36 @@ export class Scripts {
   async removeJobs(ids: string[]): Promise<string[]> {
     const k = this.keys;
     return (await this.call('removeJobs', [k.jobs, k.prefix, ...ids.flatMap((id) => [k.job(id), k.jobRuns(id)])], ids)) as string[];
+  }
+
+  async claimNode(lease: NodeLease, leaseMs: number, now: number): Promise<NodeLease | null> {
+    const held = (await this.call('claimNode', [this.keys.nodes], [now, this.keys.node, lease.host, lease.pid, lease.stateDir, leaseMs, lease.localMaxJobs, lease.status])) as string | null;
+    return held ? (JSON.parse(held) as NodeLease) : null;
+  }
+
+  async ec2Lease(mode: 'hold' | 'release', leaseMs: number): Promise<string | null> {
+    return (await this.call('ec2Lease', [this.keys.ec2Lease], [this.keys.node, leaseMs, mode])) as string | null;
+  }
+
+  async reclaimNode(node: string, downAfterMs: number, now: number): Promise<number> {
+    const k = this.keys;
+    return (await this.call('reclaimNode', [k.nodes, k.grantedQueueOf(node), k.events, k.signal('manager'), k.prefix], [now, node, downAfterMs])) as number;
+  }
+
+  async forgetNode(node: string, leaseMs: number, backoffMs: number, now: number): Promise<number[] | NodeLease | null> {
+    const k = this.keys;
+    const keys = [k.nodes, k.grantedQueueOf(node), k.runningQueueOf(node), k.slotSet(nodeLocation(node)), k.runlogsOf(node), k.supervisorOf(node), k.events, k.delayed, k.signal('manager'), k.prefix, k.runningQueue];
+    const reply = (await this.call('forgetNode', keys, [now, node, leaseMs, backoffMs, k.node])) as (number | string)[];
+    if (reply[0] === -2) return null;
+    if (reply[0] === -1) return JSON.parse(String(reply[1])) as NodeLease;
+    return reply.map(Number);
+  }
+
+  async adoptLegacy(): Promise<number> {
+    const k = this.keys;
+    const old = k.legacy;
+    const keys = [old.localJobs, old.grantedQueue, old.runningQueue, old.runlogs, old.supervisor, k.localJobs, k.grantedQueue, k.runningQueue, k.runlogs, k.prefix];
+    return (await this.call('adoptLegacy', keys, [k.node, nodeLocation(k.node)])) as number;
   }
 
   async explainWait(location: Location, reason: string, max: number): Promise<number> {

@@ -6,6 +6,8 @@ import { createRedis, describeRedis, isClusterAddress, isConnectionLoss, isSenti
 import { ReplicaWait } from './replica-wait.js';
 import { sleep } from '../util/stop-signal.js';
 import { Keys, type ActorName, type Location } from './keys.js';
+import { defaultNodeName } from '../nodes/node-name.js';
+import type { NodeLease } from '../nodes/lease.js';
 import { parseJobRecord, parseJson, type DownloadFailure, type JobRecord, type RunEntry } from './job-record.js';
 export type { DownloadFailure } from './job-record.js';
 import type { ActorStatus, AdhocHostRecord, HostState, InstanceRecord, SupervisorRecord, UnreachableRecord } from './registry-records.js';
@@ -69,8 +71,10 @@ export class Store {
     readonly redis: Redis,
     deployment: string,
     readonly url: string,
+    /** The node whose own keys (queues, local slots, run logs) this store names: lib/nodes/. */
+    readonly node: string = defaultNodeName(),
   ) {
-    this.keys = new Keys(deployment);
+    this.keys = new Keys(deployment, node);
     this.scripts = new Scripts(redis, this.keys);
     this.replicaWait = isSentinelAddress(url) ? new ReplicaWait(redis) : null;
   }
@@ -82,13 +86,13 @@ export class Store {
    * than die at birth. Anything else (a wrong password, a certificate) fails at once, as does
    * everything with the 'cli' role: a person is waiting.
    */
-  static async open(url: string, deployment: string, role: ConnectionRole, options: { waitMs?: number } = {}): Promise<Store> {
+  static async open(url: string, deployment: string, role: ConnectionRole, options: { waitMs?: number; node?: string } = {}): Promise<Store> {
     const deadline = Date.now() + (options.waitMs ?? (role === 'actor' ? ACTOR_OPEN_WAIT_MS : 0));
     for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
       const redis = createRedis(url, role);
       try {
         await redis.connect();
-        return new Store(redis, deployment, url);
+        return new Store(redis, deployment, url, options.node);
       } catch (err) {
         redis.disconnect();
         if (!isConnectionLoss(err) || Date.now() + delay > deadline) {
@@ -566,7 +570,11 @@ export class Store {
 
   /** The last heartbeat of a supervisor of this deployment; null if none ever ran. */
   async supervisorRecord(): Promise<Partial<SupervisorRecord> | null> {
-    const hash = await this.redis.hgetall(this.keys.supervisor);
+    return this.readSupervisor(this.keys.supervisor);
+  }
+
+  private async readSupervisor(key: string): Promise<Partial<SupervisorRecord> | null> {
+    const hash = await this.redis.hgetall(key);
     if (Object.keys(hash).length === 0) return null;
     const num = (v: string | undefined) => (v === undefined || v === '' ? undefined : Number(v));
     return {
@@ -577,6 +585,66 @@ export class Store {
     };
   }
 
+  // ---- nodes (lib/nodes/: several supervisors on one Redis) ---------------------------------
+
+  /**
+   * Claims or renews this store's node (claimNode-1.lua): null when the node is ours now, else
+   * the lease of the live supervisor elsewhere that holds it.
+   */
+  async claimNode(lease: Omit<NodeLease, 'since' | 'renewedAt'>, leaseMs: number, now = Date.now()): Promise<NodeLease | null> {
+    return this.scripts.claimNode({ ...lease, since: now, renewedAt: now }, leaseMs, now);
+  }
+
+  /** Every node's lease, by name. */
+  async nodes(): Promise<Map<string, NodeLease>> {
+    return parseHash<NodeLease>(await this.redis.hgetall(this.keys.nodes));
+  }
+
+  /** Holds (takes or renews) or releases the EC2 lease for this store's node; returns its holder after (ec2Lease-1.lua). */
+  async ec2Lease(mode: 'hold' | 'release', leaseMs: number): Promise<string | null> {
+    return this.scripts.ec2Lease(mode, leaseMs);
+  }
+
+  /** Who holds the EC2 lease now (null: nobody). */
+  async ec2LeaseHolder(): Promise<string | null> {
+    return this.redis.get(this.keys.ec2Lease);
+  }
+
+  /** A node down longer than `downAfterMs`: its granted, not started jobs go back to their queues (reclaimNode-5.lua). -1: it is not down. */
+  async reclaimNode(node: string, downAfterMs: number, now = Date.now()): Promise<number> {
+    return this.scripts.reclaimNode(node, downAfterMs, now);
+  }
+
+  /**
+   * `nodes forget` (forgetNode-11.lua): [given back, queued again, failed, remote runs adopted by
+   * this store's node]; the holder's lease when the node is live; null when no such node is known.
+   */
+  async forgetNode(node: string, leaseMs: number, backoffMs: number, now = Date.now()): Promise<number[] | NodeLease | null> {
+    return this.scripts.forgetNode(node, leaseMs, backoffMs, now);
+  }
+
+  /** The one supervisor's record from before nodes (the Supervisor hash without a node), or null. */
+  async legacySupervisor(): Promise<{ host?: string; stateDir?: string } | null> {
+    const hash = await this.redis.hgetall(this.keys.legacy.supervisor);
+    return Object.keys(hash).length ? { host: hash.host, stateDir: hash.stateDir } : null;
+  }
+
+  /** Whether any key of the one supervisor from before nodes is left (see keys.ts). */
+  async hasLegacyKeys(): Promise<boolean> {
+    const old = this.keys.legacy;
+    return (await this.redis.exists(old.localJobs, old.grantedQueue, old.runningQueue, old.runlogs, old.supervisor)) > 0;
+  }
+
+  /** Adopts the keys of the one supervisor from before nodes as this node's (adoptLegacy-10.lua). */
+  async adoptLegacy(): Promise<number> {
+    return this.scripts.adoptLegacy();
+  }
+
+  /** The last heartbeat of another node's supervisor (null: none). */
+  async supervisorRecordOf(node: string): Promise<Partial<SupervisorRecord> | null> {
+    return this.readSupervisor(this.keys.supervisorOf(node));
+  }
+
   /** Fault injection: asks the supervisor to crash an actor (chaos runs, `jobmanager debug`). */
   async requestActorCrash(actor: ActorName): Promise<void> {
     await this.redis.rpush(this.keys.control, `crash ${actor}`);
@@ -584,6 +652,14 @@ export class Store {
 
   async signal(actor: ActorName): Promise<void> {
     await this.redis.lpush(this.keys.signal(actor), 1);
+  }
+
+  /** Wakes these nodes' actors (their own Signal:<actor>:<node>). */
+  async signalNodes(actor: ActorName, nodes: string[]): Promise<void> {
+    if (nodes.length === 0) return;
+    const pipeline = this.redis.pipeline();
+    for (const node of nodes) pipeline.lpush(this.keys.nodeSignal(actor, node), 1);
+    await pipeline.exec();
   }
 
   /** A connection of its own for blocking waits (BLMPOP, XREAD), on this deployment's keys. */

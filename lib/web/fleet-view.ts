@@ -1,4 +1,5 @@
 import type { Config } from '../config/config.js';
+import { nodeLocation } from '../store/keys.js';
 import type { Store } from '../store/store.js';
 import type { Location } from '../store/keys.js';
 import { HostRegistry } from '../ssh/hosts.js';
@@ -51,7 +52,10 @@ export class FleetView {
   async locations(): Promise<LocationInfo[]> {
     await this.registry.refresh();
     const hosts = this.registry.all();
-    const list: LocationInfo[] = [{ location: 'local', slots: this.config.localMaxJobs }];
+    // Each node's local slots, and `local`: the queue that any node's slots draw from.
+    const nodes = await this.store.nodes();
+    const list: LocationInfo[] = [{ location: 'local', slots: null }];
+    for (const [name, lease] of [...nodes].sort(([a], [b]) => a.localeCompare(b))) list.push({ location: nodeLocation(name), slots: lease.localMaxJobs });
     for (const host of hosts) list.push({ location: `host:${host.name}`, slots: host.slots });
     if (hosts.some((h) => !h.adhoc && !h.queues)) list.push({ location: 'any', slots: null });
     for (const location of await this.store.ec2Locations()) list.push({ location, slots: null });

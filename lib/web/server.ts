@@ -58,7 +58,7 @@ export class WebServer {
     const listen = this.config.web.listen;
     if (!listen) return null;
     try {
-      const store = (this.store = await Store.open(this.redisUrl, this.config.deployment, 'actor'));
+      const store = (this.store = await Store.open(this.redisUrl, this.config.deployment, 'actor', { node: this.config.nodeName }));
       const hub = (this.hub = new EventHub(store, this.log));
       const fleet = new FleetView(this.config, store);
       const tally = new JobTally(store, this.log);

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Store } from '../../lib/store/store.js';
 import { runCli, type CliResult } from './cli.js';
@@ -74,11 +74,27 @@ export class Workspace {
     return runCli(args, this.env(), this.dir);
   }
 
-  async startSupervisor(): Promise<SupervisorProcess> {
-    const supervisor = await SupervisorProcess.start(this.env());
+  async startSupervisor(env = this.env()): Promise<SupervisorProcess> {
+    const supervisor = await SupervisorProcess.start(env);
     this.supervisors.push(supervisor);
     return supervisor;
   }
+
+  /**
+   * Another supervisor's world on the same Redis, as on a second workstation: a state directory
+   * and a config file of its own (this workspace's config with `config` over it). Start it with
+   * startSupervisor(node.env); node.cli runs commands there. Its jobs are killed by dispose().
+   */
+  node(name: string, config: Record<string, unknown>): { stateDir: string; env: NodeJS.ProcessEnv; cli: (...args: string[]) => Promise<CliResult> } {
+    const stateDir = join(this.dir, `state-${name}`);
+    const configFile = join(this.dir, `jobmanager-${name}.yaml`);
+    writeFileSync(configFile, JSON.stringify({ ...JSON.parse(readFileSync(this.configFile, 'utf8')), ...config }, null, 2));
+    this.nodeStateDirs.push(stateDir);
+    const env = this.env({ JM_STATE_DIR: stateDir, JM_CONFIG: configFile });
+    return { stateDir, env, cli: (...args: string[]) => runCli(args, env, this.dir) };
+  }
+
+  private readonly nodeStateDirs: string[] = [];
 
   /** The supervisor started last. */
   get supervisor(): SupervisorProcess | null {
@@ -102,7 +118,7 @@ export class Workspace {
   async dispose(): Promise<void> {
     for (const store of this.stores) await store.close();
     for (const supervisor of this.supervisors) await supervisor.stop();
-    killAll(pidsWithEnv('JM_JOB_DIR', this.stateDir));
+    for (const dir of [this.stateDir, ...this.nodeStateDirs]) killAll(pidsWithEnv('JM_JOB_DIR', dir));
     if (this.redis) await this.redis.stop();
     else if (!this.externalUrl) await runCli(['stop'], this.env(), this.dir);
     removeDir(this.dir);

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { NODE_LEASE_MS } from '../../nodes/lease.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { EC2Client, Instance } from '@aws-sdk/client-ec2';
 import type { Config } from '../../config/config.js';
@@ -65,15 +66,22 @@ export class Provisioner {
   }
 
   async run(stop: StopSignal): Promise<void> {
+    let holder: string | null = null;
     while (!stop.stopped) {
       try {
-        await this.step();
+        // Several supervisors (nodes) share the fleet: only the holder of the EC2 lease launches,
+        // readies and ends instances; another node takes the lease when it lapses (lib/nodes/lease.ts).
+        const now = await this.store.ec2Lease('hold', NODE_LEASE_MS);
+        if (now !== holder) this.log[this.config.ec2.imageId ? 'info' : 'debug'](now === this.store.node ? `EC2: node ${now} holds the EC2 lease: it provisions EC2 and ends idle instances` : `EC2: node ${now} provisions EC2 (it holds the EC2 lease)`);
+        holder = now;
+        if (holder === this.store.node) await this.step();
       } catch (err) {
         this.log.warn(`EC2: ${errorMessage(err)}; trying again`);
       }
       await stop.sleep(STEP_MS);
     }
     this.tending.close();
+    if (holder === this.store.node) await this.store.ec2Lease('release', NODE_LEASE_MS).catch(() => {});
   }
 
   private async step(): Promise<void> {

@@ -1,4 +1,7 @@
 import { spawn } from 'node:child_process';
+import { nodeRows } from '../../nodes/node-rows.js';
+import { nodeLocation } from '../../store/keys.js';
+import { nodesTable } from './nodes.js';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { readConfig, openStore } from '../context.js';
@@ -164,8 +167,12 @@ export async function statusCommand(args: CommandArgs): Promise<number> {
     await registry.refresh(true);
     // Every location, hosts that are down included (poolsFor leaves those out); `any` has no
     // slots of its own (its jobs take a host's).
+    // Local slots are each node's (local:<node>); `local` is the queue of local jobs that any
+    // node may run, with no slots of its own.
+    const nodes = await nodeRows(store, config.nodeDownAfterMs);
     const pools: { name: string; limit: number | null }[] = [
-      { name: 'local', limit: config.localMaxJobs },
+      { name: 'local', limit: null },
+      ...nodes.map((n) => ({ name: nodeLocation(n.name), limit: n.slots.total })),
       ...registry.all().map((h) => ({ name: `host:${h.name}`, limit: h.slots })),
     ];
     if (registry.all().some((h) => !h.adhoc)) pools.push({ name: 'any', limit: null });
@@ -181,17 +188,23 @@ export async function statusCommand(args: CommandArgs): Promise<number> {
         redis: { address: redisText, reachable: true },
         queues: { Job_Queue: intake, Granted_Queue: granted, Running_Queue: running, Delayed: delayed },
         locations: poolRows,
+        node: config.nodeName,
+        nodes,
       });
       return alive ? EXIT.ok : EXIT.unavailable;
     }
     const stale = heartbeat !== null && Date.now() - heartbeat > 10_000;
-    out.line(`supervisor  ${alive ? `running, pid ${pid} on ${info.host}, up ${age(info.startedAt ?? null)}${stale ? `, NOT RESPONDING (last heartbeat ${age(heartbeat)} ago)` : ''}` : 'not running (start it with `jobmanager start`)'}`);
+    out.line(`supervisor  ${alive ? `running (node ${config.nodeName}), pid ${pid} on ${info.host}, up ${age(info.startedAt ?? null)}${stale ? `, NOT RESPONDING (last heartbeat ${age(heartbeat)} ago)` : ''}` : 'not running (start it with `jobmanager start`)'}`);
     if (alive) out.line(`actors      ${Object.entries(actors).map(([name, a]) => `${name} ${a.state}${a.restarts ? ` (${a.restarts} restarts in the last minute)` : ''}`).join(' · ')}`);
     if (alive && info.web) out.line(webLine(config, info.web, true));
     out.line(`redis       ${redisText}`);
     out.line(`queues      Job_Queue ${intake} · Granted_Queue ${granted} · Running_Queue ${running} · waiting to retry ${delayed}`);
     out.line('');
     out.line(table(['LOCATION', 'WAITING', 'SLOTS USED'], poolRows.map((p) => [p.location, p.waiting, p.slots === null ? '-' : `${p.used}/${p.slots}`])));
+    if (nodes.length) {
+      out.line('');
+      out.line(nodesTable(nodes));
+    }
     return alive ? EXIT.ok : EXIT.unavailable;
   } finally {
     await handle.release();

@@ -4,7 +4,11 @@
   launched or is running is marked cancelRequested and made due in Running_Queue now; the
   fetcher then kills its process group and records it as cancelled when it ends.
 
-  KEYS[1] Job_Queue   KEYS[2] Granted_Queue   KEYS[3] Delayed   KEYS[4] Running_Queue
+  The granted and running queues are those of the node the job's record names (`node`); a
+  record from before nodes has none and is in the queues one supervisor used then, KEYS[2] and
+  KEYS[4].
+
+  KEYS[1] Job_Queue   KEYS[2] Granted_Queue (no node)   KEYS[3] Delayed   KEYS[4] Running_Queue (no node)
   KEYS[5] Events      KEYS[6] Signal:fetcher   KEYS[7] Signal:manager
   KEYS[8] key prefix (includes/keys.lua: the queue and slot set a job's record names)
   KEYS[9 ..] job:<id> of each id, in order
@@ -20,10 +24,12 @@ local results = {}
 
 -- Granted_Queue holds launch payloads that start with the job id and a newline; it is short
 -- (at most the number of slots).
-local function removeGranted(id)
-  for _, payload in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+local function removeGranted(id, node)
+  local queue = KEYS[2]
+  if node then queue = grantedQueueKey(prefix, node) end
+  for _, payload in ipairs(redis.call('LRANGE', queue, 0, -1)) do
     if string.sub(payload, 1, #id + 1) == id .. '\n' then
-      return redis.call('LREM', KEYS[2], 1, payload) > 0
+      return redis.call('LREM', queue, 1, payload) > 0
     end
   end
   return false
@@ -56,11 +62,11 @@ end
 
 for i = 2, #ARGV do
   local id, key = ARGV[i], KEYS[7 + i]
-  local state, location, slot, host = unpack(redis.call('HMGET', key, 'state', 'location', 'slot', 'host'))
+  local state, location, slot, host, node = unpack(redis.call('HMGET', key, 'state', 'location', 'slot', 'host', 'node'))
   local result
   if not state then
     result = 'unknown'
-  elseif state == 'queued' or (state == 'granted' and removeGranted(id)) then
+  elseif state == 'queued' or (state == 'granted' and removeGranted(id, node)) then
     local held = heldSlot(prefix, slot, host)
     leave(KEYS[1], id)
     if location then leave(locationQueueKey(prefix, location), id) end
@@ -75,7 +81,11 @@ for i = 2, #ARGV do
     if not redis.call('HGET', key, 'cancelRequested') then
       redis.call('HSET', key, 'cancelRequested', now)
     end
-    if state == 'running' then redis.call('ZADD', KEYS[4], now, id) end
+    if state == 'running' then
+      local running = KEYS[4]
+      if node then running = runningQueueKey(prefix, node) end
+      redis.call('ZADD', running, now, id)
+    end
     if redis.call('LLEN', KEYS[6]) == 0 then redis.call('LPUSH', KEYS[6], 1) end
     result = 'cancelling'
   else

@@ -9,14 +9,14 @@
   A run that is not the job's current one, or a job already ended, is ignored: replaying is
   harmless.
 
-  KEYS[1] Running_Queue   KEYS[2] Delayed   KEYS[3] Events   KEYS[4] Granted_Queue
+  KEYS[1] Running_Queue:<node>   KEYS[2] Delayed   KEYS[3] Events   KEYS[4] Granted_Queue:<node>
   KEYS[5] Signal:manager  KEYS[6] HostState
   KEYS[7] key prefix (includes/keys.lua: the slot set a job holds, the records of jobs granted
     a freed slot)
   then the pools' slot sets and queues (includes/pools.lua): where a freed slot may go
   then per run, in the order of the run tuples: job:<id>, job:<id>:runs
-  ARGV[1] now (ms)
-  ARGV[2 ..] the pools (includes/pools.lua)
+  ARGV[1] now (ms)   ARGV[2] the recording node (a freed slot it hands on is granted by it)
+  ARGV[3 ..] the pools (includes/pools.lua)
   then tuples of 9 per run: id, run, outcome (succeeded|failed|cancelled|interrupted), exit
     code ('' if none), reason, result JSON ('' if none), steps JSON ('' to keep), retry backoff
     base (ms), start time (ms, '' if unknown: a run can end before markRunning saw it start)
@@ -31,8 +31,8 @@
 -- @include grantFrom
 -- @include heldSlot
 
-local prefix, now = KEYS[7], tonumber(ARGV[1])
-local _, poolAt, k, a = readPools(8, 2)
+local prefix, now, node = KEYS[7], tonumber(ARGV[1]), ARGV[2]
+local _, poolAt, k, a = readPools(8, 3)
 
 local recorded, handedOff, retried = 0, 0, false
 for i = a, #ARGV, 9 do
@@ -40,13 +40,15 @@ for i = a, #ARGV, 9 do
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], tonumber(ARGV[i + 7]), ARGV[i + 8]
   local key, runsKey = KEYS[k], KEYS[k + 1]
   k = k + 2
-  local state, current, attempt, retries, slot, host, cancelRequested, startedAt, location =
-    unpack(redis.call('HMGET', key, 'state', 'run', 'attempt', 'retries', 'slot', 'host', 'cancelRequested', 'startedAt', 'location'))
+  local state, current, attempt, retries, slot, host, cancelRequested, startedAt, location, owner =
+    unpack(redis.call('HMGET', key, 'state', 'run', 'attempt', 'retries', 'slot', 'host', 'cancelRequested', 'startedAt', 'location', 'node'))
   if (state == 'granted' or state == 'running') and current == run then
     attempt = tonumber(attempt) or 1
     if runStartedAt ~= '' then startedAt = runStartedAt end
     if cancelRequested and outcome ~= 'succeeded' then outcome = 'cancelled' end
     redis.call('ZREM', KEYS[1], id)
+    -- A remote run's end may be read by another node than the one watching it (both follow the host).
+    if owner and owner ~= node then redis.call('ZREM', runningQueueKey(prefix, owner), id) end
     redis.call('RPUSH', runsKey, cjson.encode({
       run = tonumber(run), attempt = attempt, outcome = outcome, exitCode = exitCode, reason = reason,
       startedAt = tonumber(startedAt), endedAt = now, location = location }))
@@ -73,7 +75,7 @@ for i = a, #ARGV, 9 do
     if held then
       redis.call('SREM', slotSetKey(prefix, held), id)
       local pool = poolAt[held]
-      if pool then handedOff = handedOff + grantFrom(prefix, now, pool, 1, KEYS[4], KEYS[3], KEYS[6]) end
+      if pool then handedOff = handedOff + grantFrom(prefix, now, pool, 1, KEYS[4], KEYS[3], KEYS[6], node) end
     end
     recorded = recorded + 1
   end

@@ -6,11 +6,12 @@
   includes/grantFrom.lua). The slot is held until the job ends, so the limit holds at every
   instant. A host marked down in HostState is granted nothing (read by grantFrom).
 
-  KEYS[1] Granted_Queue   KEYS[2] Delayed   KEYS[3] Events   KEYS[4] HostState
+  KEYS[1] Granted_Queue:<node>   KEYS[2] Delayed   KEYS[3] Events   KEYS[4] HostState
   KEYS[5] key prefix (includes/keys.lua: the record and queue of a retry taken from Delayed)
   KEYS[6 ..] the pools' slot sets and queues (includes/pools.lua)
   ARGV[1] now (ms)        ARGV[2] most jobs to grant in this call
-  ARGV[3 ..] the pools (includes/pools.lua), in the order they are served
+  ARGV[3] the granting node (its name: recorded as the job's `node`)
+  ARGV[4 ..] the pools (includes/pools.lua), in the order they are served
   Returns: {granted, ms until the next delayed retry is due (-1: none)}
   Events: granted
 ]]
@@ -18,7 +19,7 @@
 -- @include pools
 -- @include grantFrom
 
-local prefix, now, budget = KEYS[5], tonumber(ARGV[1]), tonumber(ARGV[2])
+local prefix, now, budget, node = KEYS[5], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
 -- RPUSH puts each at the front (grantFrom pops from the right), so the latest due goes in first.
@@ -33,10 +34,10 @@ for i = #due, 1, -1 do
   end
 end
 
-local pools = readPools(6, 3)
+local pools = readPools(6, 4)
 local granted = 0
 for _, pool in ipairs(pools) do
-  granted = granted + grantFrom(prefix, now, pool, budget - granted, KEYS[1], KEYS[3], KEYS[4])
+  granted = granted + grantFrom(prefix, now, pool, budget - granted, KEYS[1], KEYS[3], KEYS[4], node)
 end
 
 local nextDue = -1

@@ -5,17 +5,20 @@
   A run that is not the job's current one, or that already ended, is ignored, so replaying a
   run log is harmless.
 
-  KEYS[1] Running_Queue   KEYS[2] Events
+  The node that saw it start watches it from then on: its Running_Queue, recorded as `node` (a
+  remote run's start may be read by another node than the one that launched it).
+
+  KEYS[1] Running_Queue:<node>   KEYS[2] Events
   KEYS[3 ..] job:<id> of each run, in order
-  ARGV[1] now (ms)
-  ARGV[2 ..] tuples of 5: id, run, pid (= its process group), start time (ms), launcher epoch
+  ARGV[1] now (ms)   ARGV[2] the node
+  ARGV[3 ..] tuples of 5: id, run, pid (= its process group), start time (ms), launcher epoch
   Returns: {jobs that became running, the earliest score given (-1: none)}
   Events: running
 ]]
-local now = tonumber(ARGV[1])
+local now, node = tonumber(ARGV[1]), ARGV[2]
 local changed, earliest = 0, -1
 local k = 2
-for i = 2, #ARGV, 5 do
+for i = 3, #ARGV, 5 do
   local id, run, pid, startedAt, epoch = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
   k = k + 1
   local key = KEYS[k]
@@ -24,7 +27,7 @@ for i = 2, #ARGV, 5 do
   if state == 'granted' and current == run then
     local nextLook = now + (tonumber(pollMs) or 30000)
     if cancelRequested then nextLook = now end
-    redis.call('HSET', key, 'state', 'running', 'pid', pid, 'startedAt', startedAt, 'runlog', epoch)
+    redis.call('HSET', key, 'state', 'running', 'pid', pid, 'startedAt', startedAt, 'runlog', epoch, 'node', node)
     if timeoutMs and timeoutMs ~= '' then
       local deadline = startedAt + tonumber(timeoutMs)
       redis.call('HSET', key, 'deadline', deadline)

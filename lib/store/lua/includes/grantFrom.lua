@@ -3,8 +3,10 @@
   order) while its slot set has fewer than its limit members, at most `max` of them. Each granted
   job takes a slot (recorded in `slot` as the pool's location, from which includes/heldSlot.lua
   finds the set again), gets a new run number, records where it runs (`host`: the pool's
-  location, e.g. local or host:lab1), and is pushed to Granted_Queue as a payload the starter can
-  launch without reading anything else:
+  location, e.g. local:ws1 or host:lab1) and the node that granted it (`node`: its starter
+  launches it, its fetcher watches it, its recovery alone settles it), and is pushed to that
+  node's Granted_Queue (`grantedQueue`) as a payload the starter can launch without reading
+  anything else:
     id \n run \n attempt \n where \n spec JSON \n job definition JSON (or null)
   and, for a job of a sweep, whose spec and definition are its sweep's: \n row:<row JSON> \n name:<job name>
   (tagged, so that any other field after the definition is no row: lib/store/scripts.ts ignores it)
@@ -22,7 +24,7 @@
 ]]
 -- @include keys
 
-local function grantFrom(prefix, now, pool, max, grantedQueue, events, hostStates)
+local function grantFrom(prefix, now, pool, max, grantedQueue, events, hostStates, node)
   local where = pool.location
   if string.sub(where, 1, 5) == 'host:' then
     local hostState = redis.call('HGET', hostStates, string.sub(where, 6))
@@ -46,7 +48,7 @@ local function grantFrom(prefix, now, pool, max, grantedQueue, events, hostState
       if state == 'queued' and spec then
         local run = redis.call('HINCRBY', key, 'run', 1)
         redis.call('SADD', pool.slotKey, id)
-        redis.call('HSET', key, 'state', 'granted', 'grantedAt', now, 'slot', where, 'host', where)
+        redis.call('HSET', key, 'state', 'granted', 'grantedAt', now, 'slot', where, 'host', where, 'node', node)
         local raw = 'null'
         if string.find(spec, '"value":"self.yaml"', 1, true) then raw = redis.call('HGET', home, 'raw') or 'null' end
         redis.call('LPUSH', grantedQueue, id .. '\n' .. run .. '\n' .. attempt .. '\n' .. where .. '\n' .. spec .. '\n' .. raw .. row)

@@ -13,6 +13,17 @@ local function jobRunsKey(prefix, id) return prefix .. 'job:' .. id .. ':runs' e
 local function locationQueueKey(prefix, location) return prefix .. 'Job_Queue:' .. location end
 local function slotSetKey(prefix, location)
   if location == 'local' then return prefix .. 'LocalJobs' end
+  if string.sub(location, 1, 6) == 'local:' then return prefix .. 'LocalJobs:' .. string.sub(location, 7) end
   if string.sub(location, 1, 5) == 'host:' then return prefix .. 'RemoteJobs:' .. string.sub(location, 6) end
   return prefix .. 'Slots:' .. location
+end
+-- A node's own queues (a job record's `node`); a record from before nodes (no `node`) is in the
+-- queues one supervisor used then.
+local function grantedQueueKey(prefix, node)
+  if not node then return prefix .. 'Granted_Queue' end
+  return prefix .. 'Granted_Queue:' .. node
+end
+local function runningQueueKey(prefix, node)
+  if not node then return prefix .. 'Running_Queue' end
+  return prefix .. 'Running_Queue:' .. node
 end
