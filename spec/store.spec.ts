@@ -1040,11 +1040,11 @@ describe('store (Lua transitions on a real redis-server)', function () {
         await f.db.set(f.k.signal('fetcher'), 'not a list');
         for (let i = 0; i < 3; i++) expect(await blocking.waitForSignal('fetcher', 10, stop), 'no wake-up').to.equal(false);
         expect(log.lines).to.have.length(1);
-        expect(log.lines[0]).to.match(/^error Redis refused a blocking wait on \S+Signal:fetcher: WRONGTYPE/);
+        expect(log.lines[0]).to.match(/^error Redis refused a blocking wait on \S+Signal:fetcher:\S+ \S+Signal:fetcher: WRONGTYPE/);
         await f.db.del(f.k.signal('fetcher'));
         await f.store.signal('fetcher');
         expect(await blocking.waitForSignal('fetcher', 10, stop)).to.equal(true);
-        expect(log.lines.slice(1)).to.deep.equal([`info Redis answers the blocking wait on ${f.k.signal('fetcher')} again`]);
+        expect(log.lines.slice(1)).to.deep.equal([`info Redis answers the blocking wait on ${f.k.nodeSignal('fetcher')} ${f.k.signal('fetcher')} again`]);
       } finally {
         stop.stop();
         blocking.close();
