@@ -26,6 +26,8 @@ export interface ChaosOptions {
   seed: number;
   minutes: number;
   log: (text: string) => void;
+  /** Supervisors (nodes) sharing the run's Redis (`--nodes N`, default 1). */
+  nodes?: number;
   /** Interrupts the run (Ctrl-C): it tears down what it started and rejects. */
   signal?: AbortSignal;
 }
@@ -33,6 +35,7 @@ export interface ChaosOptions {
 export interface ChaosReport extends Tally {
   seed: number;
   minutes: number;
+  nodes: number;
   elapsedMs: number;
   queued: Map<JobKind, number>;
   queueFailures: number;
@@ -44,12 +47,12 @@ export interface ChaosReport extends Tally {
   evidenceDir: string | null;
 }
 
-export async function runChaos({ seed, minutes, log, signal }: ChaosOptions): Promise<ChaosReport> {
+export async function runChaos({ seed, minutes, log, signal, nodes = 1 }: ChaosOptions): Promise<ChaosReport> {
   const started = Date.now();
-  const world = await World.create(log);
+  const world = await World.create(log, nodes);
   try {
     const { ws } = world;
-    await ws.startSupervisor();
+    for (const node of world.nodes) await world.startNode(node);
     const stop = new StopSignal();
     const workload = new Workload({ ws, ledger: world.ledger, random: seededRandom(seed ^ 0x5bd1e995), hostNames: world.hostNames, log });
     const faults = new FaultInjector(world, seededRandom(seed), log, seededRandom(seed ^ 0x2545f491));
@@ -64,7 +67,7 @@ export async function runChaos({ seed, minutes, log, signal }: ChaosOptions): Pr
     log(`chaos: faults stopped after ${workload.total} jobs queued; ending every fault still in effect`);
     await faults.calm();
     if (signal?.aborted) throw new Error('interrupted');
-    if (!ws.supervisor?.running) await ws.startSupervisor();
+    for (const node of world.nodes) if (!node.supervisor?.running) await world.startNode(node);
     const store = await ws.store();
     const settled = await settle(world, store, Date.now() + SETTLE_MS, log, signal);
     if (signal?.aborted) throw new Error('interrupted');
@@ -73,7 +76,7 @@ export async function runChaos({ seed, minutes, log, signal }: ChaosOptions): Pr
     const checks = await runChecks(world, store, evidence, faults.errors, crashes);
     const ok = checks.every((c) => c.ok);
     return {
-      seed, minutes, elapsedMs: Date.now() - started,
+      seed, minutes, nodes, elapsedMs: Date.now() - started,
       queued: new Map(KINDS.map((k) => [k, workload.queued.get(k) ?? 0])), queueFailures: workload.queueFailures,
       ...tally(evidence),
       faults: new Map(FAULT_KINDS.map((k) => [k, faults.counts.get(k) ?? 0])),

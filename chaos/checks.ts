@@ -158,17 +158,18 @@ async function noSlotTaken(store: Store): Promise<Check> {
   const k = store.keys;
   const keys = await store.redis.keys(`${k.prefix}*`);
   const problems: string[] = [];
-  const slotSets = keys.filter((key) => key === k.localJobs || key.startsWith(`${k.prefix}RemoteJobs:`) || key.startsWith(`${k.prefix}Slots:`));
+  // Every node's (LocalJobs:<node>, Granted_Queue:<node>, Running_Queue:<node>), and those of before nodes.
+  const slotSets = keys.filter((key) => key.startsWith(`${k.prefix}LocalJobs`) || key.startsWith(`${k.prefix}RemoteJobs:`) || key.startsWith(`${k.prefix}Slots:`));
   for (const key of slotSets) {
     const members = await store.redis.smembers(key);
     if (members.length) problems.push(`${key.slice(k.prefix.length)} still holds ${members.join(' ')}`);
   }
-  const lists = keys.filter((key) => key === k.grantedQueue || key === k.jobQueue || key.startsWith(`${k.prefix}Job_Queue:`));
+  const lists = keys.filter((key) => key.startsWith(`${k.prefix}Granted_Queue`) || key === k.jobQueue || key.startsWith(`${k.prefix}Job_Queue:`));
   for (const key of lists) {
     const n = await store.redis.llen(key);
     if (n) problems.push(`${key.slice(k.prefix.length)} holds ${n} entries`);
   }
-  for (const key of [k.runningQueue, k.delayed]) {
+  for (const key of [...keys.filter((key) => key.startsWith(`${k.prefix}Running_Queue`)), k.delayed]) {
     const ids = await store.redis.zrange(key, 0, -1);
     if (ids.length) problems.push(`${key.slice(k.prefix.length)} holds ${ids.join(' ')}`);
   }
@@ -183,9 +184,8 @@ function noInstanceLeft(world: World): Check {
 
 /** Actor threads die only when told to; any other exit is a crash the run found. */
 function actorExits(world: World, injected: number): Check {
-  const log = join(world.ws.stateDir, 'supervisor.log');
-  const exits = logMessages(supervisorLog(world.ws.stateDir), /actor exited/).flatMap((msg) => [...msg.matchAll(/the (\w+) actor exited \(code (\d+)\)/g)]);
-  const problems = exits.filter((m) => Number(m[2]) !== INJECTED_CRASH_CODE).map((m) => `the ${m[1]} actor exited with code ${m[2]} (see ${log})`);
+  const exits = world.nodes.flatMap(({ stateDir }) => logMessages(supervisorLog(stateDir), /actor exited/).flatMap((msg) => [...msg.matchAll(/the (\w+) actor exited \(code (\d+)\)/g)].map((m) => ({ m, log: join(stateDir, 'supervisor.log') }))));
+  const problems = exits.filter(({ m }) => Number(m[2]) !== INJECTED_CRASH_CODE).map(({ m, log }) => `the ${m[1]} actor exited with code ${m[2]} (see ${log})`);
   const told = exits.length - problems.length;
   if (told > injected) problems.push(`${told} actors exited as if told to crash, but only ${injected} crashes were injected`);
   return check('no actor thread died but those the injector crashed', problems);

@@ -61,12 +61,16 @@ export function keepEvidence(world: World, evidence: Evidence, seed: number): st
   const jobs = evidence.jobs.map((job) => ({ ...job, spec: undefined, raw: undefined, runs: evidence.runs.get(job.id), ledger: evidence.ledger.get(job.id) ?? [] }));
   writeFileSync(join(dir, 'jobs.json'), JSON.stringify(jobs, null, 1));
   cpSync(world.ledger.path, join(dir, 'ledger'));
-  mkdirSync(join(dir, 'state'));
-  for (const name of ['runs', ...logFilesInOrder(join(world.ws.stateDir, 'supervisor.log')).map((file) => basename(file))]) {
-    try {
-      cpSync(join(world.ws.stateDir, name), join(dir, 'state', name), { recursive: true });
-    } catch {
-      // not there: nothing to keep
+  // Each node's state directory: state/ for the first (as with one node), state-<node>/ for others.
+  for (const [i, node] of world.nodes.entries()) {
+    const into = join(dir, i === 0 ? 'state' : `state-${node.name}`);
+    mkdirSync(into);
+    for (const name of ['runs', ...logFilesInOrder(join(node.stateDir, 'supervisor.log')).map((file) => basename(file))]) {
+      try {
+        cpSync(join(node.stateDir, name), join(into, name), { recursive: true });
+      } catch {
+        // not there: nothing to keep
+      }
     }
   }
   return dir;

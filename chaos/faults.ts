@@ -21,9 +21,10 @@ export type FaultKind =
   | 'host cut off'
   | 'partition'
   | 'EC2 capacity error'
-  | 'EC2 throttling';
+  | 'EC2 throttling'
+  | 'node away';
 
-export const FAULT_KINDS: readonly FaultKind[] = ['supervisor kill -9', 'actor crash', 'redis-server kill -9', 'sshd kill -9', 'host cut off', 'partition', 'EC2 capacity error', 'EC2 throttling'];
+export const FAULT_KINDS: readonly FaultKind[] = ['supervisor kill -9', 'actor crash', 'redis-server kill -9', 'sshd kill -9', 'host cut off', 'partition', 'EC2 capacity error', 'EC2 throttling', 'node away'];
 
 const WEIGHTS: [FaultKind, number][] = [
   ['supervisor kill -9', 3],
@@ -34,6 +35,10 @@ const WEIGHTS: [FaultKind, number][] = [
   ['EC2 capacity error', 1],
   ['EC2 throttling', 1],
 ];
+/** With several nodes (`--nodes N`): one killed and kept away past NodeDownAfter now and then. */
+const NODE_WEIGHTS: [FaultKind, number][] = [...WEIGHTS, ['node away', 1]];
+/** NodeDownAfter of the run's config (world.ts), in ms. */
+const NODE_DOWN_AFTER_MS = 10_000;
 
 const ACTORS = ['manager', 'starter', 'fetcher'] as const;
 
@@ -42,6 +47,8 @@ export class FaultInjector {
   /** Faults the world did not recover from (a supervisor that would not start, say). */
   readonly errors: string[] = [];
   private cutOff: Promise<void> | null = null;
+  /** A node killed and kept away past NodeDownAfter, back when this resolves. */
+  private away: Promise<void> | null = null;
   private readonly healed = new AbortController();
 
   constructor(
@@ -84,7 +91,7 @@ export class FaultInjector {
 
   private async randomFaults(stop: StopSignal): Promise<void> {
     while (await stop.sleep(1000 + this.random() * 3000)) {
-      const kind = pick(this.random, WEIGHTS);
+      const kind = pick(this.random, this.world.nodes.length > 1 ? NODE_WEIGHTS : WEIGHTS);
       try {
         const what = await this.inject(kind);
         this.counts.set(kind, this.counts.get(kind)! + 1);
@@ -100,10 +107,34 @@ export class FaultInjector {
     const { ws, hosts, ec2 } = this.world;
     switch (kind) {
       case 'supervisor kill -9': {
-        await ws.supervisor?.kill9();
+        // With one node, the only one; with several, any that runs (a draw only then, so that a
+        // one-node seed replays as before).
+        const running = this.world.runningNodes;
+        const node = running.length > 1 ? running[Math.floor(this.random() * running.length)] : running[0];
+        if (!node) return 'no supervisor runs';
+        await node.supervisor?.kill9();
         await sleep(this.random() * 1000);
-        await ws.startSupervisor();
-        return `pid ${ws.supervisor!.pid} now`;
+        await this.world.startNode(node);
+        return `${this.world.nodes.length > 1 ? `${node.name}, ` : ''}pid ${node.supervisor!.pid} now`;
+      }
+      case 'node away': {
+        // Kept away past NodeDownAfter: what was granted to it and not started goes to the
+        // others; its running local jobs wait for it and are picked up when it is back.
+        const running = this.world.runningNodes;
+        if (this.away || running.length < 2) return 'a node is away already';
+        const node = running[Math.floor(this.random() * running.length)];
+        const ms = Math.round(NODE_DOWN_AFTER_MS + 2000 + this.random() * 8000);
+        await node.supervisor?.kill9();
+        this.away = sleep(ms, this.healed.signal).then(async () => {
+          try {
+            await this.world.startNode(node);
+            this.log(`fault: node ${node.name} is back after ${ms}ms`);
+          } catch (err) {
+            this.errors.push(`node away: ${node.name} would not start again: ${errorMessage(err)}`);
+          }
+          this.away = null;
+        });
+        return `${node.name} killed, away for ${ms}ms`;
       }
       case 'actor crash': {
         const actor = ACTORS[Math.floor(this.random() * ACTORS.length)];
@@ -153,6 +184,7 @@ export class FaultInjector {
   async calm(): Promise<void> {
     this.healed.abort();
     await this.cutOff;
+    await this.away;
     this.world.ec2.clearFaults();
   }
 }

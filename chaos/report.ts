@@ -7,8 +7,8 @@ function counts(map: Map<string, number>): string {
   return parts.length ? parts.join(', ') : 'none';
 }
 
-export function replayCommand(report: Pick<ChaosReport, 'seed' | 'minutes'>): string {
-  return `npm run chaos -- --seed ${report.seed} --minutes ${report.minutes}`;
+export function replayCommand(report: Pick<ChaosReport, 'seed' | 'minutes'> & { nodes?: number }): string {
+  return `npm run chaos -- --seed ${report.seed} --minutes ${report.minutes}${report.nodes && report.nodes > 1 ? ` --nodes ${report.nodes}` : ''}`;
 }
 
 export function formatReport(report: ChaosReport): string {
@@ -16,7 +16,7 @@ export function formatReport(report: ChaosReport): string {
   const faults = [...report.faults.values()].reduce((a, b) => a + b, 0);
   const lines = [
     '',
-    `Chaos run, seed ${report.seed}, ${report.minutes} min budget, ${(report.elapsedMs / 1000).toFixed(0)}s in all${report.settled ? '' : ' (did NOT settle in time)'}`,
+    `Chaos run, seed ${report.seed}, ${report.minutes} min budget, ${report.nodes} node${report.nodes > 1 ? 's' : ''}, ${(report.elapsedMs / 1000).toFixed(0)}s in all${report.settled ? '' : ' (did NOT settle in time)'}`,
     `  jobs queued   ${total}: ${counts(report.queued)}${report.queueFailures ? ` (${report.queueFailures} queue commands failed and were repeated)` : ''}`,
     `  jobs ended    ${counts(report.byState)}`,
     `  runs recorded ${counts(report.runs)} (${report.hostGivenUp} ended as their host was given up on); runs in the ledger ${report.ledgerLines}`,

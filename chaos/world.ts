@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Workspace } from '../spec/support/workspace.js';
+import type { SupervisorProcess } from '../spec/support/supervisor-process.js';
 import { SshHost } from '../spec/support/sshd.js';
 import { LoopbackEc2 } from '../spec/support/ec2-server.js';
 import { removeDir, tempDir } from '../spec/support/temp.js';
@@ -23,7 +24,21 @@ export const HOST_DOWN_AFTER = '8s';
  */
 export const GIVEN_UP_AFTER_MS = 15_000 + 8_000;
 
+/** How long a node may be away before its granted, not started jobs go to the others (NodeDownAfter). */
+export const NODE_DOWN_AFTER = '10s';
+
+/** One supervisor of the run (a node): its config and state directory, and its process while it runs. */
+export interface ChaosNode {
+  name: string;
+  stateDir: string;
+  env: NodeJS.ProcessEnv;
+  supervisor: SupervisorProcess | null;
+}
+
 export class World {
+  /** The supervisors sharing the run's Redis (`--nodes N`; the first is the workspace's own). */
+  readonly nodes: ChaosNode[] = [];
+
   private constructor(
     readonly ws: Workspace,
     /** host31, host32 reached directly; host33 through `proxy`. */
@@ -38,7 +53,17 @@ export class World {
     return this.hosts.map((h) => h.name);
   }
 
-  static async create(log: (text: string) => void): Promise<World> {
+  /** Starts a node's supervisor (again, after a kill -9). */
+  async startNode(node: ChaosNode): Promise<void> {
+    node.supervisor = await this.ws.startSupervisor(node.env);
+  }
+
+  /** The nodes whose supervisor runs. */
+  get runningNodes(): ChaosNode[] {
+    return this.nodes.filter((n) => n.supervisor?.running);
+  }
+
+  static async create(log: (text: string) => void, nodeCount = 1): Promise<World> {
     if (!SshHost.available()) throw new Error('the chaos run needs /usr/sbin/sshd and root (apt-get install -y openssh-server; run as root)');
     // The EC2 calls go to the loopback server, but the SDK still wants credentials to sign with.
     process.env.AWS_ACCESS_KEY_ID ??= 'AKIDCHAOSLOOPBACK';
@@ -62,6 +87,9 @@ export class World {
       LogLevel: 'info',
       KnownHosts: knownHosts,
       HostDownAfter: HOST_DOWN_AFTER,
+      NodeName: 'chaos1',
+      NodeDownAfter: NODE_DOWN_AFTER,
+      Web: { Listen: null },
       Hosts: [hosts[0].hostEntry(2), hosts[1].hostEntry(2), { ...hosts[2].hostEntry(2), Port: proxy.port }],
       EC2: {
         Region: 'us-east-1', ImageId: IMAGE, InstanceType: 't3.micro', KeyName: 'jm-chaos', Username: 'jmchaos', Key: key,
@@ -70,7 +98,16 @@ export class World {
       },
     });
     log(`world: workspace ${ws.dir}, redis ${ws.redisUrl} (append-only), hosts ${hosts.map((h) => `${h.name}=${h.address}:${h.port}`).join(' ')} (host33 via proxy :${proxy.port}), EC2 ${ec2.endpoint}, ledger ${ledger.path}`);
-    return new World(ws, hosts, proxy, ec2, ledger, shared);
+    const world = new World(ws, hosts, proxy, ec2, ledger, shared);
+    world.nodes.push({ name: 'chaos1', stateDir: ws.stateDir, env: ws.env(), supervisor: null });
+    // Further nodes: other state directories (as on other workstations), the same Redis and hosts.
+    for (let i = 2; i <= nodeCount; i++) {
+      const name = `chaos${i}`;
+      const { stateDir, env } = ws.node(name, { NodeName: name });
+      world.nodes.push({ name, stateDir, env, supervisor: null });
+    }
+    if (nodeCount > 1) log(`world: ${nodeCount} nodes (${world.nodes.map((n) => `${n.name} in ${n.stateDir}`).join(', ')}) on one Redis`);
+    return world;
   }
 
   /** Stops everything it started, by pid; each step runs even if one before it fails. */
