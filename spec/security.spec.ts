@@ -13,6 +13,11 @@ import { TlsRedisServer } from './support/tls-redis.js';
 import { LoopbackEc2 } from './support/ec2-server.js';
 import { findNamed } from './support/fs-snapshot.js';
 import { waitFor } from './support/wait-for.js';
+import { nodeLocation } from '../lib/store/keys.js';
+import { defaultNodeName } from '../lib/nodes/node-name.js';
+
+/** The local slots of the supervisors these specs start (their node: this machine's host name). */
+const HERE = nodeLocation(defaultNodeName());
 import { logMessages, supervisorLog } from './support/supervisor-log.js';
 
 // Security checks as specs (issue 5, item 3): SSH host keys (strict, and accept-new's one-time
@@ -386,8 +391,8 @@ describe('security: what is read from Redis is data', function () {
 
   it('treats records that were never queued as data: show, logs, wait, cancel and a restart run none of their commands', async function () {
     const waiting = await forge({ raw: JSON.stringify({ Order: [{ Run: touch('never-queued') }] }), spec: specJson(touch('never-queued')) });
-    const ended = await forge({ state: 'succeeded', endedAt: Date.now(), spec: specJson(touch('ended')), location: 'local', host: 'local' });
-    await redis.sadd(`${prefix}LocalJobs`, ended); // a slot it should not hold: recovery must not take it for a launch
+    const ended = await forge({ state: 'succeeded', endedAt: Date.now(), spec: specJson(touch('ended')), location: 'local', host: HERE });
+    await redis.sadd(`${prefix}LocalJobs:${defaultNodeName()}`, ended); // a slot it should not hold: recovery must not take it for a launch
     for (const id of [waiting, ended]) {
       for (const args of [['show', id], ['show', id, '--json'], ['logs', id], ['wait', id, '--timeout', '1s', '--json']]) {
         const result = await ws.cli(...args);
@@ -401,16 +406,16 @@ describe('security: what is read from Redis is data', function () {
     const [id] = Workspace.ids((await ws.cli('queue', probe)).stdout);
     expect((await waitStates([id]))[0].state).to.equal('succeeded');
     expect(marked()).to.deep.equal([]);
-    await redis.srem(`${prefix}LocalJobs`, ended);
+    await redis.srem(`${prefix}LocalJobs:${defaultNodeName()}`, ended);
   });
 
   it('starts a forged Granted_Queue payload only as the job its spec declares: extra fields ignored, prototype keys inert', async function () {
     // Own keys named __proto__ and constructor (a literal `__proto__:` would set the prototype instead).
     const pollution = { ['__proto__']: { env: { POLLUTED: 'yes' }, order: [{ kind: 'run', run: touch('proto-order') }] }, constructor: { prototype: { env: { POLLUTED: 'yes' } } } };
     const spec = specJson('printf "%s" "$POLLUTED"', {}, ['o']).replace(/}$/, `,${JSON.stringify(pollution).slice(1, -1)}}`);
-    const id = await forge({ state: 'granted', run: 1, host: 'local', location: 'local', slot: `${prefix}LocalJobs`, spec });
-    await redis.sadd(`${prefix}LocalJobs`, id);
-    await redis.lpush(`${prefix}Granted_Queue`, [id, 1, 1, 'local', spec, 'null', 'EXTRA FIELD', `$(${touch('extra')})`].join('\n'));
+    const id = await forge({ state: 'granted', run: 1, host: HERE, location: 'local', slot: HERE, spec });
+    await redis.sadd(`${prefix}LocalJobs:${defaultNodeName()}`, id);
+    await redis.lpush(`${prefix}Granted_Queue:${defaultNodeName()}`, [id, 1, 1, HERE, spec, 'null', 'EXTRA FIELD', `$(${touch('extra')})`].join('\n'));
     const [job] = await waitStates([id]);
     expect(job.state, job.reason ?? '').to.equal('succeeded');
     expect(job.result, 'an inherited env is no env').to.deep.equal({ o: '' });
@@ -425,10 +430,10 @@ describe('security: what is read from Redis is data', function () {
       const store = await own.store();
       const k = store.keys;
       const id = String(await store.redis.incr(`${k.prefix}NextId`));
-      await store.redis.hset(k.job(id), { id, name: 'broken', classType: 'Local', state: 'granted', attempt: 1, run: 1, host: 'local', location: 'local', slot: k.localJobs, spec: '{"order": 5}' });
+      await store.redis.hset(k.job(id), { id, name: 'broken', classType: 'Local', state: 'granted', attempt: 1, run: 1, host: HERE, location: 'local', slot: HERE, spec: '{"order": 5}' });
       await store.redis.zadd(k.jobs, id, id);
       await store.redis.sadd(k.localJobs, id);
-      await store.redis.lpush(k.grantedQueue, [id, 1, 1, 'local', '{"order": 5}', 'null'].join('\n'));
+      await store.redis.lpush(k.grantedQueue, [id, 1, 1, HERE, '{"order": 5}', 'null'].join('\n'));
       const after = own.write('after.yaml', 'Order: [{Run: "true"}]\n');
       const [next] = Workspace.ids((await own.cli('queue', after)).stdout);
       const ended = jobsOf(await own.cli('wait', id, next, '--json', '--timeout', '20s'));
@@ -442,16 +447,16 @@ describe('security: what is read from Redis is data', function () {
 
   it('runs no command hidden in a forged spec\'s Env names', async function () {
     const spec = specJson('true', { env: { [`A=1; ${touch('env-key')}; B`]: 'x' } });
-    const id = await forge({ state: 'granted', run: 1, host: 'local', location: 'local', slot: `${prefix}LocalJobs`, spec });
-    await redis.sadd(`${prefix}LocalJobs`, id);
-    await redis.lpush(`${prefix}Granted_Queue`, [id, 1, 1, 'local', spec, 'null'].join('\n'));
+    const id = await forge({ state: 'granted', run: 1, host: HERE, location: 'local', slot: HERE, spec });
+    await redis.sadd(`${prefix}LocalJobs:${defaultNodeName()}`, id);
+    await redis.lpush(`${prefix}Granted_Queue:${defaultNodeName()}`, [id, 1, 1, HERE, spec, 'null'].join('\n'));
     await waitStates([id]);
     expect(marked(), 'markers').to.deep.equal([]);
   });
 
   it('keeps the directory of a forged payload\'s job inside the state directory', async function () {
     const name = `jmsec-escape-${basename(ws.dir)}`;
-    await redis.lpush(`${prefix}Granted_Queue`, [`../../../${name}`, 1, 1, 'local', specJson('true'), 'null'].join('\n'));
+    await redis.lpush(`${prefix}Granted_Queue:${defaultNodeName()}`, [`../../../${name}`, 1, 1, HERE, specJson('true'), 'null'].join('\n'));
     const probe = ws.write('probe2.yaml', 'Order: [{Run: "true"}]\n');
     const [id] = Workspace.ids((await ws.cli('queue', probe)).stdout);
     await waitStates([id]); // the starter took the forged payload before this one
@@ -511,7 +516,7 @@ describe('security: a pid read from Redis', function () {
     await waitFor('the victim to run', async () => (await store.redis.hget(store.keys.job(victimId), 'state')) === 'running');
     const id = String(await store.redis.incr(`${store.keys.prefix}NextId`));
     await store.redis.hset(store.keys.job(id), {
-      id, name: 'forged', classType: 'Local', state: 'running', run: 1, attempt: 1, pid: 1, host: 'local', location: 'local',
+      id, name: 'forged', classType: 'Local', state: 'running', run: 1, attempt: 1, pid: 1, host: HERE, location: 'local',
       cancelRequested: 1, pollMs: 100, startedAt: Date.now(), spec: '{"order": [{"kind": "run", "label": "x", "run": "true", "outputs": []}]}',
     });
     await store.redis.zadd(store.keys.runningQueue, 0, id);

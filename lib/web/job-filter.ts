@@ -9,7 +9,10 @@ export interface JobFilter {
   state: JobState | null;
   /** A part of the name, any case. */
   name: string | null;
-  /** local, or a host's name (host:lab1 and lab1 both match jobs placed on lab1). */
+  /**
+   * local (any node's local slots), local:<node>, or a host's name (host:lab1 and lab1 both match
+   * jobs placed on lab1).
+   */
   host: string | null;
   sweep: string | null;
 }
@@ -40,7 +43,7 @@ export function isFiltered(filter: JobFilter): boolean {
 export function matches(filter: JobFilter, job: JobRecord): boolean {
   if (filter.state && job.state !== filter.state) return false;
   if (filter.name && !job.name.toLowerCase().includes(filter.name.toLowerCase())) return false;
-  if (filter.host && job.host !== filter.host && job.host !== `host:${filter.host}`) return false;
+  if (filter.host && !placedOn(job.host, filter.host)) return false;
   if (filter.sweep && sweepOf(job.name) !== filter.sweep) return false;
   return true;
 }
@@ -88,4 +91,10 @@ export async function listJobs(store: Store, filter: JobFilter, limit: number): 
     if (ids.length < want) return { jobs, scanned, complete: true };
     if (jobs.length >= limit || scanned >= SCAN_LIMIT) return { jobs, scanned, complete: false };
   }
+}
+
+/** Whether a job placed at `where` (local:<node>, host:<name>) is on `host` as the filter names it. */
+function placedOn(where: string | null, host: string): boolean {
+  if (where === host || where === `host:${host}`) return true;
+  return host === 'local' && Boolean(where?.startsWith('local'));
 }

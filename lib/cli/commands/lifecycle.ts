@@ -110,6 +110,12 @@ async function endInstances(config: Config, args: CommandArgs): Promise<void> {
   if (!config.ec2.imageId && !config.redisUrl && !(await pingSocket(embeddedRedisSocket(config.stateDir)))) return;
   const handle = await openStore(config);
   try {
+    // Another node that runs keeps the fleet: it takes the EC2 lease and ends idle instances itself.
+    const others = (await nodeRows(handle.store, config.nodeDownAfterMs)).filter((n) => n.name !== config.nodeName && n.lease === 'up');
+    if (others.length) {
+      args.out.error(`EC2 instances left to node${others.length > 1 ? 's' : ''} ${others.map((n) => n.name).join(', ')}, which still run${others.length > 1 ? '' : 's'} (the EC2 lease passes to one of them)`);
+      return;
+    }
     for (const line of describeEnded(await endIdleInstances(config, handle.store))) args.out.error(line);
   } catch (err) {
     args.out.error(`could not end the EC2 instances: ${errorMessage(err)}`);
