@@ -6,6 +6,8 @@ import { SshHost } from './support/sshd.js';
 import { waitFor } from './support/wait-for.js';
 import { jobDir } from '../lib/runs/paths.js';
 import { parseLogLines, supervisorLog } from './support/supervisor-log.js';
+import { nodeLocation } from '../lib/store/keys.js';
+import { defaultNodeName } from '../lib/nodes/node-name.js';
 import type { JobView } from '../lib/cli/views.js';
 
 // Retention (issue 9, item 4): finished jobs are compacted as they end, with `show`, `jobs`,
@@ -77,7 +79,7 @@ describe('retention', function () {
       expect(job.state).to.equal('succeeded');
       expect(job.steps.map((s) => [s.label, s.state, s.exitCode])).to.deep.equal([['echo one', 'succeeded', 0], ['echo two', 'succeeded', 0]]);
       for (const step of job.steps) expect(step.endedAt! - step.startedAt!).to.be.at.least(0);
-      expect([job.location, job.host, job.attempt, job.retries, job.exitCode]).to.deep.equal(['local', 'local', 1, 0, 0]);
+      expect([job.location, job.host, job.attempt, job.retries, job.exitCode]).to.deep.equal(['local', nodeLocation(defaultNodeName()), 1, 0, 0]);
       expect(job.runs.map((r) => [r.run, r.attempt, r.outcome, r.location])).to.deep.equal([[1, 1, 'succeeded', 'local']]);
       expect(job.runs[0].startedAt).to.equal(job.startedAt);
       const text = await ws.cli('show', a);
