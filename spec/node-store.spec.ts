@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { Store, parseGrantedPayload, type GrantPool, type NewJob } from '../lib/store/store.js';
 import { nodeLocation } from '../lib/store/keys.js';
+import { withIncludes } from '../lib/store/scripts.js';
 import { NODE_LEASE_MS, type NodeLease } from '../lib/nodes/lease.js';
 import { RedisServer } from './support/redis-server.js';
 
@@ -49,6 +50,22 @@ describe('nodes in the store (Lua transitions on a real redis-server)', function
   }
 
   const lease = (host: string, stateDir: string, pid = 100): Omit<NodeLease, 'since' | 'renewedAt'> => ({ host, pid, stateDir, localMaxJobs: 4, status: 'running' });
+
+  it('builds a node\'s queue and signal names in Lua as keys.ts does', async function () {
+    const [ws1] = await deployment('ws1');
+    const lua = withIncludes(`-- @include keys
+      local out = {}
+      for i = 1, #ARGV do
+        out[#out + 1] = grantedQueueKey(KEYS[1], ARGV[i])
+        out[#out + 1] = runningQueueKey(KEYS[1], ARGV[i])
+        out[#out + 1] = nodeSignalKey(KEYS[1], 'fetcher', ARGV[i])
+        out[#out + 1] = slotSetKey(KEYS[1], 'local:' .. ARGV[i])
+      end
+      return out`);
+    const nodes = ['ws1', 'lab-7.example'];
+    const k = ws1.keys;
+    expect(await ws1.redis.eval(lua, 1, k.prefix, ...nodes)).to.deep.equal(nodes.flatMap((n) => [k.grantedQueueOf(n), k.runningQueueOf(n), k.nodeSignal('fetcher', n), k.slotSet(nodeLocation(n))]));
+  });
 
   it('gives a node name to one supervisor at a time; the same machine and state directory take it over at once', async function () {
     const [ws1] = await deployment('ws1');

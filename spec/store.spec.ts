@@ -623,7 +623,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
       expect(await f.store.cancel([job.id], T0 + 5)).to.deep.equal(['cancelling']);
       expect(await f.store.getJob(job.id)).to.include({ state: 'granted', cancelRequested: true });
       expect(await f.slots()).to.deep.equal([job.id]);
-      expect(await f.db.llen(f.k.signal('fetcher'))).to.equal(1);
+      expect(await f.db.llen(f.k.nodeSignal('fetcher')), 'the fetcher of the job\'s node is woken').to.equal(1);
 
       expect(await f.start([job], T0 + 50), 'once running it is due at once').to.equal(T0 + 50);
       expect(await f.db.zscore(f.k.runningQueue, job.id)).to.equal(String(T0 + 50));

@@ -9,7 +9,7 @@
   KEYS[4].
 
   KEYS[1] Job_Queue   KEYS[2] Granted_Queue (no node)   KEYS[3] Delayed   KEYS[4] Running_Queue (no node)
-  KEYS[5] Events      KEYS[6] Signal:fetcher   KEYS[7] Signal:manager
+  KEYS[5] Events      KEYS[6] Signal:fetcher (no node; else Signal:fetcher:<node>)   KEYS[7] Signal:manager
   KEYS[8] key prefix (includes/keys.lua: the queue and slot set a job's record names)
   KEYS[9 ..] job:<id> of each id, in order
   ARGV[1] now (ms)    ARGV[2 ..] job ids
@@ -86,7 +86,10 @@ for i = 2, #ARGV do
       if node then running = runningQueueKey(prefix, node) end
       redis.call('ZADD', running, now, id)
     end
-    if redis.call('LLEN', KEYS[6]) == 0 then redis.call('LPUSH', KEYS[6], 1) end
+    -- The fetcher of the job's node kills it: woken by its own list (any node's takes Signal:fetcher).
+    local wake = KEYS[6]
+    if node then wake = nodeSignalKey(prefix, 'fetcher', node) end
+    if redis.call('LLEN', wake) == 0 then redis.call('LPUSH', wake, 1) end
     result = 'cancelling'
   else
     result = state

@@ -27,3 +27,6 @@ local function runningQueueKey(prefix, node)
   if not node then return prefix .. 'Running_Queue' end
   return prefix .. 'Running_Queue:' .. node
 end
+local function nodeSignalKey(prefix, actor, node)
+  return prefix .. 'Signal:' .. actor .. ':' .. node
+end
