@@ -55,16 +55,16 @@ export interface StepContext {
 
 export async function runFunctionStep(jobDir: string, index: number): Promise<void> {
   const job = JSON.parse(readFileSync(jobFilePath(jobDir), 'utf8')) as JobFile;
-  const stored = await callFunctionStep(job, index, () => jobDir);
-  writeStepOutput(jobDir, index, stored);
+  writeStepOutput(jobDir, index, await callFunctionStep(job, index, () => jobDir));
 }
 
 /**
- * Calls step `index` of `job` and returns what it gave, to be stored. `dir()` gives the job's
+ * Calls step `index` of `job` and returns what it gave, to be stored: a StoredOutput as JSON
+ * (what cannot be JSON is refused here, the same for every runner). `dir()` gives the job's
  * directory: the thread pool makes it only when it is first asked for (a Thread job that reads no
  * earlier output and never looks at this.jobDir costs no file system work).
  */
-export async function callFunctionStep(job: JobFile, index: number, dir: () => string): Promise<StoredOutput> {
+export async function callFunctionStep(job: JobFile, index: number, dir: () => string): Promise<string> {
   const step = job.spec.order[index];
   if (!step || step.kind !== 'function') throw new Error(`step ${index} of job ${job.jobId} is not a Function step`);
   const args = step.inputs.map((input) => {
@@ -81,21 +81,21 @@ export async function callFunctionStep(job: JobFile, index: number, dir: () => s
   const value = await (fn as (...a: unknown[]) => unknown).apply(context, args);
   const stored: StoredOutput = { outputs: nameOutputs(step.outputs, value), value: step.outputs.length ? undefined : value };
   try {
-    JSON.stringify(stored);
+    return JSON.stringify(stored) ?? '{}';
   } catch (err) {
     throw new Error(`${step.function} returned a value that cannot be stored as JSON (${(err as Error).message})`);
   }
-  return stored;
 }
 
-/** Stores what a Function step gave in the job's directory, where later steps and getReturnData read it. */
-export function writeStepOutput(jobDir: string, index: number, stored: StoredOutput): void {
-  writeAtomically(join(jobDir, outputFile(index, 'function')), JSON.stringify(stored) ?? '{}');
+/** Stores what a Function step gave (callFunctionStep's JSON) in the job's directory, where later steps and getReturnData read it. */
+export function writeStepOutput(jobDir: string, index: number, stored: string): void {
+  writeAtomically(join(jobDir, outputFile(index, 'function')), stored);
 }
 
-/** getReturnData() of a Function step from what it gave (as readReturnData reads it back from its file). */
-export function returnDataOf(step: Step, stored: StoredOutput): unknown {
-  return step.outputs.length > 0 ? stored.outputs : stored.value ?? null;
+/** getReturnData() of a Function step from what it gave (callFunctionStep's JSON), as readReturnData reads it back from its file. */
+export function returnDataOf(step: Step, stored: string): unknown {
+  const output = JSON.parse(stored) as StoredOutput;
+  return step.outputs.length > 0 ? output.outputs : output.value ?? null;
 }
 
 function nameOutputs(names: string[], value: unknown): Record<string, unknown> | null {

@@ -1,7 +1,7 @@
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Piscina } from 'piscina';
-import { returnDataOf, type JobFile, type StoredOutput } from '../../runtime/function-step.js';
+import { returnDataOf, type JobFile } from '../../runtime/function-step.js';
 import { jobDir, prepareJobDir } from '../../runs/paths.js';
 import type { StepState } from '../../store/job-record.js';
 import { stepLabels } from '../../runs/job-info.js';
@@ -67,13 +67,13 @@ export class ThreadLaunch implements LaunchSide {
     this.ctx.recorder.start({ id: run.id, run: run.run, pid: 0, startedAt, epoch: THREAD_ORIGIN });
     this.pool ??= new Piscina({ filename: THREAD_TASK, maxThreads: Math.max(1, this.ctx.config.localMaxJobs), idleTimeout: 30_000, atomics: 'disabled', env: jobEnvironment() as Record<string, string> });
     let failure: string | null = null;
-    let last: StoredOutput | null = null;
+    let last: string | null = null;
     for (let i = 0; i < run.spec.order.length && failure === null; i++) {
       const step = run.spec.order[i];
       const task: ThreadTask = { job, jobDir: dir, step: i, logFile: join(dir, step.log ?? 'job.log') };
       const stepStart = Date.now();
       try {
-        last = (await this.pool.run(task, { signal: abort.signal })) as StoredOutput;
+        last = (await this.pool.run(task, { signal: abort.signal })) as string;
         steps.push({ label: labels[i] ?? '', state: 'succeeded', startedAt: stepStart, endedAt: Date.now(), exitCode: 0 });
       } catch (err) {
         failure = abort.signal.aborted ? String(abort.signal.reason) : `step ${i + 1} (${labels[i] ?? ''}) threw an error (see its log)`;

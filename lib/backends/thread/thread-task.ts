@@ -2,12 +2,13 @@ import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { format } from 'node:util';
 import { INTERNAL_DIR } from '../../runtime/layout.js';
-import { callFunctionStep, writeStepOutput, type JobFile, type StoredOutput } from '../../runtime/function-step.js';
+import { callFunctionStep, writeStepOutput, type JobFile } from '../../runtime/function-step.js';
 
 // The piscina task for Thread jobs: one Function step in a pool thread. What the function
 // prints with console goes to the step's log file, as it would for a Local job.
 //
-// The job comes in the task itself, and what the step gave goes back as the task's result: a
+// The job comes in the task itself, and what the step gave goes back as the task's result (as
+// JSON text, as a runner stores it: the same values survive, and a string is cheap to pass): a
 // no-op step touches no file. The job's directory and log file are made the first time they are
 // needed (the function prints, reads an earlier step's output, or asks for this.jobDir); a step
 // whose named Outputs a later step may read leaves them in their file, as every runner does.
@@ -19,7 +20,7 @@ export interface ThreadTask {
   logFile: string;
 }
 
-export default async function runThreadTask(task: ThreadTask): Promise<StoredOutput> {
+export default async function runThreadTask(task: ThreadTask): Promise<string> {
   let fd: number | null = null;
   const dir = () => {
     mkdirSync(task.jobDir, { recursive: true });
