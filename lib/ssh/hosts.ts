@@ -1,3 +1,4 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Config } from '../config/config.js';
 import type { Store } from '../store/store.js';
 import { join } from 'node:path';
@@ -44,6 +45,23 @@ function instanceHost(record: InstanceRecord, config: Config): Host | null {
   };
 }
 
+/**
+ * Several nodes (lib/nodes/) reach the instances that one of them readied: the keys in their
+ * records that this node's EC2 known_hosts file lacks are added to it (a changed key replaces the
+ * address's old one: the record is the provisioner's word, read from the instance's console).
+ */
+function learnInstanceKeys(config: Config, records: InstanceRecord[]): void {
+  const lines = records.flatMap((r) => (['ready', 'retiring'].includes(r.state) ? r.hostKeys ?? [] : []));
+  if (lines.length === 0) return;
+  const file = ec2KnownHosts(config);
+  const known = existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean) : [];
+  const missing = lines.filter((line) => !known.includes(line));
+  if (missing.length === 0) return;
+  const names = new Set(missing.map((line) => line.split(' ')[0]));
+  const kept = known.filter((line) => !names.has(line.split(' ')[0]));
+  writeFileSync(file, [...kept, ...lines.filter((line) => names.has(line.split(' ')[0]))].join('\n') + '\n', { mode: 0o600 });
+}
+
 export function ec2KnownHosts(config: Config): string {
   return join(config.stateDir, 'ec2_known_hosts');
 }
@@ -69,6 +87,7 @@ export class HostRegistry {
     const [adhoc, states, instances] = await Promise.all([this.store.adhocHosts(), this.store.hostStates(), this.store.instances()]);
     this.adhoc = new Map([...adhoc].map(([name, record]) => [name, { ...record, name, adhoc: true }]));
     this.instances = instances.map((record) => instanceHost(record, this.config)).filter((h): h is Host => h !== null);
+    learnInstanceKeys(this.config, instances);
     this.states = states;
     this.refreshedAt = Date.now();
   }

@@ -58,6 +58,8 @@ export interface InstanceRecord {
   idleSince: number | null;
   changedAt: number;
   lastError: string | null;
+  /** Its SSH host keys as known_hosts lines, read from its console by the node that readied it. */
+  hostKeys?: string[];
   /** Why it is lost (EC2's state and reason, or the spot notice). */
   lostReason?: string | null;
 }

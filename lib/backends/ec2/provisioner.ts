@@ -194,7 +194,10 @@ export class Provisioner {
         else if (this.config.hostKeyPolicy !== 'accept-new') throw new Error('its console output shows no SSH host keys yet (HostKeyPolicy: accept-new would trust the first key seen)');
         // Its first renewal starts its watchdog: from now on it guards itself.
         await this.tending.tendNow(record);
-        await this.update(record, { state: 'ready', readyAt: Date.now(), idleSince: Date.now(), lastError: null });
+        // The keys go in its record too: every node reaches it, not only the one that provisions
+        // (HostRegistry writes them into each node's EC2 known_hosts file).
+        const hostKeys = keys.map((k) => `${knownHostsName(record.address!, this.config.ec2.port)} ${k.type} ${k.key}`);
+        await this.update(record, { state: 'ready', readyAt: Date.now(), idleSince: Date.now(), lastError: null, ...(hostKeys.length ? { hostKeys } : {}) });
         this.log.info(`EC2: instance ${record.instanceId} (${record.address}, ${record.slots} slot${record.slots > 1 ? 's' : ''}${record.spot ? ', spot' : ''}) is ready, ${formatDuration(Date.now() - record.requestedAt)} after its launch`);
         this.wakeManager();
       } catch (err) {
