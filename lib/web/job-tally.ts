@@ -41,11 +41,11 @@ export class JobTally {
   }
 
   /** One string per (state, class) for all the jobs that have it, not one per job (100,000 jobs). */
-  private readonly keys = new Map<string, string>();
+  private readonly interns = new Map<string, string>();
   private interned(key: string): string {
-    const known = this.keys.get(key);
+    const known = this.interns.get(key);
     if (known !== undefined) return known;
-    this.keys.set(key, key);
+    this.interns.set(key, key);
     return key;
   }
 
