@@ -1,9 +1,9 @@
 import { expect } from 'chai';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Workspace } from './support/workspace.js';
 import { seededRandom } from './support/random.js';
 import { waitFor } from './support/wait-for.js';
+import { expectEachRanOnce } from './support/exactly-once.js';
 
 // The guarantee that sets JobManager apart: kill -9 the supervisor at any moment, start it again,
 // and every job still ends exactly once. 200 local jobs each append their id to a ledger; the
@@ -54,20 +54,6 @@ describe('kill -9 of the supervisor', function () {
     const result = await ws.cli('wait', ...ids, '--json', '--timeout', '90s');
     expect(result.code, result.stderr).to.equal(0);
 
-    const records = await store.getJobs(ids);
-    expect(records.filter((r) => r?.state !== 'succeeded').map((r) => `${r?.id}:${r?.state}:${r?.reason}`)).to.deep.equal([]);
-    const lines = readFileSync(ledger, 'utf8').trim().split('\n');
-    const counts = new Map<string, number>();
-    for (const line of lines) counts.set(line.split(' ')[0], (counts.get(line.split(' ')[0]) ?? 0) + 1);
-    expect(ids.filter((id) => counts.get(id) !== 1), 'jobs not in the ledger exactly once').to.deep.equal([]);
-    expect(lines.length).to.equal(JOBS);
-    for (const record of records) {
-      const runs = await store.runsOf(record!.id);
-      expect(runs.map((r) => r.outcome), `job ${record!.id}`).to.deep.equal(['succeeded']);
-    }
-    const k = store.keys;
-    expect(await store.redis.scard(k.localJobs), 'slots still taken').to.equal(0);
-    expect(await store.redis.llen(k.grantedQueue)).to.equal(0);
-    expect(await store.redis.zcard(k.runningQueue)).to.equal(0);
+    await expectEachRanOnce(store, ids, ledger);
   });
 });

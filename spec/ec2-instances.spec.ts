@@ -88,7 +88,7 @@ async function movedAfter(ws: Workspace, id: string, oldHost: string, since: num
   });
 
   after(async function () {
-    const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
+    const crashes = ws?.actorCrashes() ?? [];
     await ws?.dispose();
     await ec2?.stop();
     expect(crashes, 'no actor may crash').to.deep.equal([]);

@@ -74,7 +74,7 @@ function jobFile(ws: Workspace, name: string, run: string): string {
 
   after(async function () {
     delete process.env.AWS_ENDPOINT_URL_EC2;
-    const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
+    const crashes = ws?.actorCrashes() ?? [];
     await ws?.dispose();
     await ec2?.stop();
     expect(crashes, 'no actor may crash').to.deep.equal([]);

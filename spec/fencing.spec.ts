@@ -118,7 +118,7 @@ function overlaps(ledger: LedgerRun[], entries: Shown['runs']): string[] {
   });
 
   after(async function () {
-    const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
+    const crashes = ws?.actorCrashes() ?? [];
     await ws?.dispose();
     expect(crashes, 'no actor may crash').to.deep.equal([]);
     await Promise.all([hostA?.stop(), hostB?.stop()]);
@@ -196,7 +196,7 @@ function overlaps(ledger: LedgerRun[], entries: Shown['runs']): string[] {
   });
 
   after(async function () {
-    const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
+    const crashes = ws?.actorCrashes() ?? [];
     await ws?.dispose();
     expect(crashes, 'no actor may crash').to.deep.equal([]);
     await host?.stop();

@@ -97,7 +97,7 @@ describe('fuzz: hostile job files and configs', function () {
   });
 
   after(async function () {
-    const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
+    const crashes = ws?.actorCrashes() ?? [];
     await ws?.dispose();
     await host?.stop();
     // Traces in /tmp (a failed run) go with the run; the spec has reported them already.

@@ -43,7 +43,7 @@ describe('local jobs', function () {
   });
 
   after(async function () {
-    const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
+    const crashes = ws?.actorCrashes() ?? [];
     await ws.dispose();
     expect(crashes, 'no actor may crash').to.deep.equal([]);
   });
@@ -241,7 +241,7 @@ describe('local capacity', function () {
   });
 
   after(async function () {
-    const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
+    const crashes = ws?.actorCrashes() ?? [];
     await ws.dispose();
     expect(crashes, 'no actor may crash').to.deep.equal([]);
   });

@@ -54,7 +54,7 @@ async function remoteDir(host: SshHost, ws: Workspace, id: string): Promise<stri
   });
 
   after(async function () {
-    const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
+    const crashes = ws?.actorCrashes() ?? [];
     await ws?.dispose();
     expect(crashes, 'no actor may crash').to.deep.equal([]);
     await Promise.all([host2?.stop(), host3?.stop()]);
@@ -256,7 +256,7 @@ async function remoteDir(host: SshHost, ws: Workspace, id: string): Promise<stri
   });
 
   after(async function () {
-    const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
+    const crashes = ws?.actorCrashes() ?? [];
     await ws?.dispose();
     expect(crashes, 'no actor may crash').to.deep.equal([]);
     await host4?.stop();

@@ -62,7 +62,7 @@ describe('retention', function () {
       await ws.startSupervisor();
     });
     after(async function () {
-      const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
+      const crashes = ws?.actorCrashes() ?? [];
       await ws?.dispose();
       expect(crashes, 'no actor may crash').to.deep.equal([]);
     });
@@ -114,7 +114,7 @@ describe('retention', function () {
   describe('removal', function () {
     let ws: Workspace | null = null;
     afterEach(async function () {
-      const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
+      const crashes = ws?.actorCrashes() ?? [];
       await ws?.dispose();
       ws = null;
       expect(crashes, 'no actor may crash').to.deep.equal([]);
@@ -174,7 +174,7 @@ describe('retention', function () {
     });
     after(async function () {
       await ws.cli('cancel', running);
-      const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
+      const crashes = ws?.actorCrashes() ?? [];
       await ws?.dispose();
       expect(crashes, 'no actor may crash').to.deep.equal([]);
     });

@@ -93,7 +93,7 @@ function leaks(texts: [string, string][], secrets: Record<string, string>): stri
   });
 
   after(async function () {
-    const crashes = workspaces.flatMap((ws) => ws.supervisor?.log.match(/.*actor exited.*/g) ?? []);
+    const crashes = workspaces.flatMap((ws) => ws.actorCrashes());
     for (const ws of workspaces) await ws.dispose();
     await host?.stop();
     expect(crashes, 'no actor may crash').to.deep.equal([]);
@@ -319,7 +319,7 @@ describe('security: what is read from Redis is data', function () {
   });
 
   after(async function () {
-    const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
+    const crashes = ws?.actorCrashes() ?? [];
     await ws?.dispose();
     expect(crashes, 'no actor may crash').to.deep.equal([]);
   });

@@ -5,6 +5,7 @@ import { Store } from '../lib/store/store.js';
 import { SentinelDeployment } from './support/redis-sentinel.js';
 import { Workspace } from './support/workspace.js';
 import { waitFor } from './support/wait-for.js';
+import { expectEachRanOnce } from './support/exactly-once.js';
 
 // Redis Sentinel, for real: a master, a replica and three Sentinels on loopback. Jobs run while
 // the master is killed with kill -9; the Sentinels promote the replica and the supervisor goes
@@ -58,21 +59,7 @@ describe('Redis Sentinel: kill -9 of the master while jobs run', function () {
     await waitFor('every job to end', async () => (await ended()) === JOBS || null, 90_000);
     console.log(`      ${JOBS} jobs; ${endedAtKill} had ended when the master (pid ${oldMaster.pid}) was killed; the Sentinels named ${newMaster.address} master after ${failoverMs} ms`);
 
-    const records = await store.getJobs(ids);
-    expect(records.filter((r) => r?.state !== 'succeeded').map((r) => `${r?.id}:${r?.state}:${r?.reason}`), supervisor.log).to.deep.equal([]);
-    const lines = readFileSync(ledger, 'utf8').trim().split('\n');
-    const counts = new Map<string, number>();
-    for (const line of lines) counts.set(line.split(' ')[0], (counts.get(line.split(' ')[0]) ?? 0) + 1);
-    expect(ids.filter((id) => counts.get(id) !== 1), `jobs not in the ledger exactly once:\n${lines.join('\n')}`).to.deep.equal([]);
-    expect(lines.length).to.equal(JOBS);
-    for (const record of records) {
-      const runs = await store.runsOf(record!.id);
-      expect(runs.map((r) => r.outcome), `job ${record!.id}`).to.deep.equal(['succeeded']);
-    }
-    const k = store.keys;
-    expect(await store.redis.scard(k.localJobs), 'slots still taken').to.equal(0);
-    expect(await store.redis.llen(k.grantedQueue)).to.equal(0);
-    expect(await store.redis.zcard(k.runningQueue)).to.equal(0);
+    await expectEachRanOnce(store, ids, ledger, supervisor.log);
     expect(supervisor.running, 'the supervisor outlived the failover').to.equal(true);
   });
 });

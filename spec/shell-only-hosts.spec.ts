@@ -34,7 +34,7 @@ interface Shown extends JobView {
   });
 
   after(async function () {
-    const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
+    const crashes = ws?.actorCrashes() ?? [];
     await ws?.dispose();
     expect(crashes, 'no actor may crash').to.deep.equal([]);
     await Promise.all([withSftp?.stop(), shellOnly?.stop()]);

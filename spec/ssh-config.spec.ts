@@ -145,7 +145,7 @@ describe('SshConfig: how ~/.ssh/config and the config\'s Hosts combine', functio
   });
 
   after(async function () {
-    const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
+    const crashes = ws?.actorCrashes() ?? [];
     await ws?.dispose();
     await agent?.stop();
     await Promise.all([target?.stop(), jump?.stop()]);

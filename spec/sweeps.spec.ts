@@ -23,7 +23,7 @@ describe('sweeps and selectors', function () {
   });
 
   after(async function () {
-    const crashes = ws?.supervisor?.log.match(/.*actor exited.*/g) ?? [];
+    const crashes = ws?.actorCrashes() ?? [];
     await ws?.dispose();
     expect(crashes, 'no actor may crash').to.deep.equal([]);
   });

@@ -13,12 +13,7 @@ export interface NewJob {
 }
 
 /** A sweep (a job file with `Each:`): one job per row, sharing the rest of the definition. */
-export interface NewSweep {
-  token: string;
-  name: string;
-  classType: string;
-  file: string;
-  baseDir: string;
+export interface NewSweep extends NewJob {
   /** The job definition without `Each`. */
   raw: unknown;
   /** One row per job: variable name → value. */

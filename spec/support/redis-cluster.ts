@@ -1,7 +1,8 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { clusterUrl } from '../../lib/store/redis-address.js';
-import { freePort, RedisNode } from './redis-node.js';
+import { freePort } from './free-port.js';
+import { RedisNode } from './redis-node.js';
 import { removeDir, tempDir } from './temp.js';
 import { waitFor } from './wait-for.js';
 

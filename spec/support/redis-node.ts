@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { waitFor } from './wait-for.js';
+import { freePort } from './free-port.js';
 
 // One redis-server (or redis-server --sentinel) on a free TCP port of 127.0.0.1, its config,
 // log and data in a directory of the deployment that started it: the parts of the Sentinel and
@@ -87,15 +87,4 @@ export class RedisNode {
     this.child.kill(signal);
     await exited;
   }
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }

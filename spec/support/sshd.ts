@@ -1,10 +1,11 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, connect, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { killProcessTree } from './processes.js';
 import { removeDir, tempDir } from './temp.js';
 import { waitFor } from './wait-for.js';
+import { freePort } from './free-port.js';
 
 // A real OpenSSH sshd for specs, on its own loopback address (127.K.0.N), with a host key and a
 // client key made for it in a temporary directory. Each "host" logs in as a user of its own
@@ -261,17 +262,6 @@ function ensureUser(name: string): string {
 /** A user for SSH logins (shell /bin/sh, no password, not locked), made if missing. */
 export function ensureLoginUser(name: string): string {
   return ensureUser(name);
-}
-
-async function freePort(address: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, address, () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** True once something on address:port speaks SSH. */

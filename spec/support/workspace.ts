@@ -101,6 +101,11 @@ export class Workspace {
     return this.supervisors[this.supervisors.length - 1] ?? null;
   }
 
+  /** The lines of the last supervisor's log that say an actor died: an after hook expects none. */
+  actorCrashes(): string[] {
+    return this.supervisor?.log.match(/.*actor exited.*/g) ?? [];
+  }
+
   /** The Deployment name in the config (each workspace may set its own). */
   deployment = 'default';
 
