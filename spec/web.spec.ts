@@ -200,6 +200,16 @@ async function live(page: Page): Promise<void> {
     for (const name of METRIC_NAMES) expect(metrics.body, name).to.match(new RegExp(`^# TYPE ${name} `, 'm'));
     expect(metrics.body).to.match(/^jobmanager_jobs\{state="cancelled",class="Local"\} [1-9]/m);
     expect(metrics.body).to.include(`\njobmanager_slots_total{location="local:${defaultNodeName()}"} 4\n`);
+    // Jobs queued after the page's first count are counted from the Events stream alone: a
+    // sweep's jobs (one entry for the batch) by the class of its first, their runs' times from
+    // the rows of those that ended.
+    ws.write('tally.mjs', 'export function noop() { return 1; }\n');
+    const sweep = await ws.cli('queue', ws.write('tally.yaml', 'Name: tally\nClassType: Thread\nModules: {m: tally.mjs}\nEach: {N: [1, 2, 3]}\nOrder: [{Function: noop, Module: m}]\n'));
+    expect(sweep.code, sweep.stderr).to.equal(0);
+    await waitFor('the sweep\'s three jobs counted as succeeded Thread jobs, with their run times', async () => {
+      const body = (await fetchRaw(`${base}metrics`)).body;
+      return /^jobmanager_jobs\{state="succeeded",class="Thread"\} 3$/m.test(body) && /^jobmanager_job_run_seconds_count\{class="Thread",outcome="succeeded"\} 3$/m.test(body);
+    });
     if (process.env.JM_SCREENSHOTS) process.stderr.write(metrics.body.split('\n').filter((l) => l.startsWith('jobmanager_') && !l.includes('_bucket')).join('\n') + '\n');
   });
 });

@@ -1,5 +1,5 @@
 import type { Store } from '../store/store.js';
-import type { JobRecord } from '../store/job-record.js';
+import type { JobChange } from './event-hub.js';
 import type { Logger } from '../util/log.js';
 import { errorMessage } from '../util/errors.js';
 
@@ -34,7 +34,7 @@ export class JobTally {
   }
 
   /** A job changed (null: its record is gone). */
-  update(id: string, job: JobRecord | null): void {
+  update(id: string, job: JobChange | null): void {
     const key = job ? this.interned(`${job.state} ${job.classType.replace(/\s/g, '_')}`) : null;
     if (this.pending) this.pending.set(id, key);
     else this.set(id, key);

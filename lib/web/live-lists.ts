@@ -39,7 +39,7 @@ export class LiveLists {
     private readonly config: Config,
     private readonly store: Store,
     private readonly fleet: FleetView,
-    hub: EventHub,
+    private readonly hub: EventHub,
     private readonly csrf: string,
     private readonly log: Logger,
   ) {
@@ -55,7 +55,10 @@ export class LiveLists {
   addJobsViewer(sse: SseStream, filter: JobFilter): void {
     const viewer = { sse, filter };
     this.jobsViewers.add(viewer);
-    sse.onClose(() => this.jobsViewers.delete(viewer));
+    this.hub.followRows();
+    sse.onClose(() => {
+      if (this.jobsViewers.delete(viewer)) this.hub.unfollowRows();
+    });
   }
 
   addHostsViewer(sse: SseStream): void {
@@ -118,8 +121,8 @@ export class LiveLists {
     }
   }
 
-  close(hub: EventHub): void {
-    hub.off('batch', this.onBatch);
+  close(): void {
+    this.hub.off('batch', this.onBatch);
     clearInterval(this.hostsTimer);
     if (this.locationsDue) clearTimeout(this.locationsDue);
     if (this.hostsDue) clearTimeout(this.hostsDue);

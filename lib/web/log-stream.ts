@@ -30,7 +30,7 @@ export class JobStream {
   private reading: Promise<void> | null = null;
   private timer: NodeJS.Timeout;
   private readonly onBatch = (batch: EventBatch) => {
-    if (batch.rows.has(this.id)) void this.refresh();
+    if (batch.changes.has(this.id)) void this.refresh();
   };
 
   constructor(

@@ -45,7 +45,7 @@ export class WebMetrics {
 
   /** Observes what the batch says: jobs that started, runs that ended; and keeps the tally. */
   observe(batch: EventBatch): void {
-    for (const [id, job] of batch.rows) this.tally.update(id, job);
+    for (const [id, change] of batch.changes) this.tally.update(id, change);
     for (const event of batch.events) {
       const job = batch.rows.get(event.job);
       if (!job) continue;

@@ -139,7 +139,7 @@ export class WebServer {
           for (const sse of this.streams) sse.close();
         },
         () => {
-          if (this.hub) this.lists?.close(this.hub);
+          this.lists?.close();
         },
         () =>
           new Promise<void>((resolve) => {
