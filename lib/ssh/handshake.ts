@@ -1,11 +1,12 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Client } from 'ssh2';
+import type { Client } from 'ssh2';
 import type { HostKeyPolicy } from '../config/config.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { HostKeyError, SshConfigError } from './errors.js';
 import { identitiesOf, refusedMessage } from './identities.js';
+import { loadSsh2 } from './load-ssh2.js';
 import { addHostKey, checkHostKey, knownHostsName } from './known-hosts.js';
 
 // Making one SSH connection: TCP with TCP_NODELAY (without it every round trip waits ~40 ms, Nagle
@@ -51,8 +52,9 @@ export interface HandshakeSettings {
 export async function handshake(target: SshTarget, settings: HandshakeSettings): Promise<Client> {
   const { hostname, port, name } = target;
   const timeout = settings.timeoutMs;
+  const ssh2 = await loadSsh2();
   // Keys are read before any connection is made: a config problem is reported as such.
-  const identities = identitiesOf(target);
+  const identities = identitiesOf(target, ssh2.utils.parseKey);
   const jumpClient = target.jump ? await handshake({ ...target.jump, name: `${name} (its jump host ${target.jump.hostname})` }, settings) : null;
   let socket: Duplex;
   try {
@@ -61,7 +63,7 @@ export async function handshake(target: SshTarget, settings: HandshakeSettings):
     jumpClient?.end();
     throw err;
   }
-  const client = new Client();
+  const client = new ssh2.Client();
   if (jumpClient) {
     client.once('close', () => jumpClient.end());
     jumpClient.once('close', () => client.end());

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
-import ssh2 from 'ssh2';
 import { errorMessage } from '../util/errors.js';
 import { SshConfigError } from './errors.js';
 import type { SshTarget } from './handshake.js';
+import type { Ssh2 } from './load-ssh2.js';
 
 // Which keys a connection offers, in order: the Key of the config or job file, the IdentityFile
 // keys of ~/.ssh/config (or ssh's default ones), then every key of the ssh-agent (SSH_AUTH_SOCK).
@@ -26,7 +26,8 @@ export interface Identities {
   encrypted: string[];
 }
 
-export function identitiesOf(target: SshTarget, agent = process.env.SSH_AUTH_SOCK): Identities {
+/** parseKey: ssh2's (lib/ssh/load-ssh2.ts), which only checks that a file is a key we can use. */
+export function identitiesOf(target: SshTarget, parseKey: Ssh2['utils']['parseKey'], agent = process.env.SSH_AUTH_SOCK): Identities {
   const { name, username } = target;
   const methods: AuthMethod[] = [];
   const offered: string[] = [];
@@ -42,7 +43,7 @@ export function identitiesOf(target: SshTarget, agent = process.env.SSH_AUTH_SOC
       if (!explicit) continue;
       throw new SshConfigError(`${name}: cannot read the key ${file} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}); check Key in the config or job file`);
     }
-    const parsed = ssh2.utils.parseKey(data);
+    const parsed = parseKey(data);
     if (parsed instanceof Error) {
       if (/encrypted|passphrase/i.test(parsed.message)) {
         encrypted.push(file);
