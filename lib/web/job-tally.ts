@@ -2,6 +2,7 @@ import type { Store } from '../store/store.js';
 import type { JobChange } from './event-hub.js';
 import type { Logger } from '../util/log.js';
 import { errorMessage } from '../util/errors.js';
+import { IdTable, MAX_VALUE } from './id-table.js';
 
 // Jobs by state and class, for /metrics, without reading 100,000 records per scrape: one scan
 // when the web server starts, then kept up to date from the Events stream (the hub's batches
@@ -15,10 +16,14 @@ const PAGE = 1000;
 export const RESCAN_MS = 10 * 60_000;
 
 export class JobTally {
-  /** id → its (state, class) key; a key is `${state} ${class}`. */
-  private readonly jobs = new Map<string, string>();
-  private readonly counts = new Map<string, number>();
-  private pending: Map<string, string | null> | null = null;
+  /** Each job's (state, class) pair, as its index in `pairs` (0: none). */
+  private jobs = new IdTable();
+  /** The (state, class) pairs seen, as `${state} ${class}`; index 0 stands for none. */
+  private readonly pairs: string[] = [''];
+  private readonly indexes = new Map<string, number>();
+  /** Jobs per pair, by index. */
+  private counts: number[] = [0];
+  private pending: Map<string, number> | null = null;
   private scannedAt = 0;
   ready = false;
 
@@ -30,35 +35,37 @@ export class JobTally {
   /** Counts as [state, class, number]. Empty until the first scan is done. */
   entries(): [string, string, number][] {
     if (!this.ready) return [];
-    return [...this.counts].filter(([, n]) => n > 0).map(([key, n]) => [...(key.split(' ') as [string, string]), n]);
+    return this.pairs.flatMap((pair, i) => (i > 0 && (this.counts[i] ?? 0) > 0 ? [[...(pair.split(' ') as [string, string]), this.counts[i]]] : []));
   }
 
   /** A job changed (null: its record is gone). */
   update(id: string, job: JobChange | null): void {
-    const key = job ? this.interned(`${job.state} ${job.classType.replace(/\s/g, '_')}`) : null;
-    if (this.pending) this.pending.set(id, key);
-    else this.set(id, key);
+    const pair = job ? this.indexOf(job.state, job.classType) : 0;
+    if (this.pending) this.pending.set(id, pair);
+    else this.set(id, pair);
   }
 
-  /** One string per (state, class) for all the jobs that have it, not one per job (100,000 jobs). */
-  private readonly interns = new Map<string, string>();
-  private interned(key: string): string {
-    const known = this.interns.get(key);
+  /**
+   * The index of a (state, class) pair, made on first sight. A class is one of four and a state
+   * one of seven: only corrupt records could make more pairs than an index holds, and those
+   * beyond it are not counted.
+   */
+  private indexOf(state: string, classType: string): number {
+    const pair = `${state} ${classType.replace(/\s/g, '_')}`;
+    const known = this.indexes.get(pair);
     if (known !== undefined) return known;
-    this.interns.set(key, key);
-    return key;
+    if (this.pairs.length > MAX_VALUE) return 0;
+    this.pairs.push(pair);
+    this.indexes.set(pair, this.pairs.length - 1);
+    return this.pairs.length - 1;
   }
 
-  private set(id: string, key: string | null): void {
+  private set(id: string, pair: number): void {
     const before = this.jobs.get(id);
-    if (before === key) return;
-    if (before !== undefined) this.counts.set(before, (this.counts.get(before) ?? 1) - 1);
-    if (key === null) {
-      this.jobs.delete(id);
-      return;
-    }
-    this.jobs.set(id, key);
-    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+    if (before === pair) return;
+    if (before !== 0) this.counts[before] = (this.counts[before] ?? 1) - 1;
+    this.jobs.set(id, pair);
+    if (pair !== 0) this.counts[pair] = (this.counts[pair] ?? 0) + 1;
   }
 
   /** Scans every job if the last scan is older than RESCAN_MS (or there was none). */
@@ -66,25 +73,30 @@ export class JobTally {
     if (this.pending || now - this.scannedAt < RESCAN_MS) return;
     this.pending = new Map();
     try {
-      const seen = new Map<string, string>();
+      // Counted afresh beside the tally in use, which goes on answering until the scan is done.
+      const scanned = new IdTable();
+      const counts: number[] = [0];
       for (let offset = 0; ; offset += PAGE) {
         const ids = await this.store.jobIds(offset, PAGE);
         const values = await this.store.getFields(ids, ['state', 'classType']);
         ids.forEach((id, i) => {
           const [state, classType] = values[i];
-          if (state) seen.set(id, this.interned(`${state} ${(classType ?? '?').replace(/\s/g, '_')}`));
+          if (!state) return;
+          const pair = this.indexOf(state, classType ?? '?');
+          if (pair === 0 || scanned.get(id) !== 0) return;
+          scanned.set(id, pair);
+          counts[pair] = (counts[pair] ?? 0) + 1;
         });
         if (ids.length < PAGE) break;
       }
-      this.jobs.clear();
-      this.counts.clear();
-      for (const [id, key] of seen) this.set(id, key);
-      for (const [id, key] of this.pending) this.set(id, key);
+      this.jobs = scanned;
+      this.counts = counts;
+      for (const [id, pair] of this.pending) this.set(id, pair);
       this.scannedAt = Date.now();
       this.ready = true;
     } catch (err) {
       this.log.warn(`web: could not count the jobs for /metrics: ${errorMessage(err)}`);
-      for (const [id, key] of this.pending) this.set(id, key);
+      for (const [id, pair] of this.pending) this.set(id, pair);
     } finally {
       this.pending = null;
     }
