@@ -26,14 +26,14 @@ export interface BenchOptions {
 const USAGE = `npm run bench -- [--only ROW,ROW] [--json] [--quick] [sizes]
 
 Rows: thread, latency, queue, sweep, memory, local, launcher, ssh (default: all; ssh needs root)
-Sizes:  --thread-jobs 2000 --thread-slots 8 --latency-samples 50 --queue-files 20000
+Sizes:  --thread-jobs 2000 --thread-slots 50 --latency-samples 50 --queue-files 20000
         --sweep-jobs 100000 --sweep-run-jobs 20000
         --memory-jobs 2000 --local-jobs 5000 --slots 8 --ssh-jobs 1000
 Other:  --parallel (GNU Parallel beside the SSH row, where installed)  --keep (keep temp dirs)`;
 
 const SIZES = {
   'thread-jobs': ['threadJobs', 2000, 200],
-  'thread-slots': ['threadSlots', 8, 8],
+  'thread-slots': ['threadSlots', 50, 50],
   'latency-samples': ['latencySamples', 50, 10],
   'queue-files': ['queueFiles', 20_000, 2000],
   'memory-jobs': ['memoryJobs', 2000, 200],

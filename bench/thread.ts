@@ -8,7 +8,9 @@ import { timeQueueWait } from './timed-run.js';
 
 // Thread jobs at queue speed: N no-op Thread jobs (one Function step that returns at once),
 // `queue --wait` of N files, against BullMQ 5 running N no-op jobs: addBulk, then one Worker
-// at concurrency 50, on a redis-server of the same kind (append-only, unix socket).
+// at concurrency 50, on a redis-server of the same kind (append-only, unix socket). JobManager
+// gets the same concurrency: 50 slots (LocalMaxJobs; its pool has a thread per core, and each
+// thread runs up to slots/threads jobs at once, as BullMQ's Worker runs 50 in one thread).
 //
 // BullMQ's figures: end to end (adds and processing) and processing alone. JobManager's: end
 // to end (`queue --wait`, reading and checking the files included) and first queued → last end

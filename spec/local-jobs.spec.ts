@@ -200,6 +200,23 @@ describe('local jobs', function () {
     expect(quietLog.stderr).to.match(/wrote no log/);
   });
 
+  it('keeps the logs of Thread jobs apart while several run at once on one pool thread', async function () {
+    // A pool thread runs several Thread jobs at once (one thread per core, a job per slot): each
+    // prints, waits, prints again, while the others do the same on the same thread.
+    ws.write('talk.mjs', [
+      "import { setTimeout as sleep } from 'node:timers/promises';",
+      "export async function talk() { console.log('start', this.params.Who); await sleep(300); console.error('end', this.params.Who); }",
+    ].join('\n') + '\n');
+    const file = ws.write('talkers.yaml', ['Name: talkers', 'ClassType: Thread', 'Modules: {m: talk.mjs}', 'Each: {Who: [a, b, c, d, e, f]}', 'Order: [{Function: talk}]'].join('\n'));
+    await queue(ws, file);
+    const jobs = await waitJobs(ws, 'talkers');
+    expect(Object.values(jobs).map((job) => job.state)).to.deep.equal(Array(6).fill('succeeded'));
+    for (const job of Object.values(jobs)) {
+      const who = 'abcdef'[Number(/\[(\d)\]$/.exec(job.name)![1])];
+      expect((await ws.cli('logs', job.id)).stdout, `${job.name}'s log`).to.equal(`start ${who}\nend ${who}\n`);
+    }
+  });
+
   it('follows a log live until the job ends', async function () {
     const file = ws.write('chatty.yaml', ['Order:', '  - Run: for i in 1 2 3; do echo line $i; sleep 0.2; done'].join('\n'));
     const [id] = await queue(ws, file);

@@ -1,3 +1,4 @@
+import type { TakenJob } from '../store/types.js';
 import type { Config } from '../config/config.js';
 import type { JobSpec } from '../jobfile/job-spec.js';
 import type { JobInfo } from '../runs/job-info.js';
@@ -39,6 +40,8 @@ export interface GrantedRun {
   spec: JobSpec;
   /** The job definition as written (for `self.yaml` inputs and the job file on a host), or null if not sent. */
   raw: unknown;
+  /** The payload as taken, its texts unparsed: a Thread run passes these to its pool thread (strings cost little to send). */
+  taken: TakenJob;
 }
 
 /** A granted (or running) run that no queue holds: taken by a starter that may have died before launching it. */

@@ -7,9 +7,26 @@ import type { GrantedRun, LaunchContext, Orphan } from './backend.js';
 // Granted runs as the starter gets them: a payload taken from Granted_Queue, or a run that a dead
 // starter left and recovery found never started, granted again under a new run number.
 
+/**
+ * Specs by their JSON text: the jobs of a sweep share one (their sweep's), and thousands of them
+ * are parsed once, not once each. Specs are read, never changed (layRow makes a new one).
+ */
+const specs = new Map<string, JobSpec | null>();
+const SPEC_CACHE = 64;
+
+export function specOfText(text: string): JobSpec | null {
+  let spec = specs.get(text);
+  if (spec === undefined) {
+    spec = parseJson(text) as JobSpec | null;
+    if (specs.size >= SPEC_CACHE) specs.clear();
+    specs.set(text, spec);
+  }
+  return spec;
+}
+
 /** The run a payload describes, or why it cannot be started. */
 export function grantedRun(job: TakenJob): GrantedRun | { id: string; run: number; problem: string } {
-  let spec = parseJson(job.spec) as JobSpec | null;
+  let spec = specOfText(job.spec);
   if (!spec || !Array.isArray(spec.order)) return { id: job.id, run: job.run, problem: 'the job record has no usable spec' };
   if (job.sweepRow) {
     // A sweep's job: the spec is its sweep's, and its own row and name go over it.
@@ -17,7 +34,7 @@ export function grantedRun(job: TakenJob): GrantedRun | { id: string; run: numbe
     if (!row) return { id: job.id, run: job.run, problem: 'its row of the sweep is not an object of text values' };
     spec = layRow(spec, row, job.sweepRow.name);
   }
-  return { id: job.id, run: job.run, attempt: job.attempt, where: job.where, spec, raw: parseJson(job.raw) };
+  return { id: job.id, run: job.run, attempt: job.attempt, where: job.where, spec, raw: parseJson(job.raw), taken: job };
 }
 
 /**
