@@ -197,7 +197,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
     await server?.stop();
   });
 
-  describe('addJob-8.lua', function () {
+  describe('addJobs-N.lua', function () {
     it('records a queued job, puts its id on Job_Queue, writes a queued event and wakes the manager', async function () {
       const f = await fixture();
       const [id] = await f.store.addJobs([newJob('a')], T0);
@@ -208,6 +208,21 @@ describe('store (Lua transitions on a real redis-server)', function () {
       expect(await f.db.zrange(f.k.jobs, 0, -1)).to.deep.equal([id]);
       expect(await f.events()).to.deep.equal([{ job: id, state: 'queued' }]);
       expect(await f.db.llen(f.k.signal('manager'))).to.equal(1);
+    });
+
+    it('queues many job files in one step, with one queued event per run of one ClassType', async function () {
+      const f = await fixture();
+      const thread = { ...newJob('t1'), classType: 'Thread' as const };
+      const ids = await f.store.addJobs([newJob('a1'), newJob('a2'), newJob('a3'), thread, newJob('a4')], T0);
+      expect(ids.map(Number)).to.deep.equal([1, 2, 3, 4, 5].map((i) => Number(ids[0]) + i - 1));
+      expect(await f.events()).to.deep.equal([
+        { jobs: `${ids[0]}-${ids[2]}`, state: 'queued' },
+        { job: ids[3], state: 'queued' },
+        { job: ids[4], state: 'queued' },
+      ]);
+      expect(await f.store.readIntake(10)).to.deep.equal(ids);
+      expect((await f.store.getJob(ids[3]))?.classType).to.equal('Thread');
+      expect(await f.db.llen(f.k.signal('manager')), 'one wake-up for them all').to.equal(1);
     });
 
     it('returns the same id for the same submission token and queues the job once', async function () {

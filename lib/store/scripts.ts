@@ -104,11 +104,16 @@ export class Scripts {
     };
   }
 
-  /** Queued on `pipeline` (its reply, the job id, comes with the pipeline's). */
-  addJob(pipeline: ChainableCommander, job: NewJob, now: number): void {
+  /** A share of `queue`'s job files, queued on `pipeline` (its reply, their ids, comes with the pipeline's). */
+  addJobs(pipeline: ChainableCommander, jobs: NewJob[], now: number): void {
     const k = this.keys;
-    void this.call('addJob', [k.jobQueue, k.jobs, k.nextId, k.events, k.signal('manager'), k.submission(job.token), k.prefix, k.named(job.name)],
-      [now, job.name, job.classType, job.file, job.baseDir, JSON.stringify(job.raw)], pipeline);
+    const keys = [k.jobQueue, k.jobs, k.nextId, k.events, k.signal('manager'), k.prefix];
+    const args: Arg[] = [now];
+    for (const job of jobs) {
+      keys.push(k.submission(job.token), k.named(job.name));
+      args.push(job.name, job.classType, job.file, job.baseDir, JSON.stringify(job.raw));
+    }
+    void this.call('addJobs', keys, args, pipeline);
   }
 
   async readIntake(max: number, fields: string[]): Promise<{ entry: string; fields: (string | null)[] }[]> {

@@ -105,26 +105,26 @@ export class Store {
 
   // ---- transitions (one Lua script each: lua/<name>-*.lua) ----------------------------------
 
-  /** `queue`: new jobs on Job_Queue (addJob); their ids, in order. Idempotent per token. */
+  /** `queue`: new jobs on Job_Queue (addJobs-N.lua); their ids, in order. Idempotent per token. */
   async addJobs(jobs: NewJob[], now = Date.now()): Promise<string[]> {
     const SHARE = 250;
-    // One addJob script per job (each one atomic, and idempotent by its token), sent in pipelines
-    // of SHARE jobs with a turn of the event loop after each: the first jobs reach Redis (and the
-    // manager starts on them) while the rest are still being encoded, rather than after all 5,000.
+    // One addJobs script per SHARE jobs (each atomic, and idempotent by the jobs' tokens), sent
+    // with a turn of the event loop after each: the first jobs reach Redis (and the manager
+    // starts on them) while the rest are still being encoded, rather than after all 5,000.
     const shares: Promise<[Error | null, unknown][] | null>[] = [];
     for (let start = 0; start < jobs.length; start += SHARE) {
       if (start > 0) await new Promise((resolve) => setImmediate(resolve));
       const pipeline = this.redis.pipeline();
-      for (const job of jobs.slice(start, start + SHARE)) this.scripts.addJob(pipeline, job, now);
+      this.scripts.addJobs(pipeline, jobs.slice(start, start + SHARE), now);
       const replies = pipeline.exec();
       replies.catch(() => {}); // handled below, once every share is sent
       shares.push(replies);
     }
     const ids: string[] = [];
     for (const replies of await Promise.all(shares)) {
-      for (const [err, id] of replies ?? []) {
+      for (const [err, share] of replies ?? []) {
         if (err) throw err;
-        ids.push(String(id));
+        ids.push(...(share as (string | number)[]).map(String));
       }
     }
     await this.replicaWait?.confirm('new jobs');

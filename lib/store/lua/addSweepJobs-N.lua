@@ -41,6 +41,8 @@ for at = 1, count, SLICE do
   redis.call('ZADD', KEYS[2], unpack(members))
   redis.call('LPUSH', KEYS[1], unpack(ids, at, last))
 end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'jobs', ids[1] .. '-' .. ids[count], 'state', 'queued')
+-- The manager's token before the event: Redis serves blocked clients in the order their keys
+-- were written to, so the manager (which starts the job) wakes before the event readers.
 if redis.call('LLEN', KEYS[4]) == 0 then redis.call('LPUSH', KEYS[4], 1) end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'jobs', ids[1] .. '-' .. ids[count], 'state', 'queued')
 return count
