@@ -49,6 +49,14 @@ export interface SupervisorOptions {
 }
 
 const HEARTBEAT_MS = LEASE_RENEW_MS;
+/**
+ * Each actor thread's young generation (V8's new space), in MB. Left to V8, it grows to 32 MB in
+ * a thread that allocates steadily (the manager routing 100,000 jobs of a sweep) and stays that
+ * size; an actor's garbage is a batch's worth of short-lived objects, which 8 MB collects as
+ * well (no measurable change in the manager's CPU time): with them queued, the supervisor's
+ * RSS is ~15 MB lower (bench sweep row).
+ */
+const ACTOR_YOUNG_GENERATION_MB = 8;
 const STOP_DEADLINE_MS = 8000;
 
 export class Supervisor {
@@ -131,7 +139,7 @@ export class Supervisor {
     const slot = this.actors.get(name) ?? { name, worker: null, state: 'starting' as ActorState, restarts: [], stopped: null };
     this.actors.set(name, slot);
     slot.state = 'starting';
-    const worker = new Worker(new URL(`./${name}.js`, import.meta.url));
+    const worker = new Worker(new URL(`./${name}.js`, import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: ACTOR_YOUNG_GENERATION_MB } });
     slot.worker = worker;
     return new Promise((resolve) => {
       worker.on('message', (message: FromActor) => {
