@@ -205,15 +205,40 @@ describe('local jobs', function () {
     // prints, waits, prints again, while the others do the same on the same thread.
     ws.write('talk.mjs', [
       "import { setTimeout as sleep } from 'node:timers/promises';",
-      "export async function talk() { console.log('start', this.params.Who); await sleep(300); console.error('end', this.params.Who); }",
+      'let running = 0;',
+      'export async function talk() {',
+      "  const seen = ++running; console.log('start', this.params.Who); await sleep(300); console.error('end', this.params.Who);",
+      '  const most = Math.max(seen, running--); return most;',
+      '}',
     ].join('\n') + '\n');
     const file = ws.write('talkers.yaml', ['Name: talkers', 'ClassType: Thread', 'Modules: {m: talk.mjs}', 'Each: {Who: [a, b, c, d, e, f]}', 'Order: [{Function: talk}]'].join('\n'));
     await queue(ws, file);
     const jobs = await waitJobs(ws, 'talkers');
     expect(Object.values(jobs).map((job) => job.state)).to.deep.equal(Array(6).fill('succeeded'));
+    // Each function saw how many ran at once on its thread (a module's state is its thread's).
+    expect(Math.max(...Object.values(jobs).map((job) => Number(job.result))), 'jobs at once on one thread').to.be.at.least(2);
     for (const job of Object.values(jobs)) {
       const who = 'abcdef'[Number(/\[(\d)\]$/.exec(job.name)![1])];
       expect((await ws.cli('logs', job.id)).stdout, `${job.name}'s log`).to.equal(`start ${who}\nend ${who}\n`);
+    }
+  });
+
+  it('ends a Thread job that blocks its thread past Timeout, and runs again the jobs that shared the thread', async function () {
+    ws.write('wait.mjs', [
+      "import { setTimeout as sleep } from 'node:timers/promises';",
+      'export function forever() { for (;;); }',
+      'export async function slowly() { await sleep(1500); return this.params.N; }',
+    ].join('\n') + '\n');
+    const stuck = ws.write('stuck.yaml', ['Name: stuck', 'ClassType: Thread', 'Timeout: 500ms', 'Modules: {m: wait.mjs}', 'Order: [{Function: forever}]'].join('\n'));
+    const slow = ws.write('slow-ones.yaml', ['Name: slow-ones', 'ClassType: Thread', 'Modules: {m: wait.mjs}', 'Each: {N: ["1", "2", "3"]}', 'Order: [{Function: slowly}]'].join('\n'));
+    await queue(ws, stuck, slow);
+    const jobs = Object.values(await waitJobs(ws, 'stuck', 'slow-ones'));
+    expect(jobs.find((job) => job.name === 'stuck')).to.include({ state: 'failed', reason: 'timed out after 500ms' });
+    const ones = jobs.filter((job) => job.name.startsWith('slow-ones'));
+    expect(ones.map((job) => [job.state, job.result])).to.have.deep.members([['succeeded', '1'], ['succeeded', '2'], ['succeeded', '3']]);
+    for (const job of ones) {
+      const runs = (await show(ws, job.id)).runs;
+      expect(runs.slice(0, -1).map((r) => r.outcome), `${job.name}: any run before its last was interrupted, not failed`).to.satisfy((outcomes: string[]) => outcomes.every((o) => o === 'interrupted'));
     }
   });
 

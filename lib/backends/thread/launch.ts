@@ -13,6 +13,7 @@ import { jobEnvironment } from '../job-env.js';
 import { returnsData } from '../job-script.js';
 import { relaunch } from '../granted.js';
 import type { ThreadTask } from './thread-task.js';
+import { ThreadStops } from './thread-stops.js';
 
 // Thread jobs, the starter's half and all of it: their Function steps run one after another in a
 // piscina pool inside the starter, and the starter records each run's start and end itself
@@ -41,12 +42,22 @@ export const THREAD_ORIGIN = 'thread';
  */
 const RUNNING_AFTER_MS = 5;
 
+/** A run in the pool: how to stop it, and its row of the stops table. */
+interface PoolRun {
+  abort: AbortController;
+  row: number;
+}
+
 export class ThreadLaunch implements LaunchSide {
   private pool: Piscina | null = null;
-  private readonly running = new Map<string, AbortController>();
+  private readonly running = new Map<string, PoolRun>();
+  private readonly stops: ThreadStops;
   private closing = false;
 
-  constructor(private readonly ctx: LaunchContext) {}
+  constructor(private readonly ctx: LaunchContext) {
+    // A row per run in flight: at most LocalMaxJobs, and recovery's relaunches beside them.
+    this.stops = new ThreadStops(2 * Math.max(1, ctx.config.localMaxJobs) + 16);
+  }
 
   get busy(): boolean {
     return false;
@@ -58,15 +69,32 @@ export class ThreadLaunch implements LaunchSide {
 
   flush(): void {}
 
-  /** The fetcher decided this run must stop (Timeout, cancel). */
+  /**
+   * The fetcher decided this run must stop (Timeout, cancel): it is asked to, and if it is still
+   * on KillGrace later (its function blocks its thread), its thread is ended (thread-stops.ts).
+   */
   abort(id: string, run: number, reason: string): void {
-    this.running.get(`${id}.${run}`)?.abort(reason);
+    const key = `${id}.${run}`;
+    const poolRun = this.running.get(key);
+    if (!poolRun || poolRun.abort.signal.aborted) return;
+    poolRun.abort.abort(reason);
+    this.stops.ask(key, poolRun.row, reason);
+    setTimeout(() => {
+      if (this.running.get(key) !== poolRun) return;
+      const thread = this.stops.threadOf(poolRun.row);
+      const worker = this.pool?.threads.find((t) => t.threadId === thread);
+      if (!worker) return;
+      this.ctx.log.warn(`JobStarter: job ${id} run ${run} did not stop within KillGrace (its function blocks its thread): ending the thread, and the runs on it with it`, { job: id });
+      this.stops.ending(thread);
+      void worker.terminate();
+    }, this.ctx.config.killGraceMs).unref();
   }
 
   private async runSteps(run: GrantedRun): Promise<void> {
     const key = `${run.id}.${run.run}`;
     const abort = new AbortController();
-    this.running.set(key, abort);
+    const poolRun: PoolRun = { abort, row: this.stops.take() };
+    this.running.set(key, poolRun);
     const startedAt = Date.now();
     const labels = stepLabels(run.spec);
     const steps: StepState[] = [];
@@ -79,12 +107,26 @@ export class ThreadLaunch implements LaunchSide {
     let last: string | null = null;
     for (let i = 0; i < run.spec.order.length && failure === null; i++) {
       const step = run.spec.order[i];
-      const task: ThreadTask = { taken: run.taken, jobDir: dir, step: i, logFile: join(dir, step.log ?? 'job.log') };
+      if (abort.signal.aborted) {
+        failure = String(abort.signal.reason);
+        break;
+      }
+      if (i > 0) this.stops.nextStep(poolRun.row);
+      const task: ThreadTask = { taken: run.taken, key, stops: this.stops.table, row: poolRun.row, jobDir: dir, step: i, logFile: join(dir, step.log ?? 'job.log') };
       const stepStart = Date.now();
       try {
-        last = (await this.pool.run(task, { signal: abort.signal })) as string;
+        last = (await this.pool.run(task)) as string;
         steps.push({ label: labels[i] ?? '', state: 'succeeded', startedAt: stepStart, endedAt: Date.now(), exitCode: 0 });
       } catch (err) {
+        if (!abort.signal.aborted && !this.closing && this.stops.wasEnded(this.stops.threadOf(poolRun.row))) {
+          // Another run's Timeout or cancel ended the pool thread this run shared (its function
+          // would not stop): not this job's failure, it runs again.
+          clearTimeout(recordStart);
+          this.running.delete(key);
+          this.stops.give(poolRun.row);
+          this.ctx.recorder.end(run.id, run.run, { kind: 'interrupted', reason: 'interrupted: its pool thread was stopped to end another Thread job (Timeout or cancel); it runs again', steps, startedAt });
+          return;
+        }
         failure = abort.signal.aborted ? String(abort.signal.reason) : `step ${i + 1} (${labels[i] ?? ''}) threw an error (see its log)`;
         steps.push({ label: labels[i] ?? '', state: 'failed', startedAt: stepStart, endedAt: Date.now(), exitCode: 1 });
         this.noteFailure(run.id, abort.signal.aborted ? `stopped: ${String(abort.signal.reason)}` : errorMessage(err));
@@ -93,6 +135,7 @@ export class ThreadLaunch implements LaunchSide {
       // it running under a starter that is gone, and records it as interrupted.
       if (this.closing) {
         clearTimeout(recordStart);
+        this.stops.give(poolRun.row);
         return;
       }
       if (failure === null && i < run.spec.order.length - 1) {
@@ -102,6 +145,7 @@ export class ThreadLaunch implements LaunchSide {
     }
     clearTimeout(recordStart);
     this.running.delete(key);
+    this.stops.give(poolRun.row);
     const result = last && returnsData(run.spec) ? returnDataOf(run.spec.order[run.spec.order.length - 1], last) : null;
     if (failure === null) this.ctx.recorder.end(run.id, run.run, { kind: 'succeeded', steps, startedAt }, result);
     else this.ctx.recorder.end(run.id, run.run, { kind: 'failed', exitCode: 1, reason: failure, steps, startedAt });
@@ -112,6 +156,8 @@ export class ThreadLaunch implements LaunchSide {
    * (as BullMQ's concurrency does in one), while each thread costs its start-up (a V8 isolate and
    * node's bootstrap, ~10 MB) and, past the cores, only switches. Eight threads on two cores
    * spent more CPU starting than 3,000 no-op jobs cost to run (measured with --cpu-prof).
+   * Tasks are given no AbortSignal: piscina would run each on a thread of its own (it stops a
+   * task by ending its thread); thread-stops.ts stops them instead.
    */
   private makePool(): Piscina {
     const slots = Math.max(1, this.ctx.config.localMaxJobs);
@@ -150,7 +196,8 @@ export class ThreadLaunch implements LaunchSide {
 
   async close(): Promise<void> {
     this.closing = true;
-    for (const abort of this.running.values()) abort.abort('the supervisor is stopping');
+    for (const { abort } of this.running.values()) abort.abort('the supervisor is stopping');
     await this.pool?.destroy();
+    this.stops.close();
   }
 }

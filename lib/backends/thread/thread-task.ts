@@ -6,6 +6,7 @@ import { INTERNAL_DIR } from '../../runtime/layout.js';
 import { callFunctionStep, writeStepOutput, type JobFile } from '../../runtime/function-step.js';
 import type { TakenJob } from '../../store/types.js';
 import { grantedRun } from '../granted.js';
+import { RunStopped, StopListener } from './thread-stops.js';
 
 // The piscina task for Thread jobs: one Function step in a pool thread. What the function
 // prints with console goes to the step's log file, as it would for a Local job.
@@ -24,6 +25,10 @@ import { grantedRun } from '../granted.js';
 
 export interface ThreadTask {
   taken: TakenJob;
+  /** The run's key (id.run) and its row of the stops table (thread-stops.ts). */
+  key: string;
+  stops: SharedArrayBuffer;
+  row: number;
   jobDir: string;
   step: number;
   logFile: string;
@@ -35,6 +40,7 @@ interface TaskLog {
 }
 
 const current = new AsyncLocalStorage<TaskLog>();
+const listener = new StopListener();
 const original = { log: console.log, info: console.info, warn: console.warn, error: console.error, debug: console.debug };
 for (const name of Object.keys(original) as (keyof typeof original)[]) {
   console[name] = (...args: unknown[]) => {
@@ -67,7 +73,10 @@ export default async function runThreadTask(task: ThreadTask): Promise<string> {
   };
   return current.run(log, async () => {
     try {
-      const stored = await callFunctionStep(file, task.step, dir);
+      // Asked to stop (Timeout, cancel), the task ends at once; what the function still had
+      // going on is left to finish or not (its prints still reach its log).
+      const stopped = listener.register(task.key, task.stops, task.row, 'stopped before it started');
+      const stored = await Promise.race([callFunctionStep(file, task.step, dir), stopped]);
       const order = file.spec.order;
       if (task.step < order.length - 1 && order[task.step].outputs.length > 0) {
         mkdirSync(join(dir(), INTERNAL_DIR), { recursive: true });
@@ -75,9 +84,10 @@ export default async function runThreadTask(task: ThreadTask): Promise<string> {
       }
       return stored;
     } catch (err) {
-      log.write((err instanceof Error ? err.stack ?? err.message : String(err)) + '\n');
+      if (!(err instanceof RunStopped)) log.write((err instanceof Error ? err.stack ?? err.message : String(err)) + '\n');
       throw err;
     } finally {
+      listener.unregister(task.key);
       done = true;
       if (fd !== null) closeSync(fd);
     }
