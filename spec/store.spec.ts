@@ -415,7 +415,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
       expect(await f.start([job], T0 + 200, T0 + 100)).to.equal(T0 + 5200);
       expect(await f.store.getJob(id)).to.include({ state: 'running', pid: 4000 + Number(id), startedAt: T0 + 100, deadline: null, runlog: 'e1', run: 1 });
       expect(await f.db.zscore(f.k.runningQueue, id)).to.equal(String(T0 + 5200));
-      expect((await f.events()).at(-1)).to.deep.equal({ job: id, state: 'running', run: '1' });
+      expect((await f.events()).at(-1), 'its class and wait for the web page').to.deep.equal({ job: id, state: 'running', run: '1', class: 'Local', waited: '100' });
       expect(await f.slots(), 'the slot stays held').to.deep.equal([id]);
     });
 
@@ -469,7 +469,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
       expect((await f.take()).map((t) => t.id)).to.deep.equal([b]);
       expect(await f.waiting()).to.deep.equal([c]);
       expect((await f.events()).slice(-2)).to.deep.equal([
-        { job: a, state: 'succeeded', run: '1', reason: 'exited 0' },
+        { job: a, state: 'succeeded', run: '1', reason: 'exited 0', class: 'Local', took: '1000' },
         { job: b, state: 'granted', run: '1', host: HERE },
       ]);
     });
@@ -482,6 +482,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
       expect(await f.finish([ended(id, 1, 'succeeded', { startedAt: T0 + 10 })], 1, T0 + 20)).to.deep.equal({ recorded: 1, handedOff: 0 });
       expect(await f.store.getJob(id)).to.include({ state: 'succeeded', startedAt: T0 + 10, endedAt: T0 + 20 });
       expect((await f.store.runsOf(id))[0]).to.include({ startedAt: T0 + 10, endedAt: T0 + 20 });
+      expect((await f.events()).at(-1), 'its wait, which no running event said').to.deep.equal({ job: id, state: 'succeeded', run: '1', reason: 'exited 0', class: 'Local', took: '10', waited: '10' });
       expect(await f.slots()).to.deep.equal([]);
     });
 
@@ -495,7 +496,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
       expect(await f.db.zscore(f.k.delayed, id)).to.equal(String(T0 + 1010));
       expect(await f.slots()).to.deep.equal([]);
       expect(await f.db.llen(f.k.signal('manager')), 'the manager learns of the retry').to.equal(1);
-      expect((await f.events()).at(-1)).to.deep.equal({ job: id, state: 'queued', run: '1', reason: 'exited 1' });
+      expect((await f.events()).at(-1)).to.deep.include({ job: id, state: 'queued', run: '1', reason: 'exited 1', class: 'Local' });
 
       expect(await f.grant(1, T0 + 1009)).to.deep.equal({ granted: 0, nextDueMs: 1 });
       expect(await f.grant(1, T0 + 1010)).to.deep.equal({ granted: 1, nextDueMs: null });

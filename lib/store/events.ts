@@ -11,6 +11,12 @@ export interface JobEvent {
   run: number | null;
   host: string | null;
   reason: string | null;
+  /** The job's ClassType, where the script that wrote it knew it (a run's start and end). */
+  classType: string | null;
+  /** A first run's wait from queued to started (ms), with its start (or its end, when no start was seen). */
+  waited: number | null;
+  /** An ended run's length (ms). */
+  took: number | null;
 }
 
 export interface EventBatch {
@@ -40,12 +46,15 @@ export function parseEvents(reply: XReadReply, after: string, maxEvents = Infini
       if (range) {
         // One entry for a batch of a sweep's jobs (lua/addSweepJobs-N.lua): an event for each.
         for (let job = Number(range[1]); job <= Number(range[2]) && job - Number(range[1]) < MAX_BATCH_EVENTS; job++) {
-          events.push({ id, job: String(job), state: f.state, run: null, host: null, reason: f.reason || null });
+          events.push({ id, job: String(job), state: f.state, run: null, host: null, reason: f.reason || null, classType: null, waited: null, took: null });
         }
         continue;
       }
       if (!f.job) continue;
-      events.push({ id, job: f.job, state: f.state, run: f.run ? Number(f.run) : null, host: f.host || null, reason: f.reason || null });
+      events.push({
+        id, job: f.job, state: f.state, run: f.run ? Number(f.run) : null, host: f.host || null, reason: f.reason || null,
+        classType: f.class || null, waited: f.waited ? Number(f.waited) : null, took: f.took ? Number(f.took) : null,
+      });
     }
   }
   return { lastId, events };

@@ -46,6 +46,8 @@ const BLOCK_MS = 5000;
 
 /** Whether the metrics need this event's row: the wait of a first run that started, the length of a run that ended. */
 export function needsRow(event: JobEvent): boolean {
+  // A run's start and end carry what the metrics need (class, wait, length: markRunning, finishRun).
+  if (event.classType !== null) return false;
   if (event.state === 'running') return event.run === 1;
   return (isFinal(event.state) && event.state !== 'rejected') || (event.state === 'queued' && event.run !== null);
 }
@@ -122,7 +124,7 @@ export class EventHub extends EventEmitter<HubEvents> {
     const rowIds = new Set<string>();
     for (const e of events) if (all || needsRow(e)) rowIds.add(e.job);
     const probes = new Map<string, string>();
-    for (const e of events) if (!rowIds.has(e.job) && !probes.has(e.id)) probes.set(e.id, e.job);
+    for (const e of events) if (!rowIds.has(e.job) && e.classType === null && !probes.has(e.id)) probes.set(e.id, e.job);
     const ids = [...rowIds];
     const [rowValues, classValues] = await Promise.all([
       ids.length ? this.store.getFields(ids, ROW_FIELDS) : [],
@@ -138,7 +140,7 @@ export class EventHub extends EventEmitter<HubEvents> {
         changes.set(e.job, row && { state: row.state, classType: row.classType });
         continue;
       }
-      const classType = classes.get(e.id);
+      const classType = e.classType ?? classes.get(e.id);
       changes.set(e.job, classType == null ? null : { state: e.state, classType });
     }
     return { events, changes, rows };

@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Store } from '../store/store.js';
 import { isFinal } from '../store/job-record.js';
 import type { EventBatch } from './event-hub.js';
+import type { JobEvent } from '../store/store.js';
 import type { FleetView } from './fleet-view.js';
 import type { JobTally } from './job-tally.js';
 
@@ -47,6 +48,10 @@ export class WebMetrics {
   observe(batch: EventBatch): void {
     for (const [id, change] of batch.changes) this.tally.update(id, change);
     for (const event of batch.events) {
+      if (event.classType !== null) {
+        this.observeTimes(event, event.classType);
+        continue;
+      }
       const job = batch.rows.get(event.job);
       if (!job) continue;
       const at = Number(event.id.split('-')[0]);
@@ -60,6 +65,15 @@ export class WebMetrics {
       if (ended && job.startedAt !== null && at >= job.startedAt && event.state !== 'rejected') {
         this.runTime.observe({ ...labels, outcome: event.state === 'queued' ? 'retried' : event.state }, (at - job.startedAt) / 1000);
       }
+    }
+  }
+
+  /** A run's start or end whose event says its class and times (markRunning-N.lua, finishRun-N.lua). */
+  private observeTimes(event: JobEvent, classType: string): void {
+    if (event.waited !== null) this.waitTime.observe({ class: classType }, event.waited / 1000);
+    const ended = isFinal(event.state) || (event.state === 'queued' && event.run !== null);
+    if (ended && event.took !== null && event.state !== 'rejected') {
+      this.runTime.observe({ class: classType, outcome: event.state === 'queued' ? 'retried' : event.state }, event.took / 1000);
     }
   }
 

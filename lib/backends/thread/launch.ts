@@ -42,6 +42,11 @@ export const THREAD_ORIGIN = 'thread';
  */
 const RUNNING_AFTER_MS = 5;
 
+/** Piscina's errors for the tasks of a thread that ended: terminated, or exited by itself. */
+function isThreadEnd(err: unknown): boolean {
+  return err instanceof Error && (err.message === 'Terminating worker thread' || err.message.startsWith('worker exited with code'));
+}
+
 /** A run in the pool: how to stop it, and its row of the stops table. */
 interface PoolRun {
   abort: AbortController;
@@ -118,9 +123,11 @@ export class ThreadLaunch implements LaunchSide {
         last = (await this.pool.run(task)) as string;
         steps.push({ label: labels[i] ?? '', state: 'succeeded', startedAt: stepStart, endedAt: Date.now(), exitCode: 0 });
       } catch (err) {
-        if (!abort.signal.aborted && !this.closing && this.stops.wasEnded(this.stops.threadOf(poolRun.row))) {
+        const thread = this.stops.threadOf(poolRun.row);
+        if (!abort.signal.aborted && !this.closing && isThreadEnd(err) && (thread === 0 || this.stops.wasEnded(thread))) {
           // Another run's Timeout or cancel ended the pool thread this run shared (its function
-          // would not stop): not this job's failure, it runs again.
+          // would not stop), or the thread ended before this run's function was called (it
+          // waited on that thread's port): not this job's failure, it runs again.
           clearTimeout(recordStart);
           this.running.delete(key);
           this.stops.give(poolRun.row);

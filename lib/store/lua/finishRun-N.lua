@@ -24,7 +24,9 @@
     died, a job that may run on any host whose host went down): it runs again at once and does
     not use up a retry.
   Returns: {runs recorded, jobs granted the freed slots}
-  Events: succeeded | failed | cancelled | queued (a retry) | granted
+  Events: succeeded | failed | cancelled | queued (a retry), with the job's `class`, the run's
+    length `took` (ms) and, for a first run that went from granted to its end, `waited` (ms from
+    queued to started); granted
 ]]
 -- @include keys
 -- @include pools
@@ -40,8 +42,8 @@ for i = a, #ARGV, 9 do
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], tonumber(ARGV[i + 7]), ARGV[i + 8]
   local key, runsKey = KEYS[k], KEYS[k + 1]
   k = k + 2
-  local state, current, attempt, retries, slot, host, cancelRequested, startedAt, location, owner =
-    unpack(redis.call('HMGET', key, 'state', 'run', 'attempt', 'retries', 'slot', 'host', 'cancelRequested', 'startedAt', 'location', 'node'))
+  local state, current, attempt, retries, slot, host, cancelRequested, startedAt, location, owner, classType, queuedAt =
+    unpack(redis.call('HMGET', key, 'state', 'run', 'attempt', 'retries', 'slot', 'host', 'cancelRequested', 'startedAt', 'location', 'node', 'classType', 'queuedAt'))
   if (state == 'granted' or state == 'running') and current == run then
     attempt = tonumber(attempt) or 1
     if runStartedAt ~= '' then startedAt = runStartedAt end
@@ -55,6 +57,17 @@ for i = a, #ARGV, 9 do
     redis.call('HDEL', key, 'slot', 'pid', 'deadline', 'timedOut', 'killAt')
     if startedAt then redis.call('HSET', key, 'startedAt', startedAt) end
     if steps ~= '' then redis.call('HSET', key, 'steps', steps) end
+    -- What the web page's histograms need, in the event (no read of the record): the run's
+    -- length, and the first run's wait when its start was never recorded as an event of its own.
+    local timing = { 'class', classType or '' }
+    if startedAt then
+      timing[#timing + 1] = 'took'
+      timing[#timing + 1] = math.max(0, now - tonumber(startedAt))
+      if state == 'granted' and run == '1' and queuedAt then
+        timing[#timing + 1] = 'waited'
+        timing[#timing + 1] = math.max(0, tonumber(startedAt) - tonumber(queuedAt))
+      end
+    end
     local again = outcome == 'interrupted' or (outcome == 'failed' and attempt <= (tonumber(retries) or 0))
     if again then
       local delay = 0
@@ -64,12 +77,12 @@ for i = a, #ARGV, 9 do
       end
       redis.call('HSET', key, 'state', 'queued', 'retryAt', now + delay, 'reason', reason)
       redis.call('ZADD', KEYS[2], now + delay, id)
-      redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'queued', 'run', run, 'reason', reason)
+      redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'queued', 'run', run, 'reason', reason, unpack(timing))
       retried = true
     else
       redis.call('HSET', key, 'state', outcome, 'endedAt', now, 'exitCode', exitCode, 'reason', reason)
       if result ~= '' then redis.call('HSET', key, 'result', result) end
-      redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'job', id, 'state', outcome, 'run', run, 'reason', reason)
+      redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'job', id, 'state', outcome, 'run', run, 'reason', reason, unpack(timing))
     end
     local held = heldSlot(prefix, slot, host)
     if held then

@@ -13,7 +13,7 @@
   ARGV[1] now (ms)   ARGV[2] the node
   ARGV[3 ..] tuples of 5: id, run, pid (= its process group), start time (ms), launcher epoch
   Returns: {jobs that became running, the earliest score given (-1: none)}
-  Events: running
+  Events: running, with the job's `class` and, for its first run, `waited` (ms from queued to started)
 ]]
 local now, node = tonumber(ARGV[1]), ARGV[2]
 local changed, earliest = 0, -1
@@ -22,8 +22,8 @@ for i = 3, #ARGV, 5 do
   local id, run, pid, startedAt, epoch = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
   k = k + 1
   local key = KEYS[k]
-  local state, current, pollMs, timeoutMs, cancelRequested =
-    unpack(redis.call('HMGET', key, 'state', 'run', 'pollMs', 'timeoutMs', 'cancelRequested'))
+  local state, current, pollMs, timeoutMs, cancelRequested, classType, queuedAt =
+    unpack(redis.call('HMGET', key, 'state', 'run', 'pollMs', 'timeoutMs', 'cancelRequested', 'classType', 'queuedAt'))
   if state == 'granted' and current == run then
     local nextLook = now + (tonumber(pollMs) or 30000)
     if cancelRequested then nextLook = now end
@@ -34,7 +34,13 @@ for i = 3, #ARGV, 5 do
       if deadline < nextLook then nextLook = deadline end
     end
     redis.call('ZADD', KEYS[1], nextLook, id)
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'running', 'run', run)
+    -- Its class, and for a first run its wait (queued -> started, ms): the web page's tally and
+    -- histograms need no read of the record (lib/web/event-hub.ts).
+    if run == '1' and queuedAt then
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'running', 'run', run, 'class', classType or '', 'waited', math.max(0, startedAt - tonumber(queuedAt)))
+    else
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'running', 'run', run, 'class', classType or '')
+    end
     changed = changed + 1
     if earliest < 0 or nextLook < earliest then earliest = nextLook end
   end
