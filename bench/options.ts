@@ -16,6 +16,8 @@ export interface BenchOptions {
   localJobs: number;
   slots: number;
   sshJobs: number;
+  /** The SSH row's runs of each side (raw ssh2, JobManager), interleaved: it reports their medians. */
+  sshRuns: number;
   /** The sweep row: jobs of one sweep queued, and jobs of one sweep run (Thread no-ops). */
   sweepJobs: number;
   sweepRunJobs: number;
@@ -28,7 +30,7 @@ const USAGE = `npm run bench -- [--only ROW,ROW] [--json] [--quick] [sizes]
 Rows: thread, latency, queue, sweep, memory, local, launcher, ssh (default: all; ssh needs root)
 Sizes:  --thread-jobs 2000 --thread-slots 50 --latency-samples 50 --queue-files 20000
         --sweep-jobs 100000 --sweep-run-jobs 20000
-        --memory-jobs 2000 --local-jobs 5000 --slots 8 --ssh-jobs 1000
+        --memory-jobs 2000 --local-jobs 5000 --slots 8 --ssh-jobs 1000 --ssh-runs 5
 Other:  --parallel (GNU Parallel beside the SSH row, where installed)  --keep (keep temp dirs)`;
 
 const SIZES = {
@@ -40,6 +42,7 @@ const SIZES = {
   'local-jobs': ['localJobs', 5000, 500],
   slots: ['slots', 8, 8],
   'ssh-jobs': ['sshJobs', 1000, 100],
+  'ssh-runs': ['sshRuns', 5, 3],
   'sweep-jobs': ['sweepJobs', 100_000, 5000],
   'sweep-run-jobs': ['sweepRunJobs', 20_000, 2000],
 } as const;

@@ -6,14 +6,18 @@ import { Client } from 'ssh2';
 import type { BenchContext } from './context.js';
 import { remoteTrue, writeJobFiles } from './job-files.js';
 import { figure, ratio, type Row } from './report.js';
-import { seconds } from './stats.js';
-import { timeQueueWait } from './timed-run.js';
+import { median, seconds } from './stats.js';
+import { timeQueueWait, type Timed } from './timed-run.js';
 import { SshHost } from '../spec/support/sshd.js';
 
 // SSH throughput: N jobs of `Run: "true"` on one SSH host with S slots, against, in the same run:
 // raw ssh2 execs on one connection (S in flight), and, with --parallel where it is installed, GNU
 // Parallel (`parallel -S S/host`) with and without an ssh ControlMaster. Needs root: it starts its
 // own sshd on 127.K.0.2 and a host user, as the specs do (spec/support/sshd.ts).
+//
+// Issue 10 asks for the median of 5 runs: raw ssh2 and JobManager take turns (--ssh-runs R of
+// each, a new supervisor and state directory each time), so that a change in the machine's load
+// falls on both sides alike, and the row gives each side's median and their ratio.
 
 const HOST_INDEX = 2;
 
@@ -62,23 +66,37 @@ export async function sshRow(ctx: BenchContext): Promise<Row> {
     const knownHosts = join(dir, 'known_hosts');
     writeFileSync(knownHosts, host.knownHostsLine + '\n');
     const jobs = writeJobFiles(join(dir, 'jobs'), n, remoteTrue(host.name), 'r');
-    ctx.say(`ssh: raw ssh2, then ${n} jobs on ${host.address}${ctx.options.parallel ? ', then GNU Parallel' : ''}`);
-    const raw = await rawSsh2(host, n, slots);
-    const config = { LogLevel: 'warn', StateDir: join(dir, 'state'), KnownHosts: knownHosts, Hosts: [host.hostEntry(slots)] };
-    const jm = await timeQueueWait(dir, { config }, jobs);
+    const runs = ctx.options.sshRuns;
+    ctx.say(`ssh: raw ssh2 and ${n} jobs on ${host.address}, taking turns, ${runs} runs of each${ctx.options.parallel ? ', then GNU Parallel' : ''}`);
+    const raws: number[] = [];
+    const jms: Timed[] = [];
+    for (let i = 0; i < runs; i++) {
+      raws.push(await rawSsh2(host, n, slots));
+      const runDir = ctx.runDir('ssh');
+      mkdirSync(runDir);
+      const config = { LogLevel: 'warn', StateDir: join(runDir, 'state'), KnownHosts: knownHosts, Hosts: [host.hostEntry(slots)] };
+      jms.push(await timeQueueWait(runDir, { config }, jobs));
+      ctx.say(`ssh: run ${i + 1}: raw ssh2 ${(n / raws[i]).toFixed(0)} jobs/s, JobManager ${(n / jms[i].endToEnd).toFixed(0)} jobs/s end to end`);
+    }
+    const raw = median(raws);
+    const jm = { endToEnd: median(jms.map((t) => t.endToEnd)), pipeline: median(jms.map((t) => t.pipeline)) };
+    const perRun = jms.map((t, i) => raws[i] / t.endToEnd);
     const withParallel = ctx.options.parallel && parallelInstalled();
     const plain = withParallel ? parallel(host, knownHosts, false, dir, n, slots) : null;
     const master = withParallel ? parallel(host, knownHosts, true, dir, n, slots) : null;
     const rate = (s: number | null) => (s === null ? null : n / s);
-    const reference = [figure('raw ssh2, one connection', rate(raw), 'jobs/s')];
+    const reference = [figure(`raw ssh2, one connection (median of ${runs})`, rate(raw), 'jobs/s')];
     if (withParallel) reference.push(figure('GNU Parallel -S (plain ssh)', rate(plain), 'jobs/s'), figure('with ControlMaster', rate(master), 'jobs/s'));
     return {
       id: 'ssh',
       measure,
-      jobmanager: [figure('end to end', rate(jm.endToEnd), 'jobs/s'), figure('first grant → last end', rate(jm.pipeline), 'jobs/s')],
+      jobmanager: [figure(`end to end (median of ${runs})`, rate(jm.endToEnd), 'jobs/s'), figure('first grant → last end', rate(jm.pipeline), 'jobs/s')],
       reference,
-      comparison: [`${ratio(rate(jm.endToEnd), rate(raw))} raw ssh2's throughput end to end`, `${ratio(rate(jm.pipeline), rate(raw))} first grant → last end`],
-      details: { jobs: n, slots, rawSsh2: raw, jobmanager: jm, parallelPlain: plain, parallelControlMaster: master, parallel: ctx.options.parallel ? (withParallel ? 'run' : 'not installed') : 'not asked for' },
+      comparison: [
+        `${ratio(rate(jm.endToEnd), rate(raw))} raw ssh2's throughput end to end (medians; run by run ${perRun.map((r) => r.toFixed(2)).join(', ')})`,
+        `${ratio(rate(jm.pipeline), rate(raw))} first grant → last end`,
+      ],
+      details: { jobs: n, slots, runs, rawSsh2: raws, jobmanager: jms, ratios: perRun, parallelPlain: plain, parallelControlMaster: master, parallel: ctx.options.parallel ? (withParallel ? 'run' : 'not installed') : 'not asked for' },
     };
   } finally {
     await host.stop();
