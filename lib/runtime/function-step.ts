@@ -73,7 +73,7 @@ export async function callFunctionStep(job: JobFile, index: number, dir: () => s
     return input.value;
   });
   const path = job.spec.modules[step.module];
-  const module = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+  const module = await importModule(path);
   const fn = module[step.function] ?? (module.default as Record<string, unknown> | undefined)?.[step.function];
   if (typeof fn !== 'function') throw new Error(`${path} exports no function ${step.function}`);
   const context = { jobId: job.jobId, jobName: job.spec.name, run: job.run, attempt: job.attempt, step: index, env: job.spec.env, params: job.spec.params ?? {} } as StepContext;
@@ -85,6 +85,23 @@ export async function callFunctionStep(job: JobFile, index: number, dir: () => s
   } catch (err) {
     throw new Error(`${step.function} returned a value that cannot be stored as JSON (${(err as Error).message})`);
   }
+}
+
+/**
+ * A step's module, imported once per process or thread: import() of a module already loaded
+ * still resolves its URL and walks the loader (~0.1 ms), a no-op Thread job's largest cost. The
+ * loader caches a module by URL anyway, so an edited file is not read again either way.
+ */
+const modules = new Map<string, Promise<Record<string, unknown>>>();
+
+function importModule(path: string): Promise<Record<string, unknown>> {
+  let module = modules.get(path);
+  if (!module) {
+    module = import(pathToFileURL(path).href) as Promise<Record<string, unknown>>;
+    modules.set(path, module);
+    module.catch(() => modules.delete(path)); // a module that failed to load is tried again next time
+  }
+  return module;
 }
 
 /** Stores what a Function step gave (callFunctionStep's JSON) in the job's directory, where later steps and getReturnData read it. */
