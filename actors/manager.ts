@@ -55,14 +55,17 @@ class Manager implements Actor {
     log.info(`JobManager: watching Job_Queue (node ${this.ctx.config.nodeName}, LocalMaxJobs ${this.ctx.config.localMaxJobs})`);
     const provisioning = this.provisioner.run(stop);
     const retaining = this.retention.run(stop);
+    await this.hosts.refresh(true);
     while (!stop.stopped) {
-      await this.hosts.refresh();
-      await this.reclaimDownNodes();
       const decisions = await this.readIntake();
       // Sent together, in this order, on one connection: one round trip, and Redis runs the
       // route before the grant, so a job routed now can be granted now.
       const [, { granted, nextDueMs }] = await Promise.all([this.route(decisions), this.store.grant(this.pools(), GRANT_BATCH)]);
       this.granted += granted;
+      // Upkeep after the grant, not before: the job that woke the manager is not held up by it
+      // (it is due after an idle wait, i.e. on most wake-ups; hosts' states a turn old are fine).
+      await this.hosts.refresh();
+      await this.reclaimDownNodes();
       if (decisions.length === INTAKE_BATCH || granted === GRANT_BATCH) continue;
       // A host that comes back up (HostState) is noticed within the idle wait.
       await this.waiter.waitForSignal('manager', nextDueMs ?? IDLE_WAIT_MS, stop);
