@@ -95,6 +95,13 @@ describe('the command line', function () {
     expect(result.stdout.trim()).to.equal(JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')).version);
   });
 
+  it('stops printing quietly when its reader goes away (`| head`), with its own exit code', function () {
+    // A reader that closes at once: every write of the help text meets a closed pipe.
+    const result = spawnSync('bash', ['-c', `set -o pipefail; "${process.execPath}" "${CLI_MAIN}" help jobs | true`], { encoding: 'utf8' });
+    expect(result.stderr, 'no EPIPE stack').to.equal('');
+    expect(result.status).to.equal(0);
+  });
+
   it('completes commands, options, option values and job files in bash', async function () {
     const script = await ws.cli('completion', 'bash');
     expect(script.code).to.equal(0);
