@@ -355,7 +355,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
       expect(taken[0]).to.deep.equal({ id: ids[0], run: 1, attempt: 1, where: HERE, spec: specOf(DOC), raw: 'null' });
       expect(await f.store.getJob(ids[0])).to.include({ state: 'granted', run: 1, attempt: 1, grantedAt: T0 + 7 });
       expect(await f.raw(ids[0]), 'the location whose slot it holds').to.include({ slot: HERE, node: defaultNodeName(), timeoutMs: '' });
-      expect((await f.events()).filter((e) => e.state === 'granted')).to.deep.equal(ids.map((id) => ({ job: id, state: 'granted', run: '1', host: HERE })));
+      expect((await f.events()).filter((e) => e.state === 'granted')).to.deep.equal(ids.map((id) => ({ job: id, state: 'granted', run: '1', host: HERE, class: 'Local' })));
     });
 
     it('puts the job definition in the payload only when a step takes the self.yaml input', async function () {
@@ -470,7 +470,7 @@ describe('store (Lua transitions on a real redis-server)', function () {
       expect(await f.waiting()).to.deep.equal([c]);
       expect((await f.events()).slice(-2)).to.deep.equal([
         { job: a, state: 'succeeded', run: '1', reason: 'exited 0', class: 'Local', took: '1000' },
-        { job: b, state: 'granted', run: '1', host: HERE },
+        { job: b, state: 'granted', run: '1', host: HERE, class: 'Local' },
       ]);
     });
 

@@ -20,7 +20,7 @@
   job granted to a host in that time was refused by the starter ("host is down") and failed,
   even one that could run on any host (chaos run, seed 22).
   Returns the number granted.
-  Events: granted
+  Events: granted, with the job's `class` (the web page's tally reads no record for it)
 ]]
 -- @include keys
 
@@ -37,7 +37,7 @@ local function grantFrom(prefix, now, pool, max, grantedQueue, events, hostState
       local id = redis.call('RPOP', queue)
       if not id then break end
       local key = jobKey(prefix, id)
-      local state, attempt, spec, sweep, params, name = unpack(redis.call('HMGET', key, 'state', 'attempt', 'spec', 'sweep', 'params', 'name'))
+      local state, attempt, spec, sweep, params, name, classType = unpack(redis.call('HMGET', key, 'state', 'attempt', 'spec', 'sweep', 'params', 'name', 'classType'))
       -- A sweep's job holds only its row; the definition it shares is its sweep's (sweep:<first>).
       local home, row = key, ''
       if not spec and sweep then
@@ -52,7 +52,7 @@ local function grantFrom(prefix, now, pool, max, grantedQueue, events, hostState
         local raw = 'null'
         if string.find(spec, '"value":"self.yaml"', 1, true) then raw = redis.call('HGET', home, 'raw') or 'null' end
         redis.call('LPUSH', grantedQueue, id .. '\n' .. run .. '\n' .. attempt .. '\n' .. where .. '\n' .. spec .. '\n' .. raw .. row)
-        redis.call('XADD', events, 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'granted', 'run', run, 'host', where)
+        redis.call('XADD', events, 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'granted', 'run', run, 'host', where, 'class', classType or '')
         room = room - 1
         granted = granted + 1
       end
