@@ -49,7 +49,8 @@ function isThreadEnd(err: unknown): boolean {
 
 /** A run in the pool: how to stop it, and its row of the stops table. */
 interface PoolRun {
-  abort: AbortController;
+  /** Why it was asked to stop (Timeout, cancel, the supervisor stopping), or null. */
+  stopped: string | null;
   row: number;
 }
 
@@ -81,8 +82,8 @@ export class ThreadLaunch implements LaunchSide {
   abort(id: string, run: number, reason: string): void {
     const key = `${id}.${run}`;
     const poolRun = this.running.get(key);
-    if (!poolRun || poolRun.abort.signal.aborted) return;
-    poolRun.abort.abort(reason);
+    if (!poolRun || poolRun.stopped !== null) return;
+    poolRun.stopped = reason;
     this.stops.ask(key, poolRun.row, reason);
     setTimeout(() => {
       if (this.running.get(key) !== poolRun) return;
@@ -97,8 +98,7 @@ export class ThreadLaunch implements LaunchSide {
 
   private async runSteps(run: GrantedRun): Promise<void> {
     const key = `${run.id}.${run.run}`;
-    const abort = new AbortController();
-    const poolRun: PoolRun = { abort, row: this.stops.take() };
+    const poolRun: PoolRun = { stopped: null, row: this.stops.take() };
     this.running.set(key, poolRun);
     const startedAt = Date.now();
     const labels = stepLabels(run.spec);
@@ -112,8 +112,8 @@ export class ThreadLaunch implements LaunchSide {
     let last: string | null = null;
     for (let i = 0; i < run.spec.order.length && failure === null; i++) {
       const step = run.spec.order[i];
-      if (abort.signal.aborted) {
-        failure = String(abort.signal.reason);
+      if (poolRun.stopped !== null) {
+        failure = poolRun.stopped;
         break;
       }
       if (i > 0) this.stops.nextStep(poolRun.row);
@@ -124,7 +124,7 @@ export class ThreadLaunch implements LaunchSide {
         steps.push({ label: labels[i] ?? '', state: 'succeeded', startedAt: stepStart, endedAt: Date.now(), exitCode: 0 });
       } catch (err) {
         const thread = this.stops.threadOf(poolRun.row);
-        if (!abort.signal.aborted && !this.closing && isThreadEnd(err) && (thread === 0 || this.stops.wasEnded(thread))) {
+        if (poolRun.stopped === null && !this.closing && isThreadEnd(err) && (thread === 0 || this.stops.wasEnded(thread))) {
           // Another run's Timeout or cancel ended the pool thread this run shared (its function
           // would not stop), or the thread ended before this run's function was called (it
           // waited on that thread's port): not this job's failure, it runs again.
@@ -134,9 +134,9 @@ export class ThreadLaunch implements LaunchSide {
           this.ctx.recorder.end(run.id, run.run, { kind: 'interrupted', reason: 'interrupted: its pool thread was stopped to end another Thread job (Timeout or cancel); it runs again', steps, startedAt });
           return;
         }
-        failure = abort.signal.aborted ? String(abort.signal.reason) : `step ${i + 1} (${labels[i] ?? ''}) threw an error (see its log)`;
+        failure = poolRun.stopped ?? `step ${i + 1} (${labels[i] ?? ''}) threw an error (see its log)`;
         steps.push({ label: labels[i] ?? '', state: 'failed', startedAt: stepStart, endedAt: Date.now(), exitCode: 1 });
-        this.noteFailure(run.id, abort.signal.aborted ? `stopped: ${String(abort.signal.reason)}` : errorMessage(err));
+        this.noteFailure(run.id, poolRun.stopped !== null ? `stopped: ${poolRun.stopped}` : errorMessage(err));
       }
       // A run cut short because this starter is closing is not recorded: the next starter finds
       // it running under a starter that is gone, and records it as interrupted.
@@ -203,7 +203,7 @@ export class ThreadLaunch implements LaunchSide {
 
   async close(): Promise<void> {
     this.closing = true;
-    for (const { abort } of this.running.values()) abort.abort('the supervisor is stopping');
+    for (const poolRun of this.running.values()) poolRun.stopped ??= 'the supervisor is stopping';
     await this.pool?.destroy();
     this.stops.close();
   }
