@@ -28,6 +28,12 @@ import { JobRemover } from './remover.js';
 const PAGE = 500;
 const EVENT_BATCH = 1000;
 const EVENT_WAIT_MS = 5000;
+/**
+ * After a read that found jobs ended, the next read waits until this long after it, so that
+ * jobs ending by the thousand are compacted a batch at a time (one compactJobs call for each
+ * batch, not one per job). A record stays whole this much longer.
+ */
+const EVENT_GAP_MS = 250;
 const IDLE_PASS_MS = 60_000;
 const MIN_GAP_MS = 1000;
 const GAP_FACTOR = 20;
@@ -57,16 +63,21 @@ export class Retention {
     const { maxAgeMs, maxJobs } = this.config.retention;
     this.log.info(`retention: finished jobs are compacted, and removed ${[maxAgeMs !== null ? `after ${maxAgeMs / 1000}s` : '', maxJobs !== null ? `past the newest ${maxJobs}` : ''].filter(Boolean).join(' or ') || 'never'}`);
     let after: string | null = null;
+    let compactedAt = 0;
     while (!stop.stopped) {
       try {
         // Events from now on; a pass (the first is at once) takes whatever ended before.
         after ??= await this.store.lastEventId();
         if (this.passDue()) await this.pass(stop);
+        const gap = compactedAt + EVENT_GAP_MS - Date.now();
+        if (gap > 0 && !(await stop.sleep(Math.min(gap, this.nextPassIn())))) break;
         const batch = await this.events.readEvents(after, EVENT_BATCH, Math.min(EVENT_WAIT_MS, this.nextPassIn()));
         after = batch.lastId;
         const ended = [...new Set(batch.events.filter((e) => isFinal(e.state)).map((e) => e.job))];
         if (ended.length) {
           this.endedSincePass = true;
+          // A full read: more are waiting, read them at once.
+          compactedAt = batch.events.length < EVENT_BATCH ? Date.now() : 0;
           await this.store.compactJobs(ended);
         }
       } catch (err) {
