@@ -18,7 +18,13 @@ import { Launcher } from './launcher.js';
 //
 // Each launcher is an epoch (a number from Redis, Epoch): its run log is StateDir/runs/<epoch>.log,
 // listed in Runlogs while it may hold runs not yet recorded. After LAUNCHES_PER_EPOCH launches the
-// starter moves to a new launcher, so that logs stay small; the old one reaps its jobs and exits.
+// starter moves to new launchers, so that logs stay small; the old ones reap their jobs and exit.
+//
+// The starter keeps LAUNCHERS launchers and gives them runs in turn. A spawn holds its launcher
+// until the child has exec'd (node's spawn is synchronous), and a fork of a node process costs
+// far more than one of a small one (its page tables are copied, then torn down by the exec): with
+// one launcher, every start waited for the starts before it, and the launcher, not the CPU, set
+// the pace of short jobs. Two launchers wait for two execs at once.
 //
 // Recovery: a starter that died right after taking runs from Granted_Queue leaves them granted,
 // holding their slots, in no queue. Such a run was launched if an older launcher's log mentions
@@ -27,6 +33,8 @@ import { Launcher } from './launcher.js';
 
 export const STEP_RUNNER = join(DIST_DIR, 'lib', 'runtime', 'step-runner.js');
 const LAUNCHES_PER_EPOCH = 50_000;
+/** Launchers a starter keeps, given runs in turn. */
+const LAUNCHERS = 2;
 
 export class LocalLaunch implements LaunchSide {
   private launches = 0;
@@ -34,15 +42,23 @@ export class LocalLaunch implements LaunchSide {
 
   private constructor(
     private readonly ctx: LaunchContext,
-    private launcher: Launcher,
+    private launchers: Launcher[],
   ) {}
 
   static async open(ctx: LaunchContext): Promise<LocalLaunch> {
     mkdirSync(runsDir(ctx.config.stateDir), { recursive: true, mode: 0o700 });
     mkdirSync(join(ctx.config.stateDir, 'jobs'), { recursive: true, mode: 0o700 });
-    const local = new LocalLaunch(ctx, await LocalLaunch.openLauncher(ctx));
-    ctx.log.info(`JobStarter: launcher ${local.launcher.epoch} (pid ${local.launcher.pid}) writing ${local.launcher.runLog}`);
-    return local;
+    return new LocalLaunch(ctx, await LocalLaunch.openLaunchers(ctx));
+  }
+
+  private static async openLaunchers(ctx: LaunchContext): Promise<Launcher[]> {
+    const launchers: Launcher[] = [];
+    for (let i = 0; i < LAUNCHERS; i++) {
+      const launcher = await LocalLaunch.openLauncher(ctx);
+      ctx.log.info(`JobStarter: launcher ${launcher.epoch} (pid ${launcher.pid}) writing ${launcher.runLog}`);
+      launchers.push(launcher);
+    }
+    return launchers;
   }
 
   private static async openLauncher(ctx: LaunchContext): Promise<Launcher> {
@@ -72,11 +88,12 @@ export class LocalLaunch implements LaunchSide {
       const dir = internal ? prepareJobDir(this.ctx.config.stateDir, run.id, { internal }) : jobDir(this.ctx.config.stateDir, run.id);
       if (internal) writeJobFile(dir, { jobId: run.id, run: run.run, attempt: run.attempt, spec: run.spec, raw: run.raw });
       const rid = makeRunId(run.id, run.run);
+      const launcher = this.launchers[this.launches % this.launchers.length];
       const script = buildJobScript(run.spec, {
-        runId: rid, runLog: this.launcher.runLog, jobId: run.id, run: run.run, attempt: run.attempt, jobDir: dir,
+        runId: rid, runLog: launcher.runLog, jobId: run.id, run: run.run, attempt: run.attempt, jobDir: dir,
         node: process.execPath, stepRunner: STEP_RUNNER, clock: GNU_CLOCK,
       });
-      this.launcher.launch(rid, dir, script);
+      launcher.launch(rid, dir, script);
       this.launches++;
       this.ctx.log.debug(`JobStarter: started job ${run.id} run ${run.run} (Local)`, { job: run.id });
     } catch (err) {
@@ -85,25 +102,26 @@ export class LocalLaunch implements LaunchSide {
   }
 
   flush(): void {
-    this.launcher.flush();
-    if (this.launches >= LAUNCHES_PER_EPOCH && !this.rotating) {
+    for (const launcher of this.launchers) launcher.flush();
+    if (this.launches >= LAUNCHES_PER_EPOCH * this.launchers.length && !this.rotating) {
       this.rotating = this.rotate().finally(() => (this.rotating = null));
     }
   }
 
-  /** A new launcher and run log; the old launcher reaps its jobs and exits. */
+  /** New launchers and run logs; the old launchers reap their jobs and exit. */
   private async rotate(): Promise<void> {
-    const next = await LocalLaunch.openLauncher(this.ctx);
-    const old = this.launcher;
-    this.launcher = next;
+    const next = await LocalLaunch.openLaunchers(this.ctx);
+    const old = this.launchers;
+    this.launchers = next;
     this.launches = 0;
-    old.close();
+    for (const launcher of old) launcher.close();
   }
 
   async settle(orphans: Orphan[]): Promise<Orphan[]> {
     if (orphans.length === 0) return [];
     const logs = await this.ctx.store.runLogs();
-    const older = [...logs].filter(([epoch]) => epoch !== this.launcher.epoch).map(([, path]) => readLauncherLog(path));
+    const current = new Set(this.launchers.map((launcher) => launcher.epoch));
+    const older = [...logs].filter(([epoch]) => !current.has(epoch)).map(([, path]) => readLauncherLog(path));
     const launched = new Set(older.flatMap((log) => [...log.runs]));
     const allDone = older.every((log) => log.done);
     const pending: Orphan[] = [];
@@ -122,7 +140,7 @@ export class LocalLaunch implements LaunchSide {
 
   async close(): Promise<void> {
     await this.rotating;
-    this.launcher.close();
+    for (const launcher of this.launchers) launcher.close();
   }
 }
 
