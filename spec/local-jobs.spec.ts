@@ -288,7 +288,7 @@ describe('local capacity', function () {
     expect(crashes, 'no actor may crash').to.deep.equal([]);
   });
 
-  it('never runs more than LocalMaxJobs at once, and frees every slot', async function () {
+  it('never runs more than LocalMaxJobs at once, frees every slot, and starts runs with both launchers of the starter', async function () {
     const ledger = join(ws.dir, 'ledger');
     const files = Array.from({ length: 15 }, (_, i) =>
       ws.write(`cap/j${i}.yaml`, ['Order:', `  - Run: echo "start $(date +%s%N)" >> ${ledger}; sleep 0.$((RANDOM % 3 + 1)); echo "end $(date +%s%N)" >> ${ledger}`].join('\n')),
@@ -307,6 +307,12 @@ describe('local capacity', function () {
     expect(most).to.equal(3);
     const store = await ws.store();
     expect(await store.redis.scard(store.keys.localJobs)).to.equal(0);
+    // The starter gives runs to its two launchers in turn: each run log holds starts.
+    const logs = [...(await store.runLogs()).values()];
+    const starts = logs.map((path) => readFileSync(path, 'utf8').split('\n').filter((line) => line.startsWith('F ')).length);
+    expect(starts).to.have.length(2);
+    expect(starts.every((n) => n > 0), `starts per run log: ${starts.join(', ')}`).to.equal(true);
+    expect(starts.reduce((a, b) => a + b, 0)).to.equal(15);
   });
 });
 
