@@ -95,10 +95,6 @@ export class RemoteLogFollower {
       HOST_CLOCK_SH,
       `mkdir -p ${WATCHDOG_DIRS.map((dir) => `"$JM_B/${dir}"`).join(' ')} 2>/dev/null`,
       installWatchdogSh('$JM_B'),
-      // The run log made first if it is not there yet (a new store's first launch): GNU tail -F
-      // of a file missing when it starts never uses inotify, and polls it once a second for
-      // good (coreutils tail.c, `! any_non_remote_file`): every remote job then took a second.
-      `: >>${shellPath(runLog)}`,
       `tail -c +${this.offset + 1} -F ${shellPath(runLog)} 2>/dev/null &`,
       'JM_TAIL=$!',
       'jm_now; echo "S $JM_NOW" >&2',
