@@ -50,12 +50,16 @@ const BLOCK_MS = 5000;
  */
 const READ_GAP_MS = 100;
 
+/** Whether the event is the end of a run: final (a rejected job never ran), or queued again after a run (a retry). */
+export function endsRun(event: JobEvent): boolean {
+  return (isFinal(event.state) && event.state !== 'rejected') || (event.state === 'queued' && event.run !== null);
+}
+
 /** Whether the metrics need this event's row: the wait of a first run that started, the length of a run that ended. */
 export function needsRow(event: JobEvent): boolean {
   // A run's start and end carry what the metrics need (class, wait, length: markRunning, finishRun).
   if (event.classType !== null) return false;
-  if (event.state === 'running') return event.run === 1;
-  return (isFinal(event.state) && event.state !== 'rejected') || (event.state === 'queued' && event.run !== null);
+  return event.state === 'running' ? event.run === 1 : endsRun(event);
 }
 
 export class EventHub extends EventEmitter<HubEvents> {

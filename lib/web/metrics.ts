@@ -1,8 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Store } from '../store/store.js';
-import { isFinal } from '../store/job-record.js';
-import type { EventBatch } from './event-hub.js';
-import type { JobEvent } from '../store/store.js';
+import type { JobEvent, Store } from '../store/store.js';
+import { endsRun, type EventBatch } from './event-hub.js';
 import type { FleetView } from './fleet-view.js';
 import type { JobTally } from './job-tally.js';
 
@@ -59,10 +57,9 @@ export class WebMetrics {
       if (event.state === 'running' && event.run === 1 && job.queuedAt !== null && job.startedAt !== null) {
         this.waitTime.observe(labels, Math.max(0, job.startedAt - job.queuedAt) / 1000);
       }
-      const ended = isFinal(event.state) || (event.state === 'queued' && event.run !== null);
       // startedAt is the ended run's (finishRun-5.lua writes it in the same step), unless a newer
       // run started before this read: then the difference is negative and is not a run time.
-      if (ended && job.startedAt !== null && at >= job.startedAt && event.state !== 'rejected') {
+      if (endsRun(event) && job.startedAt !== null && at >= job.startedAt) {
         this.runTime.observe({ ...labels, outcome: event.state === 'queued' ? 'retried' : event.state }, (at - job.startedAt) / 1000);
       }
     }
@@ -71,8 +68,7 @@ export class WebMetrics {
   /** A run's start or end whose event says its class and times (markRunning-N.lua, finishRun-N.lua). */
   private observeTimes(event: JobEvent, classType: string): void {
     if (event.waited !== null) this.waitTime.observe({ class: classType }, event.waited / 1000);
-    const ended = isFinal(event.state) || (event.state === 'queued' && event.run !== null);
-    if (ended && event.took !== null && event.state !== 'rejected') {
+    if (endsRun(event) && event.took !== null) {
       this.runTime.observe({ class: classType, outcome: event.state === 'queued' ? 'retried' : event.state }, event.took / 1000);
     }
   }

@@ -5,6 +5,7 @@ import { Piscina } from 'piscina';
 import { returnDataOf } from '../../runtime/function-step.js';
 import { jobDir, prepareJobDir } from '../../runs/paths.js';
 import type { StepState } from '../../store/job-record.js';
+import type { RunOutcome } from '../../runs/outcome.js';
 import { stepLabels } from '../../runs/job-info.js';
 import { DIST_DIR } from '../../util/paths.js';
 import { errorMessage } from '../../util/errors.js';
@@ -101,26 +102,39 @@ export class ThreadLaunch implements LaunchSide {
     const poolRun: PoolRun = { stopped: null, row: this.stops.take() };
     this.running.set(key, poolRun);
     const startedAt = Date.now();
-    const labels = stepLabels(run.spec);
-    const steps: StepState[] = [];
-    const dir = jobDir(this.ctx.config.stateDir, run.id);
     // `running` is recorded only if the run is still going after a moment: most Thread jobs end
     // sooner, and their end (finishRun, with this start time) is then their only transition.
     const recordStart = setTimeout(() => this.ctx.recorder.start({ id: run.id, run: run.run, pid: 0, startedAt, epoch: THREAD_ORIGIN }), RUNNING_AFTER_MS);
     this.pool ??= this.makePool();
-    let failure: string | null = null;
+    let ended: { outcome: RunOutcome; result: unknown } | null;
+    try {
+      ended = await this.callSteps(run, key, poolRun, this.pool, startedAt);
+    } finally {
+      clearTimeout(recordStart);
+      this.running.delete(key);
+      this.stops.give(poolRun.row);
+    }
+    if (ended) this.ctx.recorder.end(run.id, run.run, ended.outcome, ended.result);
+  }
+
+  /**
+   * The run's steps, one after another in the pool: how it ended, and what it returns. Null for a
+   * run cut short because this starter is closing: it is not recorded, and the next starter finds
+   * it running under a starter that is gone and records it as interrupted.
+   */
+  private async callSteps(run: GrantedRun, key: string, poolRun: PoolRun, pool: Piscina, startedAt: number): Promise<{ outcome: RunOutcome; result: unknown } | null> {
+    const labels = stepLabels(run.spec);
+    const steps: StepState[] = [];
+    const dir = jobDir(this.ctx.config.stateDir, run.id);
     let last: string | null = null;
-    for (let i = 0; i < run.spec.order.length && failure === null; i++) {
-      const step = run.spec.order[i];
-      if (poolRun.stopped !== null) {
-        failure = poolRun.stopped;
-        break;
-      }
+    for (let i = 0; i < run.spec.order.length; i++) {
+      if (poolRun.stopped !== null) return { outcome: { kind: 'failed', exitCode: 1, reason: poolRun.stopped, steps, startedAt }, result: null };
       if (i > 0) this.stops.nextStep(poolRun.row);
+      const step = run.spec.order[i];
       const task: ThreadTask = { taken: run.taken, key, stops: this.stops.table, row: poolRun.row, jobDir: dir, step: i, logFile: join(dir, step.log ?? 'job.log') };
       const stepStart = Date.now();
       try {
-        last = (await this.pool.run(task)) as string;
+        last = (await pool.run(task)) as string;
         steps.push({ label: labels[i] ?? '', state: 'succeeded', startedAt: stepStart, endedAt: Date.now(), exitCode: 0 });
       } catch (err) {
         const thread = this.stops.threadOf(poolRun.row);
@@ -128,34 +142,22 @@ export class ThreadLaunch implements LaunchSide {
           // Another run's Timeout or cancel ended the pool thread this run shared (its function
           // would not stop), or the thread ended before this run's function was called (it
           // waited on that thread's port): not this job's failure, it runs again.
-          clearTimeout(recordStart);
-          this.running.delete(key);
-          this.stops.give(poolRun.row);
-          this.ctx.recorder.end(run.id, run.run, { kind: 'interrupted', reason: 'interrupted: its pool thread was stopped to end another Thread job (Timeout or cancel); it runs again', steps, startedAt });
-          return;
+          return { outcome: { kind: 'interrupted', reason: 'interrupted: its pool thread was stopped to end another Thread job (Timeout or cancel); it runs again', steps, startedAt }, result: null };
         }
-        failure = poolRun.stopped ?? `step ${i + 1} (${labels[i] ?? ''}) threw an error (see its log)`;
         steps.push({ label: labels[i] ?? '', state: 'failed', startedAt: stepStart, endedAt: Date.now(), exitCode: 1 });
         this.noteFailure(run.id, poolRun.stopped !== null ? `stopped: ${poolRun.stopped}` : errorMessage(err));
+        if (this.closing) return null;
+        const reason = poolRun.stopped ?? `step ${i + 1} (${labels[i] ?? ''}) threw an error (see its log)`;
+        return { outcome: { kind: 'failed', exitCode: 1, reason, steps, startedAt }, result: null };
       }
-      // A run cut short because this starter is closing is not recorded: the next starter finds
-      // it running under a starter that is gone, and records it as interrupted.
-      if (this.closing) {
-        clearTimeout(recordStart);
-        this.stops.give(poolRun.row);
-        return;
-      }
-      if (failure === null && i < run.spec.order.length - 1) {
+      if (this.closing) return null;
+      if (i < run.spec.order.length - 1) {
         const progress = [...steps, { label: labels[i + 1] ?? '', state: 'running' as const, startedAt: Date.now(), endedAt: null, exitCode: null }];
         this.ctx.store.saveProgress([{ id: run.id, run: run.run, steps: progress }]).catch((err) => this.ctx.log.warn(`JobStarter: job ${run.id}: progress not saved (${errorMessage(err)})`, { job: run.id }));
       }
     }
-    clearTimeout(recordStart);
-    this.running.delete(key);
-    this.stops.give(poolRun.row);
     const result = last && returnsData(run.spec) ? returnDataOf(run.spec.order[run.spec.order.length - 1], last) : null;
-    if (failure === null) this.ctx.recorder.end(run.id, run.run, { kind: 'succeeded', steps, startedAt }, result);
-    else this.ctx.recorder.end(run.id, run.run, { kind: 'failed', exitCode: 1, reason: failure, steps, startedAt });
+    return { outcome: { kind: 'succeeded', steps, startedAt }, result };
   }
 
   /**

@@ -36,11 +36,12 @@ for i = 3, #ARGV, 5 do
     redis.call('ZADD', KEYS[1], nextLook, id)
     -- Its class, and for a first run its wait (queued -> started, ms): the web page's tally and
     -- histograms need no read of the record (lib/web/event-hub.ts).
+    local fields = { 'job', id, 'state', 'running', 'run', run, 'class', classType or '' }
     if run == '1' and queuedAt then
-      redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'running', 'run', run, 'class', classType or '', 'waited', math.max(0, startedAt - tonumber(queuedAt)))
-    else
-      redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'job', id, 'state', 'running', 'run', run, 'class', classType or '')
+      fields[#fields + 1] = 'waited'
+      fields[#fields + 1] = math.max(0, startedAt - tonumber(queuedAt))
     end
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', unpack(fields))
     changed = changed + 1
     if earliest < 0 or nextLook < earliest then earliest = nextLook end
   end
