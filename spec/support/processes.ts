@@ -42,16 +42,7 @@ export function killProcessTree(root: number | undefined, marker: string): void 
     const doomed = new Set<number>();
     if (root !== undefined && round === 0) {
       if (table.has(root)) doomed.add(root);
-      const queue = [root];
-      while (queue.length > 0) {
-        const parent = queue.pop()!;
-        for (const [pid, ppid] of table) {
-          if (ppid === parent && !doomed.has(pid)) {
-            doomed.add(pid);
-            queue.push(pid);
-          }
-        }
-      }
+      for (const pid of descendantsOf(root, table)) doomed.add(pid);
     }
     for (const pid of table.keys()) {
       if (pid !== process.pid && environ(pid).includes(marker)) doomed.add(pid);
@@ -59,6 +50,47 @@ export function killProcessTree(root: number | undefined, marker: string): void 
     if (doomed.size === 0) return;
     killAll(doomed);
   }
+}
+
+/**
+ * SIGKILL of `root` and all its descendants, none missed: each is stopped (SIGSTOP) as it is
+ * found, and a stopped process forks no more, so the tree is read again until it holds no
+ * process not yet stopped; then all die at once. A kill from one reading of the tree missed a
+ * child forked just after it: sshd's connection in the making at that moment lived on,
+ * reparented, and kept a host that a spec had cut off reachable (fencing spec, under load).
+ */
+export function killTree(root: number): void {
+  const stopped = new Set<number>();
+  for (let round = 0; round < 50; round++) {
+    const table = processTable();
+    const found = [root, ...descendantsOf(root, table)].filter((pid) => table.has(pid) && !stopped.has(pid));
+    if (found.length === 0) break;
+    for (const pid of found) {
+      try {
+        process.kill(pid, 'SIGSTOP');
+      } catch {
+        // already gone
+      }
+      stopped.add(pid);
+    }
+  }
+  killAll(stopped);
+}
+
+/** Every process below `root` in `table` (pid → parent pid). */
+function descendantsOf(root: number, table: Map<number, number>): number[] {
+  const found: number[] = [];
+  const queue = [root];
+  while (queue.length > 0) {
+    const parent = queue.pop()!;
+    for (const [pid, ppid] of table) {
+      if (ppid === parent) {
+        found.push(pid);
+        queue.push(pid);
+      }
+    }
+  }
+  return found;
 }
 
 /** pid → parent pid of every process but zombies (already dead: they cannot be killed again). */

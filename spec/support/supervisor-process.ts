@@ -4,6 +4,8 @@ import { CLI_MAIN } from './cli.js';
 // A real supervisor (`jobmanager start` in the foreground) in a child process, so that specs can
 // stop it the way users do or kill -9 it at any moment. Ready when it says it is running.
 
+const START_TIMEOUT_MS = 45_000;
+
 export class SupervisorProcess {
   private output = '';
   private constructor(private readonly child: ChildProcess) {
@@ -22,7 +24,13 @@ export class SupervisorProcess {
     const child = spawn(process.execPath, [CLI_MAIN, 'start'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
     const supervisor = new SupervisorProcess(child);
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the supervisor did not start within 20s:\n${supervisor.output}`)), 20_000);
+      // A bound for a supervisor that will never be ready, not a measure: a loaded machine has
+      // taken 20 s to bring the actors up. One that is not ready by then is killed, not left
+      // running to keep mocha from exiting.
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`the supervisor did not start within ${START_TIMEOUT_MS / 1000}s:\n${supervisor.output}`));
+      }, START_TIMEOUT_MS);
       const onData = () => {
         if (/supervisor running \(pid \d+\)/.test(supervisor.output)) {
           clearTimeout(timer);
