@@ -166,7 +166,11 @@ function overlaps(ledger: LedgerRun[], entries: Shown['runs']): string[] {
 
   it('lets runs go on through a kill -9 of the supervisor longer than the lease', async function () {
     const ledger = makeLedger(ws, 'supervisor');
-    const ids = await queue(ws, ws.write('sup-a.yaml', sleepJob(ledger, 8, hostA.name)), ws.write('sup-b.yaml', sleepJob(ledger, 8, hostB.name)));
+    // Long enough to be stopped: a lease lapses up to L (5 s here) plus a watchdog tick (1 s)
+    // after the last renewal, and the kill comes once the later of the two runs has begun. Runs
+    // of 8 s left about 2 s to spare, and this test failed in 2 of 4 runs of the spec here
+    // ("both runs to be stopped by their lease") while the rest of it passed.
+    const ids = await queue(ws, ws.write('sup-a.yaml', sleepJob(ledger, 16, hostA.name)), ws.write('sup-b.yaml', sleepJob(ledger, 16, hostB.name)));
     await waitFor('both runs to begin', () => ledgerRuns(ledger).length === 2 || null);
     await ws.supervisor!.kill9();
     // Away longer than the lease: each host's watchdog stops its run, and the run waits there.
