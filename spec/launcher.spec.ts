@@ -1,11 +1,11 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Launcher } from '../lib/backends/local/launcher.js';
 import { parseRunLogLine, type RunLogEvent } from '../lib/runs/run-log.js';
 import { CallbackLogger } from '../lib/util/log.js';
-import { DIST_DIR } from '../lib/util/paths.js';
+import { DIST_DIR, PROJECT_ROOT } from '../lib/util/paths.js';
 import { alive, killAll } from './support/processes.js';
 import { removeDir, tempDir } from './support/temp.js';
 import { waitFor } from './support/wait-for.js';
@@ -13,6 +13,8 @@ import { waitFor } from './support/wait-for.js';
 // The local launcher on its own: a real launcher process, real job processes, its run log read
 // back line by line. No supervisor, no Redis: what the launcher promises the starter and the
 // fetcher, and nothing else.
+
+const NATIVE_SPAWN = join(PROJECT_ROOT, 'native', 'build', 'Release', 'jm_spawn.node');
 
 /** The fields of /proc/PID/stat that say who a process belongs to; null once it is gone. */
 function procStat(pid: number): { state: string; ppid: number; pgrp: number; session: number } | null {
@@ -50,7 +52,9 @@ async function waitForLine<K extends RunLogEvent['kind']>(runLog: string, kind: 
   return waitFor(`a ${kind} line${runId ? ` for ${runId}` : ''} in ${runLog}`, () => find(events(runLog), kind, runId));
 }
 
-describe('the local launcher', function () {
+// Both ways the launcher can start a job: posix_spawn (native/spawn.c, built at npm install) and
+// node's child_process (where it could not be built; JM_LAUNCHER_SPAWN=node asks for it).
+for (const spawnWith of ['posix_spawn', 'node'] as const) describe(`the local launcher (spawning with ${spawnWith})`, function () {
   let dir: string;
   let runLog: string;
   let warnings: string[];
@@ -62,6 +66,15 @@ describe('the local launcher', function () {
     launcher = new Launcher('1', runLog, new CallbackLogger('warn', (_level, message) => warnings.push(message)), (code) => exits.push(code));
     return launcher;
   }
+
+  before(function () {
+    if (spawnWith === 'node') process.env.JM_LAUNCHER_SPAWN = 'node';
+    else expect(existsSync(NATIVE_SPAWN), `${NATIVE_SPAWN}, built by npm install (npm run build-native says why it is not)`).to.equal(true);
+  });
+
+  after(function () {
+    delete process.env.JM_LAUNCHER_SPAWN;
+  });
 
   beforeEach(function () {
     dir = tempDir('jm-launcher-');
@@ -102,6 +115,19 @@ describe('the local launcher', function () {
     expect(readFileSync(join(jobDir, 'job.log'), 'utf8')).to.equal(`out\nerr\n${jobDir}\n`);
     expect(exits, 'a launcher told to close is not reported as dying').to.deep.equal([]);
     expect(warnings).to.deep.equal([]);
+  });
+
+  it('starts a job with no signal ignored or blocked, though the launcher itself ignores some', async function () {
+    const l = start();
+    l.launch('6.1', join(dir, 'g'), "grep -E '^Sig(Ign|Blk):' /proc/$$/status");
+    l.close();
+    await waitForLine(runLog, 'quit');
+    const masks = Object.fromEntries(readFileSync(`${dir}/g/job.log`, 'utf8').trim().split('\n').map((line) => line.split(':\t')).map(([name, hex]) => [name, BigInt(`0x${hex}`)]));
+    // glibc's posix_spawn leaves its two internal signals (32 and 33, below SIGRTMIN) ignored in
+    // the child; no program uses them, and glibc sets its own handlers when it needs them.
+    const GLIBC_INTERNAL = (1n << 31n) | (1n << 32n);
+    expect(masks.SigBlk, 'signals blocked').to.equal(0n);
+    expect(masks.SigIgn! & ~GLIBC_INTERNAL, 'signals ignored').to.equal(0n);
   });
 
   it('runs each job as the leader of its own session and process group, and records a kill as its signal', async function () {
