@@ -21,10 +21,10 @@ import { Launcher } from './launcher.js';
 // starter moves to new launchers, so that logs stay small; the old ones reap their jobs and exit.
 //
 // The starter keeps LAUNCHERS launchers and gives them runs in turn. A spawn holds its launcher
-// until the child has exec'd (node's spawn is synchronous), and a fork of a node process costs
-// far more than one of a small one (its page tables are copied, then torn down by the exec): with
-// one launcher, every start waited for the starts before it, and the launcher, not the CPU, set
-// the pace of short jobs. Two launchers wait for two execs at once.
+// until the child has exec'd (posix_spawn and node's spawn both wait for it): with one launcher,
+// every start waited for the starts before it, and with node's spawn (a fork of a node process,
+// its page tables copied, then torn down by the exec) the launcher, not the CPU, set the pace of
+// short jobs. Two launchers wait for two execs at once.
 //
 // Recovery: a starter that died right after taking runs from Granted_Queue leaves them granted,
 // holding their slots, in no queue. Such a run was launched if an older launcher's log mentions
