@@ -95,7 +95,7 @@ function launch(run: string, dir: string, script: string, attempt = 1): void {
   const out = openJobLog(run, dir);
   if (out === null) return;
   inFlight++;
-  startJob(dir, script, out, {
+  startJob(run, dir, script, out, {
     started(pid) {
       record(`F ${run} ${pid} ${Date.now()}`);
     },
@@ -122,12 +122,12 @@ interface JobEvents {
 }
 
 /**
- * `sh -c script` in `dir`, the leader of a session and process group of its own (apart from the
+ * Run `run`: `sh -c script` in `dir`, the leader of a session and process group of its own (apart from the
  * launcher's, so that a kill of its group reaches all of it), stdin empty, stdout and stderr `out`.
  */
 const startJob = nativeSpawn ? startNatively(nativeSpawn) : startWithNode;
 
-function startWithNode(dir: string, script: string, out: number, on: JobEvents): void {
+function startWithNode(run: string, dir: string, script: string, out: number, on: JobEvents): void {
   let child: ChildProcess;
   try {
     // detached: setsid() in the child.
@@ -145,10 +145,10 @@ function startWithNode(dir: string, script: string, out: number, on: JobEvents):
   const pid = child.pid;
   on.started(pid);
   child.once('exit', (code, signal) => on.ended(waitStatus(code, signal)));
-  child.on('error', (err) => warn(`job (pid ${pid}): ${reasonOf(err)}`));
+  child.on('error', (err) => warn(`job ${run} (pid ${pid}): ${reasonOf(err)}`));
 }
 
-function startNatively(native: NativeSpawn): (dir: string, script: string, out: number, on: JobEvents) => void {
+function startNatively(native: NativeSpawn): typeof startWithNode {
   const envp = Object.entries(jobEnv).flatMap(([name, value]) => (value === undefined ? [] : [`${name}=${value}`]));
   const running = new Map<number, JobEvents>();
   // A signal listener does not keep node running; this timer does, while jobs run (and reaps
@@ -167,7 +167,7 @@ function startNatively(native: NativeSpawn): (dir: string, script: string, out: 
     }
   };
   process.on('SIGCHLD', reap);
-  return (dir, script, out, on) => {
+  return (_run, dir, script, out, on) => {
     const pid = native.spawn(SHELL, [SHELL, '-c', script], envp, dir, out);
     if (pid < 0) {
       on.failed(systemError(pid));
