@@ -3,9 +3,10 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Launcher } from '../lib/backends/local/launcher.js';
+import { NATIVE_SPAWN_ADDON } from '../lib/backends/local/native-spawn.js';
 import { parseRunLogLine, type RunLogEvent } from '../lib/runs/run-log.js';
 import { CallbackLogger } from '../lib/util/log.js';
-import { DIST_DIR, PROJECT_ROOT } from '../lib/util/paths.js';
+import { DIST_DIR } from '../lib/util/paths.js';
 import { alive, killAll } from './support/processes.js';
 import { removeDir, tempDir } from './support/temp.js';
 import { waitFor } from './support/wait-for.js';
@@ -13,8 +14,6 @@ import { waitFor } from './support/wait-for.js';
 // The local launcher on its own: a real launcher process, real job processes, its run log read
 // back line by line. No supervisor, no Redis: what the launcher promises the starter and the
 // fetcher, and nothing else.
-
-const NATIVE_SPAWN = join(PROJECT_ROOT, 'native', 'build', 'Release', 'jm_spawn.node');
 
 /** The fields of /proc/PID/stat that say who a process belongs to; null once it is gone. */
 function procStat(pid: number): { state: string; ppid: number; pgrp: number; session: number } | null {
@@ -69,7 +68,7 @@ for (const spawnWith of ['posix_spawn', 'node'] as const) describe(`the local la
 
   before(function () {
     if (spawnWith === 'node') process.env.JM_LAUNCHER_SPAWN = 'node';
-    else expect(existsSync(NATIVE_SPAWN), `${NATIVE_SPAWN}, built by npm install (npm run build-native says why it is not)`).to.equal(true);
+    else expect(existsSync(NATIVE_SPAWN_ADDON), `${NATIVE_SPAWN_ADDON}, built by npm install (npm run build-native says why it is not)`).to.equal(true);
   });
 
   after(function () {

@@ -24,10 +24,11 @@ export class Launcher {
     onExit: (code: number | null) => void,
   ) {
     // Its environment is the jobs' one (no supervisor secrets), with node's own variables set aside.
-    // --single-threaded: no V8 helper threads. Each spawn is a fork of the launcher, and a fork of
-    // a process whose threads run on other cores costs TLB shootdowns there (dear on this kind of
-    // virtual machine, where page faults and flushes are most of a spawn's cost): 2,000 local
-    // jobs cost the two launchers 8.0-8.2 s of CPU with it, 9.1-9.6 s without.
+    // --single-threaded: no V8 helper threads. Where the launcher spawns with node's own spawn
+    // (native/spawn.c not built), each spawn is a fork of it, and a fork of a process whose
+    // threads run on other cores costs TLB shootdowns there (dear on this kind of virtual machine,
+    // where page faults and flushes are most of a spawn's cost): 2,000 local jobs cost the two
+    // launchers 8.0-8.2 s of CPU with it, 9.1-9.6 s without. posix_spawn copies nothing.
     this.child = spawn(process.execPath, ['--single-threaded', LAUNCHER_MAIN, runLog], { detached: true, stdio: ['pipe', 'ignore', 'pipe'], env: launcherEnvironment(jobEnvironment()) });
     this.child.unref();
     this.child.stderr?.setEncoding('utf8').on('data', (text: string) => log.warn(`launcher ${epoch}: ${text.trim()}`));

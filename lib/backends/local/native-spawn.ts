@@ -11,12 +11,13 @@ export interface NativeSpawn {
   reap(): number[];
 }
 
-const ADDON = new URL('../../../../native/build/Release/jm_spawn.node', import.meta.url);
+/** Where npm install builds the addon. */
+export const NATIVE_SPAWN_ADDON = fileURLToPath(new URL('../../../../native/build/Release/jm_spawn.node', import.meta.url));
 
 function load(): NativeSpawn | null {
   if (process.env.JM_LAUNCHER_SPAWN === 'node') return null;
   try {
-    return createRequire(import.meta.url)(fileURLToPath(ADDON)) as NativeSpawn;
+    return createRequire(import.meta.url)(NATIVE_SPAWN_ADDON) as NativeSpawn;
   } catch {
     return null; // not built (no compiler at install): node's spawn does the same, for more CPU
   }
