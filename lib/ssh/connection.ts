@@ -74,17 +74,17 @@ export class SshConnection {
   }
 
   /**
-   * A long-lived `sh -s` on the host: what is written is run as it arrives (a shell reading its
-   * script from a pipe runs each complete command as soon as it has read it), its output goes to
-   * `onData` (its standard error to `onStderr`, if given). It holds one channel until closed or
-   * the connection ends.
+   * A long-lived `sh -s` (or `command`) on the host: what is written is run as it arrives (a
+   * shell reading its script from a pipe runs each complete command as soon as it has read it),
+   * its output goes to `onData` (its standard error to `onStderr`, if given). It holds one channel
+   * until closed or the connection ends.
    */
-  async session(onData: (chunk: Buffer) => void, onStderr?: (chunk: Buffer) => void): Promise<{ write(text: string): boolean; endInput(): void; close(): void; ended: Promise<void> }> {
+  async session(onData: (chunk: Buffer) => void, onStderr?: (chunk: Buffer) => void, command = 'sh -s'): Promise<{ write(text: string): boolean; endInput(): void; close(): void; ended: Promise<void> }> {
     const client = await this.connection();
     await this.slots.acquire();
     let channel: ClientChannel;
     try {
-      channel = await openChannel((cb) => client.exec('sh -s', cb));
+      channel = await openChannel((cb) => client.exec(command, cb));
     } catch (err) {
       this.slots.release();
       throw this.unavailable(err);

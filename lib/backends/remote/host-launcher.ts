@@ -10,10 +10,10 @@ import { INTERNAL_DIR } from '../../runtime/layout.js';
 import { absoluteRemote, remoteBase, remoteJobDir, remoteRunLog, remoteRuntimeDir, type RemoteScope } from './paths.js';
 import { ensureRuntime, needsFiles, uploadJobFiles } from './job-files.js';
 import { runId as makeRunId } from '../../runs/run-log.js';
-import { LaunchShell } from './launch-shell.js';
+import { LaunchShell, type LaunchBatch } from './launch-shell.js';
 import type { Store } from '../../store/store.js';
 import { leaseCs, type LeaseTimes } from './lease.js';
-import { installWatchdogSh, WATCHDOG_DIRS } from './watchdog.js';
+import { installWatchdogSh, WATCHDOG_DIRS, watchdogFile } from './watchdog.js';
 
 // Starting Remote jobs on one host, for the starter (remote/launch.ts). A batch of jobs for one host costs one write to
 // the host's launch shell (launch-shell.ts), plus the files some jobs bring (modules, Uploads:
@@ -117,7 +117,7 @@ export class HostLauncher {
     if (!current) throw new HostDownError(`host ${hostName} is marked down`);
     const admitted = launchable.filter((job) => current.has(job.id));
     const stale = launchable.filter((job) => !current.has(job.id)).map((job) => makeRunId(job.id, job.run));
-    if (admitted.length) await shell.run(this.launchScript(hostName, admitted, facts, stamp));
+    if (admitted.length) await shell.run(this.launchBatch(hostName, admitted, facts, stamp));
     return { failed, stale };
   }
 
@@ -148,7 +148,7 @@ export class HostLauncher {
   private shellFor(ssh: SshConnection): LaunchShell {
     let shell = this.shells.get(ssh);
     if (!shell) {
-      shell = new LaunchShell(ssh);
+      shell = new LaunchShell(ssh, this.log);
       this.shells.set(ssh, shell);
     }
     return shell;
@@ -177,38 +177,54 @@ export class HostLauncher {
     this.runtimeReady.add(ssh);
   }
 
-  private launchScript(host: string, jobs: RemoteLaunch[], facts: HostFacts, sentAfter: number): string {
+  /**
+   * The batch that starts `jobs`, in both of the launch shell's forms (launch-shell.ts): the same
+   * directories, watchdog file, job files and job scripts either way.
+   */
+  private launchBatch(host: string, jobs: RemoteLaunch[], facts: HostFacts, sentAfter: number): LaunchBatch {
     const runLog = remoteRunLog(this.scope, host);
     const base = remoteBase(this.scope, host);
     const lease = { base, leaseCs: leaseCs(this.lease), sentAfter };
-    const lines = [
-      `L=${shellPath(runLog)}`,
-      `B=${shellPath(base)}`,
-      // The batch's launch time, by the supervisor's clock (the one all the job's other times
-      // use): each job's start line carries it, and no process is spent reading the host's clock.
-      `export JM_LAUNCHED_AT=${Date.now()}`,
-      // Every directory in one mkdir: a process per job would cost more than the job.
-      `mkdir -p ${WATCHDOG_DIRS.map((dir) => `"$B/${dir}"`).join(' ')} ${jobs.map((job) => shellPath(`${this.dirOf(host, job)}/${INTERNAL_DIR}`)).join(' ')}`,
-      installWatchdogSh('$B'),
-      'S=; command -v setsid >/dev/null 2>&1 && S=setsid',
-      // dir, run, script, job file text. A run that already started exits at its claim.
-      'start() {',
-      `  cd "$1" || { echo "K $2 cannot enter the job directory $1 on $(hostname)" >>"$L"; return; }`,
-      `  [ -e "${INTERNAL_DIR}/claim-$2" ] || printf "%s\\n" "$4" >job.yaml`,
-      // In a subshell that exits at once, so the job's parent is init, which reaps it: the launch
-      // shell lives on and would leave it a zombie (alive, to kill -0) until it next waits.
-      '  ( $S sh -c "$3" </dev/null >>job.log 2>&1 & )',
-      '  cd /',
-      '}',
-    ];
-    for (const job of jobs) {
+    // The batch's launch time, by the supervisor's clock (the one all the job's other times
+    // use): each job's start line carries it, and no process is spent reading the host's clock.
+    const launchedAt = Date.now();
+    const started = jobs.map((job) => {
       const runId = makeRunId(job.id, job.run);
+      const dir = this.dirOf(host, job);
       const script = buildJobScript(job.spec, {
-        runId, runLog, jobId: job.id, run: job.run, attempt: job.attempt, jobDir: this.dirOf(host, job),
+        runId, runLog, jobId: job.id, run: job.run, attempt: job.attempt, jobDir: dir,
         node: 'node', stepRunner: `${absoluteRemote(remoteRuntimeDir(this.scope.deployment), facts.home)}/step-runner.js`, clock: facts.clock, remote: lease,
       });
-      lines.push(`start ${shellPath(this.dirOf(host, job))} ${shq(runId)} ${shq(script)} ${shq(stringify(job.raw ?? {}).trimEnd())}`);
-    }
-    return lines.join('\n') + '\n';
+      return { runId, dir, script, yaml: stringify(job.raw ?? {}).trimEnd() };
+    });
+    const absolute = (path: string) => absoluteRemote(path, facts.home);
+    return {
+      sh: () => [
+        `L=${shellPath(runLog)}`,
+        `B=${shellPath(base)}`,
+        `export JM_LAUNCHED_AT=${launchedAt}`,
+        // Every directory in one mkdir: a process per job would cost more than the job.
+        `mkdir -p ${WATCHDOG_DIRS.map((dir) => `"$B/${dir}"`).join(' ')} ${started.map((job) => shellPath(`${job.dir}/${INTERNAL_DIR}`)).join(' ')}`,
+        installWatchdogSh('$B'),
+        'S=; command -v setsid >/dev/null 2>&1 && S=setsid',
+        // dir, run, script, job file text. A run that already started exits at its claim.
+        'start() {',
+        `  cd "$1" || { echo "K $2 cannot enter the job directory $1 on $(hostname)" >>"$L"; return; }`,
+        `  [ -e "${INTERNAL_DIR}/claim-$2" ] || printf "%s\\n" "$4" >job.yaml`,
+        // In a subshell that exits at once, so the job's parent is init, which reaps it: the launch
+        // shell lives on and would leave it a zombie (alive, to kill -0) until it next waits.
+        '  ( $S sh -c "$3" </dev/null >>job.log 2>&1 & )',
+        '  cd /',
+        '}',
+        ...started.map((job) => `start ${shellPath(job.dir)} ${shq(job.runId)} ${shq(job.script)} ${shq(job.yaml)}`),
+      ].join('\n') + '\n',
+      spawner: () => ({
+        runLog: absolute(runLog),
+        launchedAt,
+        dirs: [...WATCHDOG_DIRS.map((dir) => `${absolute(base)}/${dir}`), ...started.map((job) => `${absolute(job.dir)}/${INTERNAL_DIR}`)],
+        watchdog: watchdogFile(absolute(base)),
+        jobs: started.map((job) => ({ dir: absolute(job.dir), run: job.runId, claim: `${INTERNAL_DIR}/claim-${job.runId}`, script: job.script, yaml: job.yaml })),
+      }),
+    };
   }
 }

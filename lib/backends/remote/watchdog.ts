@@ -96,6 +96,11 @@ done
 /** The watchdog's file name on a host: a new version runs beside an old one's file. */
 export const WATCHDOG_FILE = `watchdog-${createHash('sha256').update(WATCHDOG).digest('hex').slice(0, 12)}.sh`;
 
+/** The watchdog's file in the base directory `base`, and its text (for spawner.py to write). */
+export function watchdogFile(base: string): [string, string] {
+  return [`${base}/${WATCHDOG_FILE}`, WATCHDOG];
+}
+
 /**
  * sh that writes the watchdog's file into the base directory `baseVar` (which must exist, with
  * live/ and frozen/: WATCHDOG_DIRS) if it is missing: one printf, no process.
