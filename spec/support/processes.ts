@@ -58,12 +58,13 @@ export function killProcessTree(root: number | undefined, marker: string): void 
  * process not yet stopped; then all die at once. A kill from one reading of the tree missed a
  * child forked just after it: sshd's connection in the making at that moment lived on,
  * reparented, and kept a host that a spec had cut off reachable (fencing spec, under load).
+ * With `only`, the processes of the tree it accepts (the rest are looked through, not killed).
  */
-export function killTree(root: number): void {
+export function killTree(root: number, only: (pid: number) => boolean = () => true): void {
   const stopped = new Set<number>();
   for (let round = 0; round < 50; round++) {
     const table = processTable();
-    const found = [root, ...descendantsOf(root, table)].filter((pid) => table.has(pid) && !stopped.has(pid));
+    const found = [root, ...descendantsOf(root, table)].filter((pid) => table.has(pid) && !stopped.has(pid) && only(pid));
     if (found.length === 0) break;
     for (const pid of found) {
       try {
@@ -108,6 +109,15 @@ function processTable(): Map<number, number> {
     }
   }
   return table;
+}
+
+/** A process's command name (its executable's, as ps shows it); '' for one gone. */
+export function commandName(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
 }
 
 function allPids(): number[] {

@@ -2,7 +2,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { killProcessTree, killTree } from './processes.js';
+import { commandName, killProcessTree, killTree } from './processes.js';
 import { removeDir, tempDir } from './temp.js';
 import { waitFor } from './wait-for.js';
 import { freePort } from './free-port.js';
@@ -205,8 +205,10 @@ export class SshHost {
   /** Kill every sshd process of this host, the per-connection ones too: the host is gone. */
   async killAll(): Promise<void> {
     if (this.options.username === undefined) {
-      // The listener's tree first: the connections it is forking at this moment included.
-      if (this.child?.pid !== undefined && this.child.exitCode === null && this.child.signalCode === null) killTree(this.child.pid);
+      // The listener's tree first: the connections it is forking at this moment included. Its
+      // sshd processes only, as `pkill -9 sshd` would: what runs in the sessions (the launch
+      // shell, the spawner's jobs, tail) sees its connection end, as it would on a real host.
+      if (this.child?.pid !== undefined && this.child.exitCode === null && this.child.signalCode === null) killTree(this.child.pid, (pid) => commandName(pid).startsWith('sshd'));
       spawnSync('pkill', ['-9', '-f', join(this.dir, 'sshd_config')]);
       spawnSync('pkill', ['-9', '-u', this.username, '-f', 'sshd:']);
     } else {
