@@ -7,7 +7,8 @@ import { Workspace, FAST_CONFIG } from './support/workspace.js';
 import { SshHost } from './support/sshd.js';
 import type { JobView } from '../lib/cli/views.js';
 
-// Hosts that offer only a shell (issue 9.3): an sshd with no `Subsystem sftp`. Every job runs
+// Hosts that offer only a shell (issue 9.3): an sshd with no `Subsystem sftp`, and no Python on
+// its PATH, so that jobs there are started by sh rather than spawner.py. Every job runs
 // there as it runs on a host with SFTP, and each scenario runs on both kinds of host and must
 // end the same way: the same states, results, files on the host and files downloaded. Downloads
 // are fetched whatever the outcome (DownloadsOn, issue 11.6), and one that fails is shown on the
@@ -25,7 +26,7 @@ interface Shown extends JobView {
   let config: Record<string, unknown>;
 
   before(async function () {
-    [withSftp, shellOnly] = await Promise.all([SshHost.start({ index: 2 }), SshHost.start({ index: 3, sftp: false })]);
+    [withSftp, shellOnly] = await Promise.all([SshHost.start({ index: 2 }), SshHost.start({ index: 3, sftp: false, python: false })]);
     ws = await Workspace.create();
     const knownHosts = ws.write('known_hosts', `${withSftp.knownHostsLine}\n${shellOnly.knownHostsLine}\n`);
     config = { ...FAST_CONFIG, Deployment: `t${basename(ws.dir).slice(-6)}`, KnownHosts: knownHosts, SshConfig: null, Web: { Listen: '127.0.0.1:0' }, Hosts: [withSftp.hostEntry(2), shellOnly.hostEntry(2)] };
@@ -73,6 +74,25 @@ interface Shown extends JobView {
     expect(b.result).to.deep.equal({ said: 'ok' });
     expect(outcome(b)).to.deep.equal(outcome(a));
     expect(noSftpLines(shellOnly), 'SFTP was not even asked for').to.deep.equal([]);
+  });
+
+  it('starts each job in a session of its own, by spawner.py where there is Python and by sh where there is not', async function () {
+    // The last step runs in the job's own shell: $$ is the job's first process.
+    const [a, b] = await onBoth('session', ['ClassType: Remote', 'Hostname: HOST', 'Order:', `  - {Run: 'echo "$(ps -o sid= -p $$ | tr -d " ") $$ $(sed -n "s/^SigIgn:\\t//p" /proc/$$/status)"', Outputs: [said]}`]);
+    const [sidA, pidA, ignoredA] = String((a.result as { said: string }).said).split(' ');
+    const [sidB, pidB, ignoredB] = String((b.result as { said: string }).said).split(' ');
+    expect(sidA, 'with Python: a session of its own').to.equal(pidA);
+    expect(sidB, 'with sh: a session of its own').to.equal(pidB);
+    // glibc's posix_spawn leaves its two internal signals (32 and 33) ignored, as in the local
+    // launcher (launcher.spec.ts); Python's own SIGPIPE and SIGXFSZ are set back to their defaults.
+    const GLIBC_INTERNAL = (1n << 31n) | (1n << 32n);
+    expect(BigInt(`0x${ignoredA}`) & ~GLIBC_INTERNAL, 'spawner.py: every signal at its default').to.equal(0n);
+    // sh starts a background command with SIGINT and SIGQUIT ignored (POSIX, without job
+    // control), and they stay ignored through setsid and exec; nothing else.
+    expect(BigInt(`0x${ignoredB}`) & ~0b110n, 'sh: nothing ignored but SIGINT and SIGQUIT').to.equal(0n);
+    const said = (host: SshHost) => ws.supervisor!.log.split('\n').filter((line) => line.includes(`SSH ${host.name}: jobs are started by sh`));
+    expect(said(withSftp)).to.deep.equal([]);
+    expect(said(shellOnly)).to.have.length(1);
   });
 
   it('runs modules and Function steps (the runtime copied over exec channels)', async function () {

@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { commandName, killProcessTree, killTree } from './processes.js';
@@ -44,6 +44,12 @@ export interface SshdOptions {
    * shell (Dropbear without sftp-server, hardened configurations). @defaultValue true
    */
   sftp?: boolean;
+  /**
+   * Python on the PATH of its sessions. false: a PATH of its own, with every command of the usual
+   * one but python*, as on hosts without Python (JobManager then starts jobs with sh).
+   * @defaultValue true
+   */
+  python?: boolean;
   /** More sshd_config lines (e.g. `AllowTcpForwarding no`). */
   extraConfig?: string[];
 }
@@ -151,13 +157,25 @@ export class SshHost {
     });
   }
 
+  /** A directory of links to every command of the usual PATH but Python's. */
+  private pathWithoutPython(): string {
+    const bin = join(this.dir, 'bin');
+    mkdirSync(bin, { recursive: true });
+    for (const dir of ['/usr/local/bin', '/usr/bin', '/bin', '/usr/sbin', '/sbin'].filter((d) => existsSync(d))) {
+      for (const name of readdirSync(dir)) {
+        if (!name.startsWith('python') && !existsSync(join(bin, name))) symlinkSync(join(dir, name), join(bin, name));
+      }
+    }
+    return bin;
+  }
+
   private writeConfig(): void {
     writeFileSync(join(this.dir, 'sshd_config'), [
       `ListenAddress ${this.address}:${this.port}`,
       ...this.hostKeyFiles().map((file) => `HostKey ${file}`),
       `PidFile ${join(this.dir, 'sshd.pid')}`,
       `AuthorizedKeysFile ${join(this.dir, 'authorized_keys')}`,
-      `SetEnv ${MARKER}=${this.dir}`,
+      `SetEnv ${MARKER}=${this.dir}${this.options.python === false ? ` PATH=${this.pathWithoutPython()}` : ''}`,
       'StrictModes no',
       'UsePAM no',
       'PasswordAuthentication no',
