@@ -45,19 +45,28 @@ def reap(*_):
         pass
 
 
+def utf8(text):
+    # Bytes as the shell path passes them, whatever the host's locale.
+    return text.encode('utf-8', 'surrogatepass')
+
+
 def start(job, env):
     # posix_spawnp: `sh` looked up on the PATH, as the shell path's `sh -c` is.
-    return os.posix_spawnp('sh', ['sh', '-c', job['script']], env, setsid=True, setsigdef=RESET, file_actions=[
+    return os.posix_spawnp(b'sh', [b'sh', b'-c', utf8(job['script'])], env, setsid=True, setsigdef=RESET, file_actions=[
         (os.POSIX_SPAWN_OPEN, 0, '/dev/null', os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, 'job.log', os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ])
 
 
+def write(path, text, mode='wb'):
+    with open(path, mode) as f:
+        f.write(utf8(text))
+
+
 def append(path, line):
     try:
-        with open(path, 'a') as f:
-            f.write(line + '\n')
+        write(utf8(path), line + '\n', 'ab')
     except OSError:
         pass
 
@@ -65,28 +74,26 @@ def append(path, line):
 def run(batch):
     for d in batch['dirs']:
         try:
-            os.makedirs(d, exist_ok=True)
+            os.makedirs(utf8(d), exist_ok=True)
         except OSError:
             pass  # entering it fails below, and says so
     if batch.get('watchdog'):
         path, text = batch['watchdog']
-        if not os.path.exists(path):
-            with open(path, 'w') as f:
-                f.write(text)
-    env = dict(os.environ, JM_LAUNCHED_AT=str(batch['launchedAt']))
+        if not os.path.exists(utf8(path)):
+            write(utf8(path), text)
+    env = dict(os.environb, JM_LAUNCHED_AT=b'%d' % batch['launchedAt'])
     for job in batch['jobs']:
         try:
-            os.chdir(job['dir'])
+            os.chdir(utf8(job['dir']))
         except OSError:
             append(batch['runLog'], 'K %s cannot enter the job directory %s on %s' % (job['run'], job['dir'], socket.gethostname()))
             continue
         try:
-            if not os.path.exists(job['claim']):
-                with open('job.yaml', 'w') as f:
-                    f.write(job['yaml'] + '\n')
+            if not os.path.exists(utf8(job['claim'])):
+                write('job.yaml', job['yaml'] + '\n')
             start(job, env)
-        except OSError as err:
-            append(batch['runLog'], 'K %s could not be started on %s: %s' % (job['run'], socket.gethostname(), err.strerror or err))
+        except Exception as err:  # OSError, or a value no exec can carry: this job only
+            append(batch['runLog'], 'K %s could not be started on %s: %s' % (job['run'], socket.gethostname(), getattr(err, 'strerror', None) or err))
         finally:
             os.chdir('/')
 
@@ -95,7 +102,7 @@ def main():
     # Started once here, so that an old Python (no posix_spawn, or one that cannot start a
     # session) is found before any job depends on it.
     try:
-        pid = os.posix_spawnp('sh', ['sh', '-c', ':'], dict(os.environ), setsid=True, setsigdef=RESET)
+        pid = os.posix_spawnp(b'sh', [b'sh', b'-c', b':'], os.environb, setsid=True, setsigdef=RESET)
         os.waitpid(pid, 0)
     except Exception as err:  # AttributeError, NotImplementedError, OSError: all mean "use sh"
         print('JM-SPAWNER unavailable %s' % err, flush=True)
