@@ -29,6 +29,7 @@ import { HOST_CLOCK_SH } from './lease.js';
 
 const ACK_TIMEOUT_MS = 30_000;
 const SPAWNER_CODE = readFileSync(SPAWNER_FILE, 'utf8');
+const SPAWNER_BOOT = 'import json, sys; exec(json.loads(sys.stdin.readline()))';
 
 /** A host clock stamp, and when (by this machine's clock) it was received. */
 export interface HostStamp {
@@ -120,8 +121,10 @@ export class LaunchShell {
       const answer = new Promise<string>((resolve) => {
         this.onSpawnerLine = resolve;
       });
-      // -I: no PYTHON* variables, user site or current directory can change what runs.
-      const session = await this.ssh.session(onOutput, undefined, `${this.python} -I -u -c ${shq(SPAWNER_CODE)}`);
+      // -I: no PYTHON* variables, user site or current directory can change what runs. The code
+      // comes as the first line of input, so that `ps` on the host shows a short command.
+      const session = await this.ssh.session(onOutput, undefined, `${this.python} -I -u -c ${shq(SPAWNER_BOOT)}`);
+      session.write(`${JSON.stringify(SPAWNER_CODE)}\n`);
       const line = await Promise.race([answer, session.ended.then(() => null)]);
       this.onSpawnerLine = null;
       if (line === 'JM-SPAWNER ready') return this.opened(session, 'spawner', '');

@@ -1,13 +1,14 @@
 # JobManager's spawner (lib/backends/remote/spawner.py): the fast path of a host's launch shell.
 #
-# Run by the starter as `python3 -c <this file>` on one SSH channel, where the host has Python
-# 3.8 or later and its posix_spawn can start a session (launch-shell.ts falls back to `sh -s`
-# otherwise). What it does for a batch is what the shell batch of host-launcher.ts does, without
+# Run by the starter on one SSH channel, where the host has Python 3.8 or later and its
+# posix_spawn can start a session (launch-shell.ts falls back to `sh -s` otherwise): the command
+# is a short `python3 -I -u -c` that reads this file from its first line of input (as JSON) and
+# runs it. What it does for a batch is what the shell batch of host-launcher.ts does, without
 # a fork of its own per job: each job is started with posix_spawn (a vfork: nothing copied) in a
 # session of its own, where the shell path pays a subshell, a background fork and an exec of
 # setsid, and a `mkdir` per batch.
 #
-# Takes, on standard input, one batch per line, a JSON object:
+# Takes, on standard input after its own code, one batch per line, a JSON object:
 #   {"id": n, "runLog": path, "launchedAt": ms, "dirs": [path...],
 #    "watchdog": [path, text] or null, "jobs": [{"dir", "run", "claim", "script", "yaml"}...]}
 # with absolute paths. A line cut short (the connection lost mid-batch) is not run: a batch runs
