@@ -28,6 +28,8 @@ import { HOST_CLOCK_SH } from './lease.js';
 // the host later than a lease after that stamp does not start.
 
 const ACK_TIMEOUT_MS = 30_000;
+/** How long spawner.py may take to say whether it can run (a cold Python start is well under). */
+const SPAWNER_ANSWER_MS = 15_000;
 const SPAWNER_CODE = readFileSync(SPAWNER_FILE, 'utf8');
 const SPAWNER_BOOT = 'import json, sys; exec(json.loads(sys.stdin.readline()))';
 
@@ -125,12 +127,17 @@ export class LaunchShell {
       // comes as the first line of input, so that `ps` on the host shows a short command.
       const session = await this.ssh.session(onOutput, undefined, `${this.python} -I -u -c ${shq(SPAWNER_BOOT)}`);
       session.write(`${JSON.stringify(SPAWNER_CODE)}\n`);
-      const line = await Promise.race([answer, session.ended.then(() => null)]);
+      let timer: NodeJS.Timeout | undefined;
+      const silent = new Promise<string>((resolve) => {
+        timer = setTimeout(() => resolve(`JM-SPAWNER unavailable ${this.python} did not answer within ${SPAWNER_ANSWER_MS / 1000}s`), SPAWNER_ANSWER_MS);
+      });
+      const line = await Promise.race([answer, silent, session.ended.then(() => null)]);
+      clearTimeout(timer);
       this.onSpawnerLine = null;
       if (line === 'JM-SPAWNER ready') return this.opened(session, 'spawner', '');
       session.close();
-      // The channel ended with the connection: nothing is known of the host's Python yet.
-      if (line === null && !this.ssh.connected) throw new SshUnavailableError(`${this.ssh.target.name}: the connection ended while the launch shell was opened`);
+      // The connection ended (or went silent and was dropped): nothing is known of the host's Python yet.
+      if (!this.ssh.connected) throw new SshUnavailableError(`${this.ssh.target.name}: the connection ended while the launch shell was opened`);
       why = line?.replace(/^JM-SPAWNER unavailable /, '') ?? `${this.python} did not start`;
       this.output = '';
     }
