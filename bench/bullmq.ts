@@ -1,7 +1,7 @@
 import { Queue, Worker, type Processor } from 'bullmq';
 import { Redis } from 'ioredis';
 import { RedisServer } from '../spec/support/redis-server.js';
-import { redisWork, workPerJob } from './redis-work.js';
+import { redisWork, workPerJob, type WorkPerJob } from './redis-work.js';
 
 // The reference queue: BullMQ 5, on a redis-server of the same kind as JobManager's embedded one
 // (its own, append-only file on, fsync every second, a unix socket), started for the bench and
@@ -59,7 +59,7 @@ export function completions(worker: Worker, count: number): Promise<void> {
  * addBulk of `count` jobs, then one Worker runs them all with `concurrency`: the time of the
  * adds, of the processing, and of both (end to end); and what it cost Redis per job.
  */
-export async function timeAddAndProcess(bull: BullmqReference, count: number, concurrency: number, processor: Processor): Promise<{ add: number; process: number; endToEnd: number; redisPerJob: { cpuMicros: number; commands: number } }> {
+export async function timeAddAndProcess(bull: BullmqReference, count: number, concurrency: number, processor: Processor): Promise<{ add: number; process: number; endToEnd: number; redisPerJob: WorkPerJob }> {
   const queue = bull.queue();
   const worker = bull.worker(queue, processor, concurrency);
   try {

@@ -17,6 +17,11 @@ export async function redisWork(redis: Redis): Promise<RedisWork> {
 }
 
 /** Per job, between two readings: CPU in microseconds, and commands. */
-export function workPerJob(before: RedisWork, after: RedisWork, jobs: number): { cpuMicros: number; commands: number } {
+export interface WorkPerJob {
+  cpuMicros: number;
+  commands: number;
+}
+
+export function workPerJob(before: RedisWork, after: RedisWork, jobs: number): WorkPerJob {
   return { cpuMicros: ((after.cpuSeconds - before.cpuSeconds) / jobs) * 1e6, commands: (after.commands - before.commands) / jobs };
 }

@@ -4,7 +4,7 @@ import type { BenchContext } from './context.js';
 import { timeAddAndProcess } from './bullmq.js';
 import { THREAD_NOOP, writeJobFiles } from './job-files.js';
 import { figure, ratio, type Row } from './report.js';
-import { redisWork, workPerJob } from './redis-work.js';
+import { redisWork, workPerJob, type WorkPerJob } from './redis-work.js';
 import { BenchSupervisor, type SupervisorOptions, type Timed } from './timed-run.js';
 
 // Thread jobs at queue speed: N no-op Thread jobs (one Function step that returns at once),
@@ -23,7 +23,7 @@ import { BenchSupervisor, type SupervisorOptions, type Timed } from './timed-run
 const BULLMQ_CONCURRENCY = 50;
 
 /** `queue --wait` of `jobs` on a new supervisor, and what it cost its Redis per job. */
-async function timeWithRedisWork(dir: string, options: SupervisorOptions, jobs: string, n: number): Promise<Timed & { redisPerJob: { cpuMicros: number; commands: number } }> {
+async function timeWithRedisWork(dir: string, options: SupervisorOptions, jobs: string, n: number): Promise<Timed & { redisPerJob: WorkPerJob }> {
   const supervisor = BenchSupervisor.start(dir, options);
   try {
     const before = await redisWork(supervisor.redis);
@@ -49,7 +49,7 @@ export async function threadRow(ctx: BenchContext): Promise<Row> {
   const sweep = await timeWithRedisWork(sweepDir, { config: { LocalMaxJobs: slots, LogLevel: 'warn', StateDir: join(sweepDir, 'state') } }, join(sweepDir, 'sweep.yaml'), n);
   const bull = await timeAddAndProcess(await ctx.bullmq(), n, BULLMQ_CONCURRENCY, async () => {});
   const rate = (s: number) => n / s;
-  const work = (w: { cpuMicros: number; commands: number }) => `${w.cpuMicros.toFixed(0)} µs of its CPU and ${w.commands.toFixed(1)} commands`;
+  const work = (w: WorkPerJob) => `${w.cpuMicros.toFixed(0)} µs of its CPU and ${w.commands.toFixed(1)} commands`;
   return {
     id: 'thread',
     measure: `${n.toLocaleString('en-US')} no-op Thread jobs, \`queue --wait\` of ${n.toLocaleString('en-US')} files, ${slots} slots`,

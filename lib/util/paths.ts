@@ -2,8 +2,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { homedir } from 'node:os';
 
-// Compiled files live in dist/<same path>; data files (Lua scripts, spawner.py, config defaults) stay in
-// the source tree, so paths are resolved from the project root.
+// Compiled files live in dist/<same path>; data files (Lua scripts, spawner.py, config
+// defaults) stay in the source tree, so paths are resolved from the project root.
 export const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const LUA_DIR = join(PROJECT_ROOT, 'lib', 'store', 'lua');
 export const SPAWNER_FILE = join(PROJECT_ROOT, 'lib', 'backends', 'remote', 'spawner.py');

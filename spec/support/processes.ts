@@ -58,9 +58,9 @@ export function killProcessTree(root: number | undefined, marker: string): void 
  * process not yet stopped; then all die at once. A kill from one reading of the tree missed a
  * child forked just after it: sshd's connection in the making at that moment lived on,
  * reparented, and kept a host that a spec had cut off reachable (fencing spec, under load).
- * With `only`, the processes of the tree it accepts (the rest are looked through, not killed).
+ * Only the processes of the tree that `only` accepts are killed; the rest are looked through.
  */
-export function killTree(root: number, only: (pid: number) => boolean = () => true): void {
+export function killTree(root: number, only: (pid: number) => boolean): void {
   const stopped = new Set<number>();
   for (let round = 0; round < 50; round++) {
     const table = processTable();

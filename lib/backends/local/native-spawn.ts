@@ -2,7 +2,8 @@
 // when JM_LAUNCHER_SPAWN=node asks for node's own spawn (the specs run the launcher both ways).
 // Node built-ins only: the launcher imports this file.
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { PROJECT_ROOT } from '../../util/paths.js';
 
 export interface NativeSpawn {
   /** Starts `file` in its own session, stdin /dev/null, stdout and stderr `outFd`: its pid, or -errno. */
@@ -12,7 +13,7 @@ export interface NativeSpawn {
 }
 
 /** Where npm install builds the addon. */
-export const NATIVE_SPAWN_ADDON = fileURLToPath(new URL('../../../../native/build/Release/jm_spawn.node', import.meta.url));
+export const NATIVE_SPAWN_ADDON = join(PROJECT_ROOT, 'native', 'build', 'Release', 'jm_spawn.node');
 
 function load(): NativeSpawn | null {
   if (process.env.JM_LAUNCHER_SPAWN === 'node') return null;
