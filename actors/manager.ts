@@ -1,6 +1,6 @@
 import { runActor, type Actor, type ActorContext } from './actor.js';
 import type { ToActor } from './protocol.js';
-import { Store, type GrantPool, type RouteDecision } from '../lib/store/store.js';
+import { Store, type GrantPool, type IntakeEntry, type RouteDecision } from '../lib/store/store.js';
 import type { BlockingConnection } from '../lib/store/blocking.js';
 import { validateJobSpec, type JobSpec } from '../lib/jobfile/job-spec.js';
 import { parseJson } from '../lib/store/job-record.js';
@@ -21,12 +21,15 @@ import { formatDuration } from '../lib/util/duration.js';
 // stay untouched until a finishing job frees a slot, which signals the manager.
 //
 // It blocks on Signal:manager (new jobs, freed slots, an instance ready) between rounds, or until
-// the next delayed retry is due. Beside that loop runs the EC2 provisioner (lib/backends/ec2/provisioner.ts),
+// the next delayed retry is due; the next read of Job_Queue rides behind that wait (one round
+// trip for both: BlockingConnection.waitForIntake). Beside that loop runs the EC2 provisioner (lib/backends/ec2/provisioner.ts),
 // which launches, readies and terminates instances; EC2's slowness never holds up a grant; and
 // retention (lib/retention/retention.ts), which compacts finished jobs and removes old ones.
 
 const INTAKE_BATCH = 500;
 const GRANT_BATCH = 500;
+/** What the manager reads of each intake entry's record (decide() takes the first three). */
+const INTAKE_FIELDS = ['raw', 'file', 'baseDir', 'sweep'];
 /** Local jobs get their directory made at routing while fewer than this many wait ahead of them. */
 const PREPARE_AHEAD = 2000;
 const IDLE_WAIT_MS = 5000;
@@ -56,8 +59,9 @@ class Manager implements Actor {
     const provisioning = this.provisioner.run(stop);
     const retaining = this.retention.run(stop);
     await this.hosts.refresh(true);
+    let entries = await this.store.readIntakeFields(INTAKE_BATCH, INTAKE_FIELDS);
     while (!stop.stopped) {
-      const decisions = await this.readIntake();
+      const decisions = await this.decideIntake(entries);
       // Sent together, in this order, on one connection: one round trip, and Redis runs the
       // route before the grant, so a job routed now can be granted now.
       const [, { granted, nextDueMs }] = await Promise.all([this.route(decisions), this.store.grant(this.pools(), GRANT_BATCH)]);
@@ -66,9 +70,13 @@ class Manager implements Actor {
       // (it is due after an idle wait, i.e. on most wake-ups; hosts' states a turn old are fine).
       await this.hosts.refresh();
       await this.reclaimDownNodes();
-      if (decisions.length === INTAKE_BATCH || granted === GRANT_BATCH) continue;
-      // A host that comes back up (HostState) is noticed within the idle wait.
-      await this.waiter.waitForSignal('manager', nextDueMs ?? IDLE_WAIT_MS, stop);
+      if (decisions.length === INTAKE_BATCH || granted === GRANT_BATCH) {
+        entries = await this.store.readIntakeFields(INTAKE_BATCH, INTAKE_FIELDS);
+        continue;
+      }
+      // A host that comes back up (HostState) is noticed within the idle wait. What the wait
+      // ends on (new jobs, mostly) comes back read with it.
+      entries = await this.waiter.waitForIntake(nextDueMs ?? IDLE_WAIT_MS, stop, INTAKE_BATCH, INTAKE_FIELDS);
     }
     await Promise.all([provisioning, retaining]);
   }
@@ -86,9 +94,8 @@ class Manager implements Actor {
     return poolsFor(this.ctx.config, this.hosts);
   }
 
-  /** The oldest entries of Job_Queue, each checked and placed (or found wanting). */
-  private async readIntake(): Promise<RouteDecision[]> {
-    const entries = await this.store.readIntakeFields(INTAKE_BATCH, ['raw', 'file', 'baseDir', 'sweep']);
+  /** The oldest entries of Job_Queue (as read with INTAKE_FIELDS), each checked and placed (or found wanting). */
+  private async decideIntake(entries: IntakeEntry[]): Promise<RouteDecision[]> {
     if (entries.length === 0) return [];
     const decisions: RouteDecision[] = [];
     const processes = new Set<string>();

@@ -5,7 +5,7 @@ import { LUA_DIR } from '../util/paths.js';
 import type { DownloadFailure } from './job-record.js';
 import { nodeLocation, type Keys, type Location } from './keys.js';
 import type { NodeLease } from '../nodes/lease.js';
-import type { GrantPool, LimitVerdict, NewJob, NewSweep, PolledRun, RouteDecision, RunFinished, RunStarted, TakenJob } from './types.js';
+import type { GrantPool, IntakeEntry, LimitVerdict, NewJob, NewSweep, PolledRun, RouteDecision, RunFinished, RunStarted, TakenJob } from './types.js';
 
 // The one caller of the Lua scripts (lua/, one state change each), as BullMQ's Scripts class:
 // per script one method that lays out its KEYS and ARGV as the script's header says and turns
@@ -116,9 +116,9 @@ export class Scripts {
     void this.call('addJobs', keys, args, pipeline);
   }
 
-  async readIntake(max: number, fields: string[]): Promise<{ entry: string; fields: (string | null)[] }[]> {
+  async readIntake(max: number, fields: string[]): Promise<IntakeEntry[]> {
     const flat = (await this.call('readIntake', [this.keys.jobQueue, this.keys.prefix], [max, ...fields])) as (string | null)[];
-    const entries: { entry: string; fields: (string | null)[] }[] = [];
+    const entries: IntakeEntry[] = [];
     for (let i = 0; i < flat.length; i += 1 + fields.length) entries.push({ entry: flat[i]!, fields: flat.slice(i + 1, i + 1 + fields.length) });
     return entries;
   }

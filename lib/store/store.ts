@@ -14,7 +14,7 @@ import type { ActorStatus, AdhocHostRecord, HostState, InstanceRecord, Superviso
 import { BlockingConnection } from './blocking.js';
 import { Scripts } from './scripts.js';
 import { readFields, readRecords } from './sweep-rows.js';
-import type { GrantPool, LimitVerdict, NewJob, NewSweep, PolledRun, QueueDepths, RouteDecision, RunFinished, RunStarted, TakenJob } from './types.js';
+import type { GrantPool, IntakeEntry, LimitVerdict, NewJob, NewSweep, PolledRun, QueueDepths, RouteDecision, RunFinished, RunStarted, TakenJob } from './types.js';
 
 export type { EventBatch, JobEvent } from './events.js';
 export type * from './types.js';
@@ -161,7 +161,7 @@ export class Store {
   }
 
   /** As readIntake, each entry with these fields of its job record, in one round trip (readIntake-2.lua). */
-  async readIntakeFields(max: number, fields: string[]): Promise<{ entry: string; fields: (string | null)[] }[]> {
+  async readIntakeFields(max: number, fields: string[]): Promise<IntakeEntry[]> {
     return this.scripts.readIntake(max, fields);
   }
 

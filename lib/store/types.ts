@@ -20,6 +20,12 @@ export interface NewSweep extends NewJob {
   rows: Record<string, string>[];
 }
 
+/** A Job_Queue entry as the manager reads it (readIntake-2.lua): its id, and the fields asked for. */
+export interface IntakeEntry {
+  entry: string;
+  fields: (string | null)[];
+}
+
 export interface RouteDecision {
   entry: string;
   /** null: rejected, with `detail` as the reason. */
