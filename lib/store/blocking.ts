@@ -88,9 +88,9 @@ export class BlockingConnection {
   /**
    * The manager's wait and its next read of Job_Queue in one round trip: the read (readIntake-2.lua)
    * is sent right behind the wait on this connection, so Redis runs it the moment the wait ends
-   * (woken or timed out) and both replies come back together. A job queued on an idle manager
-   * is then read ~0.7 ms sooner (measured here: a wake-up, then a read, is two hops on two cores
-   * that the job's own `queue` process keeps busy). Between the two goes the DEL of the tokens
+   * (woken or timed out) and both replies come back together: a job queued on an idle manager
+   * is read a round trip sooner (0.7-0.9 ms traced here, on two cores that the job's own `queue`
+   * process keeps busy; less than the latency bench's whole milliseconds show). Between the two goes the DEL of the tokens
    * left: a job queued after the read leaves a token that wakes the next wait (dropped after the
    * read, it was lost, and so was a wake-up: `queue` of 1,000 jobs in four shares had the manager
    * route the first share, then wait its full idle time before reading the rest).
