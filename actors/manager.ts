@@ -22,13 +22,14 @@ import { formatDuration } from '../lib/util/duration.js';
 //
 // It blocks on Signal:manager (new jobs, freed slots, an instance ready) between rounds, or until
 // the next delayed retry is due; the next read of Job_Queue rides behind that wait (one round
-// trip for both: BlockingConnection.waitForIntake). Beside that loop runs the EC2 provisioner (lib/backends/ec2/provisioner.ts),
-// which launches, readies and terminates instances; EC2's slowness never holds up a grant; and
-// retention (lib/retention/retention.ts), which compacts finished jobs and removes old ones.
+// trip for both: BlockingConnection.waitForIntake). Beside that loop runs the EC2 provisioner
+// (lib/backends/ec2/provisioner.ts), which launches, readies and terminates instances; EC2's
+// slowness never holds up a grant; and retention (lib/retention/retention.ts), which compacts
+// finished jobs and removes old ones.
 
 const INTAKE_BATCH = 500;
 const GRANT_BATCH = 500;
-/** What the manager reads of each intake entry's record (decide() takes the first three). */
+/** What the manager reads of each intake entry's record: decide() takes the first three, the fourth names its sweep. */
 const INTAKE_FIELDS = ['raw', 'file', 'baseDir', 'sweep'];
 /** Local jobs get their directory made at routing while fewer than this many wait ahead of them. */
 const PREPARE_AHEAD = 2000;
@@ -59,8 +60,10 @@ class Manager implements Actor {
     const provisioning = this.provisioner.run(stop);
     const retaining = this.retention.run(stop);
     await this.hosts.refresh(true);
-    let entries = await this.store.readIntakeFields(INTAKE_BATCH, INTAKE_FIELDS);
+    // Null: read Job_Queue now (at the start, and after a full batch); else what the wait brought.
+    let entries: IntakeEntry[] | null = null;
     while (!stop.stopped) {
+      entries ??= await this.store.readIntakeFields(INTAKE_BATCH, INTAKE_FIELDS);
       const decisions = await this.decideIntake(entries);
       // Sent together, in this order, on one connection: one round trip, and Redis runs the
       // route before the grant, so a job routed now can be granted now.
@@ -71,7 +74,7 @@ class Manager implements Actor {
       await this.hosts.refresh();
       await this.reclaimDownNodes();
       if (decisions.length === INTAKE_BATCH || granted === GRANT_BATCH) {
-        entries = await this.store.readIntakeFields(INTAKE_BATCH, INTAKE_FIELDS);
+        entries = null;
         continue;
       }
       // A host that comes back up (HostState) is noticed within the idle wait. What the wait

@@ -1067,6 +1067,27 @@ describe('store (Lua transitions on a real redis-server)', function () {
       }
     });
 
+    it("comes back from the manager's wait with the jobs it woke for, and leaves a later job's wake-up", async function () {
+      const f = await fixture();
+      const blocking = f.store.blocking(recorder());
+      const stop = new StopSignal();
+      try {
+        const [a] = await f.store.addJobs([newJob('wa')], T0);
+        const woken = await blocking.waitForIntake(5000, stop, 10, ['file', 'baseDir']);
+        expect(woken, 'the job read with the wake-up, with its fields').to.deep.equal([{ entry: a, fields: ['/x/a.yaml', '/x'] }]);
+        expect(await f.db.llen(f.k.signal('manager')), 'its token taken').to.equal(0);
+        // Queued after the wait: its token is still there, so the next wait ends at once.
+        const [b] = await f.store.addJobs([newJob('wb')], T0);
+        expect(await f.db.llen(f.k.signal('manager'))).to.equal(1);
+        const next = await blocking.waitForIntake(5000, stop, 10, ['file']);
+        expect(next.map((e) => e.entry), 'both still on Job_Queue, oldest first').to.deep.equal([a, b]);
+        expect(await blocking.waitForIntake(10, stop, 10, ['file']), 'no token: the wait times out and reads the same queue').to.have.length(2);
+      } finally {
+        stop.stop();
+        blocking.close();
+      }
+    });
+
     it('waits out a Redis that is gone without a word, and goes on when it is back', async function () {
       this.timeout(30_000);
       const aof = await RedisServer.start({ appendOnly: true });

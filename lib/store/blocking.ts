@@ -82,7 +82,12 @@ export class BlockingConnection {
 
   /** Waits for a wake-up token on Signal:<actor>. True if one came. */
   waitForSignal(actor: ActorName, ms: number, stop: StopSignal): Promise<boolean> {
-    return this.wait([this.k.nodeSignal(actor), this.k.signal(actor)], ms, stop);
+    return this.wait(this.signalKeys(actor), ms, stop);
+  }
+
+  /** An actor's wake-up lists: its node's own, then the one every node's actor of that name watches. */
+  private signalKeys(actor: ActorName): string[] {
+    return [this.k.nodeSignal(actor), this.k.signal(actor)];
   }
 
   /**
@@ -90,17 +95,18 @@ export class BlockingConnection {
    * is sent right behind the wait on this connection, so Redis runs it the moment the wait ends
    * (woken or timed out) and both replies come back together: a job queued on an idle manager
    * is read a round trip sooner (0.7-0.9 ms traced here, on two cores that the job's own `queue`
-   * process keeps busy; less than the latency bench's whole milliseconds show). Between the two goes the DEL of the tokens
-   * left: a job queued after the read leaves a token that wakes the next wait (dropped after the
-   * read, it was lost, and so was a wake-up: `queue` of 1,000 jobs in four shares had the manager
-   * route the first share, then wait its full idle time before reading the rest).
-   * A lost connection reads as no entries: the manager waits again, and reads what is there after.
+   * process keeps busy; less than the latency bench's whole milliseconds show). Between the two
+   * goes the DEL of the tokens left: a job queued after the read leaves a token that wakes the
+   * next wait (dropped after the read, it was lost, and so was a wake-up: `queue` of 1,000 jobs
+   * in four shares had the manager route the first share, then wait its full idle time before
+   * reading the rest). A lost connection reads as no entries: the manager waits again, and reads
+   * what is there after.
    */
   async waitForIntake(ms: number, stop: StopSignal, max: number, fields: string[]): Promise<IntakeEntry[]> {
     // Defined first: commands sent in one turn share an automatic pipeline, made with the
     // commands defined when its first one is sent.
     this.scripts ??= new Scripts(this.redis, this.k);
-    const keys = [this.k.nodeSignal('manager'), this.k.signal('manager')];
+    const keys = this.signalKeys('manager');
     const woken = this.popMany(keys, 1000, ms, stop);
     const dropped = this.redis.del(...keys);
     const read = this.scripts.readIntake(max, fields);
